@@ -1,0 +1,93 @@
+import { readFileSync } from 'node:fs'
+import { parse as parseYaml } from 'yaml'
+import * as z from 'zod/v4'
+import { NexusError } from '../protocol/errors.ts'
+import { isValidServerId } from '../protocol/session-handshake.ts'
+
+const ServerIdSchema = z.string().refine(isValidServerId, 'lower-case letters, digits, ".", "_" or "-", at most 128')
+
+const EnvSchema = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({})
+
+/** How to start a server's process: an installed npm package's executable, or an explicit command. */
+const LaunchFields = {
+  /** Name of an installed npm package whose executable is run with this Node.js. */
+  package: z.string().min(1).optional(),
+  /** Which executable of the package, when it has several. */
+  bin: z.string().min(1).optional(),
+  command: z.string().min(1).optional(),
+  args: z.array(z.string()).default([]),
+  /** Variables the server receives. The node's own environment is never passed on, except `passEnv`. */
+  env: EnvSchema,
+  passEnv: z.array(z.string()).default([]),
+  cwd: z.string().optional(),
+}
+
+export const StdioServerConfigSchema = z
+  .object({
+    id: ServerIdSchema,
+    version: z.string().min(1).default('0.0.0'),
+    transport: z.literal('stdio'),
+    ...LaunchFields,
+    /** Pre-started instances kept ready so that a new session does not wait for a cold start. */
+    warmPool: z.number().int().min(0).max(64).default(1),
+  })
+  .refine((s) => (s.package === undefined) !== (s.command === undefined), 'set exactly one of package or command')
+
+export const HttpServerConfigSchema = z
+  .object({
+    id: ServerIdSchema,
+    version: z.string().min(1).default('0.0.0'),
+    transport: z.literal('streamable-http'),
+    /** An MCP endpoint that already runs; the node only connects to it. */
+    url: z.url().optional(),
+    ...LaunchFields,
+    /** The variable through which the started server learns its port. */
+    portEnv: z.string().default('PORT'),
+    path: z.string().startsWith('/').default('/mcp'),
+  })
+  .refine(
+    (s) => [s.url, s.package, s.command].filter((x) => x !== undefined).length === 1,
+    'set exactly one of url, package or command',
+  )
+
+export const ServerConfigSchema = z.union([StdioServerConfigSchema, HttpServerConfigSchema])
+export type StdioServerConfig = z.infer<typeof StdioServerConfigSchema>
+export type HttpServerConfig = z.infer<typeof HttpServerConfigSchema>
+export type ServerConfig = z.infer<typeof ServerConfigSchema>
+export type ServerConfigInput = z.input<typeof ServerConfigSchema>
+
+export const NodeConfigSchema = z.object({
+  transport: z.enum(['tcp', 'memory']).default('tcp'),
+  listen: z.array(z.string()).optional(),
+  bootstrap: z.array(z.string()).default([]),
+  servers: z.array(ServerConfigSchema).default([]),
+  /** Session slots this node offers across all its servers. */
+  maxSessions: z.number().int().min(1).default(256),
+  announceIntervalMs: z.number().int().min(100).default(2_000),
+  /** A session whose first frame does not arrive within this time is dropped. */
+  handshakeTimeoutMs: z.number().int().min(100).default(10_000),
+})
+export type NodeConfig = z.infer<typeof NodeConfigSchema>
+export type NodeConfigInput = z.input<typeof NodeConfigSchema>
+
+/** Validates a node configuration, naming every offending field in one error. */
+export function parseNodeConfig(input: unknown): NodeConfig {
+  const result = NodeConfigSchema.safeParse(input)
+  if (!result.success) throw new NexusError('INVALID_CONFIG', `invalid node configuration:\n${z.prettifyError(result.error)}`)
+  const ids = new Set<string>()
+  for (const server of result.data.servers) {
+    if (ids.has(server.id)) throw new NexusError('INVALID_CONFIG', `server id ${server.id} is configured twice`)
+    ids.add(server.id)
+  }
+  return result.data
+}
+
+export function loadNodeConfigFile(path: string): NodeConfig {
+  let raw: unknown
+  try {
+    raw = parseYaml(readFileSync(path, 'utf8'))
+  } catch (err) {
+    throw new NexusError('INVALID_CONFIG', `cannot read ${path}: ${(err as Error).message}`, { cause: err })
+  }
+  return parseNodeConfig(raw ?? {})
+}

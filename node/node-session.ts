@@ -1,0 +1,88 @@
+import type { Logger } from 'pino'
+import type { NexusErrorCode } from '../protocol/errors.ts'
+import type { FramedStream } from '../protocol/framed-stream.ts'
+import { closingFrame, type OpenSession } from '../protocol/session-handshake.ts'
+import type { UpstreamSession } from './runtime/upstream.ts'
+
+/**
+ * Relays one MCP session between a gateway's stream and a server, both ways, message by message, without
+ * reading the messages. Each side's slowness pauses the other instead of growing buffers without bound.
+ */
+export class NodeSession {
+  readonly id: string
+  readonly serverId: string
+  readonly principal: string
+  readonly gatewayPeer: string
+  readonly #framed: FramedStream
+  readonly #upstream: UpstreamSession
+  readonly #logger: Logger
+  readonly #onClosed: (session: NodeSession) => void
+  #outputBlocked = false
+  #inputBlocked = false
+  #closing: Promise<void> | undefined
+
+  constructor(
+    open: OpenSession,
+    gatewayPeer: string,
+    framed: FramedStream,
+    upstream: UpstreamSession,
+    logger: Logger,
+    onClosed: (session: NodeSession) => void,
+  ) {
+    this.id = open.sessionId
+    this.serverId = open.serverId
+    this.principal = open.auth.principal
+    this.gatewayPeer = gatewayPeer
+    this.#framed = framed
+    this.#upstream = upstream
+    this.#logger = logger
+    this.#onClosed = onClosed
+    upstream.onMessage = (message) => this.#toGateway(message)
+    upstream.onEnd = (code, reason) => this.#upstreamEnded(code, reason)
+    framed.onFrame((frame) => this.#toServer(frame))
+    framed.onEnd((error) => {
+      if (error) this.#logger.debug({ err: error }, 'gateway stream failed')
+      void this.close()
+    })
+  }
+
+  /** Ends the session; `reason` travels to the gateway first so it can tell the agent why. */
+  close(code?: NexusErrorCode, reason?: string): Promise<void> {
+    this.#closing ??= (async () => {
+      if (code !== undefined && reason !== undefined && this.#framed.writable) {
+        this.#framed.sendJson(closingFrame(code, reason))
+      }
+      await Promise.allSettled([this.#upstream.close(), this.#framed.close()])
+      this.#onClosed(this)
+    })()
+    return this.#closing
+  }
+
+  #toServer(frame: Uint8Array): void {
+    if (this.#upstream.send(frame) || this.#inputBlocked) return
+    this.#inputBlocked = true
+    this.#framed.pause()
+    void this.#upstream.drained().then(() => {
+      this.#inputBlocked = false
+      this.#framed.resume()
+    })
+  }
+
+  #toGateway(message: Uint8Array): void {
+    if (this.#framed.send(message) || this.#outputBlocked || !this.#framed.writable) return
+    this.#outputBlocked = true
+    this.#upstream.setOutputPaused(true)
+    this.#framed.drain().then(
+      () => {
+        this.#outputBlocked = false
+        this.#upstream.setOutputPaused(false)
+      },
+      () => {},
+    )
+  }
+
+  #upstreamEnded(code: NexusErrorCode, reason: string): void {
+    this.#logger.warn({ code, reason }, 'server ended the session')
+    void this.close(code, reason)
+  }
+}

@@ -1,0 +1,183 @@
+import { connect, createServer } from 'node:net'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js'
+import type { Logger } from 'pino'
+import { errorMessage, NexusError, type NexusErrorCode } from '../../protocol/errors.ts'
+import { decodeJson, encodeJson } from '../../protocol/session-handshake.ts'
+import type { HttpServerConfig } from '../config.ts'
+import { Backoff } from './backoff.ts'
+import { resolveLaunch } from './launch.ts'
+import { StdioProcess } from './stdio-process.ts'
+import type { Upstream, UpstreamSession, UpstreamStatus } from './upstream.ts'
+
+const START_TIMEOUT_MS = 30_000
+
+async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', resolve)
+  })
+  const address = server.address()
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  if (address === null || typeof address === 'string') throw new Error('no port assigned')
+  return address.port
+}
+
+function portAccepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host: '127.0.0.1' })
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
+}
+
+/**
+ * A server reached over streamable HTTP: either one the operator already runs (`url`), or one process the node
+ * starts on a free loopback port and restarts with back-off. Sessions are the server's own MCP sessions.
+ */
+export class HttpUpstream implements Upstream {
+  readonly config: HttpServerConfig
+  readonly #logger: Logger
+  readonly #active = new Set<HttpSession>()
+  readonly #backoff = new Backoff()
+  #url: URL | undefined
+  #proc: StdioProcess | undefined
+  #restartTimer: NodeJS.Timeout | undefined
+  #restarts = 0
+  #stopped = false
+
+  constructor(config: HttpServerConfig, logger: Logger) {
+    this.config = config
+    this.#logger = logger.child({ server: config.id })
+  }
+
+  async start(): Promise<void> {
+    if (this.config.url !== undefined) {
+      this.#url = new URL(this.config.url)
+      return
+    }
+    await this.#launch()
+  }
+
+  async open(): Promise<UpstreamSession> {
+    if (this.#url === undefined) throw new NexusError('UPSTREAM_UNAVAILABLE', `server ${this.config.id} is not running`)
+    const session = new HttpSession(this.#url, this.#logger, () => this.#active.delete(session))
+    this.#active.add(session)
+    return session
+  }
+
+  status(): UpstreamStatus {
+    return {
+      id: this.config.id,
+      version: this.config.version,
+      transport: 'streamable-http',
+      ready: this.#url !== undefined && !this.#stopped,
+      activeSessions: this.#active.size,
+      idleInstances: 0,
+      restarts: this.#restarts,
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true
+    clearTimeout(this.#restartTimer)
+    await Promise.all([...this.#active].map((s) => s.close()))
+    await this.#proc?.stop()
+  }
+
+  async #launch(): Promise<void> {
+    const port = await freePort()
+    const proc = new StdioProcess(resolveLaunch(this.config, { [this.config.portEnv]: String(port) }), this.#logger)
+    proc.onMessage = (line) => this.#logger.debug({ stdout: Buffer.from(line).toString() }, 'server stdout')
+    this.#proc = proc
+    const deadline = Date.now() + START_TIMEOUT_MS
+    const retry = new Backoff(25, 500)
+    while (!(await portAccepts(port))) {
+      if (proc.exited) throw new NexusError('UPSTREAM_UNAVAILABLE', `server ${this.config.id} ${proc.exitDescription}`)
+      if (Date.now() > deadline) {
+        await proc.stop()
+        throw new NexusError('UPSTREAM_UNAVAILABLE', `server ${this.config.id} did not listen on port ${port}`)
+      }
+      await new Promise((resolve) => setTimeout(resolve, retry.fail()))
+    }
+    this.#url = new URL(`http://127.0.0.1:${port}${this.config.path}`)
+    proc.onExit = (description) => this.#onExit(proc, description)
+  }
+
+  #onExit(proc: StdioProcess, description: string): void {
+    if (this.#stopped || proc !== this.#proc) return
+    this.#url = undefined
+    this.#restarts++
+    const delay = Date.now() - proc.startedAt < 5_000 ? this.#backoff.fail() : 0
+    this.#logger.warn({ description, retryInMs: delay }, 'server process exited; restarting it')
+    this.#restartTimer = setTimeout(() => {
+      this.#launch().catch((err) => {
+        this.#logger.error({ err }, 'server restart failed')
+        this.#onExit(proc, errorMessage(err))
+      })
+    }, delay)
+  }
+}
+
+function negotiatedVersion(message: JSONRPCMessage): string | undefined {
+  if (!('result' in message)) return undefined
+  const result = message.result as { protocolVersion?: unknown; serverInfo?: unknown }
+  return typeof result.protocolVersion === 'string' && result.serverInfo !== undefined ? result.protocolVersion : undefined
+}
+
+class HttpSession implements UpstreamSession {
+  onMessage: ((message: Uint8Array) => void) | undefined
+  onEnd: ((code: NexusErrorCode, reason: string) => void) | undefined
+  readonly #transport: StreamableHTTPClientTransport
+  readonly #release: () => void
+  // Requests are posted in order: a client's notification must not overtake the request before it.
+  #sending: Promise<void> = Promise.resolve()
+  #closed = false
+
+  constructor(url: URL, logger: Logger, release: () => void) {
+    this.#release = release
+    this.#transport = new StreamableHTTPClientTransport(url)
+    this.#transport.onmessage = (message) => {
+      const version = negotiatedVersion(message)
+      if (version !== undefined) this.#transport.setProtocolVersion(version)
+      this.onMessage?.(encodeJson(message))
+    }
+    this.#transport.onerror = (err) => logger.debug({ err }, 'upstream HTTP transport error')
+    this.#transport.onclose = () => this.#fail('UPSTREAM_EXITED', 'the server closed the session')
+    void this.#transport.start()
+  }
+
+  send(message: Uint8Array): boolean {
+    const parsed = decodeJson(message) as JSONRPCMessage
+    this.#sending = this.#sending
+      .then(() => this.#transport.send(parsed))
+      .catch((err) => this.#fail('UPSTREAM_UNAVAILABLE', `the server is unreachable: ${errorMessage(err)}`))
+    return true
+  }
+
+  drained(): Promise<void> {
+    return this.#sending
+  }
+
+  setOutputPaused(): void {
+    // fetch bodies apply their own back-pressure; nothing to hold here.
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#release()
+    await this.#transport.terminateSession().catch(() => {})
+    await this.#transport.close()
+  }
+
+  #fail(code: NexusErrorCode, reason: string): void {
+    if (this.#closed) return
+    this.onEnd?.(code, reason)
+    void this.close()
+  }
+}

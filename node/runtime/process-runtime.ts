@@ -1,0 +1,75 @@
+import type { Logger } from 'pino'
+import { NexusError } from '../../protocol/errors.ts'
+import type { ServerConfig } from '../config.ts'
+import { HttpUpstream } from './http-upstream.ts'
+import { StdioUpstream } from './stdio-upstream.ts'
+import type { Upstream, UpstreamSession, UpstreamStatus } from './upstream.ts'
+
+/** The contract every runtime (local processes today, Kubernetes later) fulfils for the node. */
+export interface Runtime {
+  /** Makes the set of running servers equal to `servers`: starts the new, stops the ones no longer listed. */
+  ensure(servers: ServerConfig[]): Promise<void>
+  open(serverId: string): Promise<UpstreamSession>
+  has(serverId: string): boolean
+  status(): UpstreamStatus[]
+  stop(): Promise<void>
+}
+
+function sameLaunch(a: ServerConfig, b: ServerConfig): boolean {
+  return JSON.stringify(a) === JSON.stringify(b)
+}
+
+/** The embedded runtime: servers run as child processes of the node. */
+export class ProcessRuntime implements Runtime {
+  readonly #logger: Logger
+  readonly #upstreams = new Map<string, Upstream>()
+
+  constructor(logger: Logger) {
+    this.#logger = logger
+  }
+
+  async ensure(servers: ServerConfig[]): Promise<void> {
+    const wanted = new Map(servers.map((s) => [s.id, s]))
+    const retired = [...this.#upstreams.values()].filter((u) => {
+      const next = wanted.get(u.config.id)
+      return next === undefined || !sameLaunch(next, u.config)
+    })
+    for (const upstream of retired) this.#upstreams.delete(upstream.config.id)
+    await Promise.all(retired.map((u) => u.stop()))
+    const started: Upstream[] = []
+    for (const config of wanted.values()) {
+      if (this.#upstreams.has(config.id)) continue
+      const upstream =
+        config.transport === 'stdio' ? new StdioUpstream(config, this.#logger) : new HttpUpstream(config, this.#logger)
+      started.push(upstream)
+    }
+    const results = await Promise.allSettled(started.map((u) => u.start()))
+    results.forEach((result, index) => {
+      const upstream = started[index]!
+      if (result.status === 'fulfilled') this.#upstreams.set(upstream.config.id, upstream)
+      else this.#logger.error({ server: upstream.config.id, err: result.reason }, 'server failed to start')
+    })
+    const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [`${started[i]!.config.id}: ${r.reason}`] : []))
+    if (failed.length > 0) throw new NexusError('UPSTREAM_UNAVAILABLE', `servers failed to start: ${failed.join('; ')}`)
+  }
+
+  has(serverId: string): boolean {
+    return this.#upstreams.has(serverId)
+  }
+
+  open(serverId: string): Promise<UpstreamSession> {
+    const upstream = this.#upstreams.get(serverId)
+    if (upstream === undefined) return Promise.reject(new NexusError('UNKNOWN_SERVER', `server ${serverId} is not hosted here`))
+    return upstream.open()
+  }
+
+  status(): UpstreamStatus[] {
+    return [...this.#upstreams.values()].map((u) => u.status())
+  }
+
+  async stop(): Promise<void> {
+    const upstreams = [...this.#upstreams.values()]
+    this.#upstreams.clear()
+    await Promise.all(upstreams.map((u) => u.stop()))
+  }
+}

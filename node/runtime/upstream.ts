@@ -1,0 +1,38 @@
+import type { NexusErrorCode } from '../../protocol/errors.ts'
+import type { ServerConfig } from '../config.ts'
+
+/**
+ * One MCP session with a hosted server, seen by the node as opaque JSON-RPC messages (UTF-8 JSON bytes, one
+ * message each). The node never interprets them; it only moves them and pushes back when a side is slow.
+ */
+export interface UpstreamSession {
+  /** Delivers one message to the server. Returns false when the caller should await `drained()`. */
+  send(message: Uint8Array): boolean
+  drained(): Promise<void>
+  /** While paused, the server's output is held back (back-pressure from a slow agent). */
+  setOutputPaused(paused: boolean): void
+  onMessage: ((message: Uint8Array) => void) | undefined
+  /** The server ended the session on its own (crashed, exited, became unreachable). */
+  onEnd: ((code: NexusErrorCode, reason: string) => void) | undefined
+  /** Ends the session and frees what it holds; safe to call more than once. */
+  close(): Promise<void>
+}
+
+export interface UpstreamStatus {
+  id: string
+  version: string
+  transport: ServerConfig['transport']
+  ready: boolean
+  activeSessions: number
+  idleInstances: number
+  restarts: number
+}
+
+/** A hosted server: it hands out sessions, and keeps itself ready (warm pool, restarts). */
+export interface Upstream {
+  readonly config: ServerConfig
+  start(): Promise<void>
+  stop(): Promise<void>
+  open(): Promise<UpstreamSession>
+  status(): UpstreamStatus
+}

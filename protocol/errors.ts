@@ -1,0 +1,36 @@
+/**
+ * Every error the system raises on purpose carries a stable `code`, so that callers branch on codes,
+ * not on message text, and the gateway can map them to JSON-RPC errors and HTTP statuses.
+ */
+export type NexusErrorCode =
+  | 'FRAME_TOO_LARGE'
+  | 'MALFORMED_FRAME'
+  | 'PROTOCOL_VIOLATION'
+  | 'HANDSHAKE_TIMEOUT'
+  | 'UNKNOWN_SERVER'
+  | 'NODE_DRAINING'
+  | 'NODE_FULL'
+  | 'UPSTREAM_UNAVAILABLE'
+  | 'UPSTREAM_EXITED'
+  | 'NO_HOST'
+  | 'NODE_FAILED'
+  | 'INVALID_CONFIG'
+  | 'STOPPED'
+
+export class NexusError extends Error {
+  readonly code: NexusErrorCode
+
+  constructor(code: NexusErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'NexusError'
+    this.code = code
+  }
+}
+
+export function isNexusError(err: unknown, code?: NexusErrorCode): err is NexusError {
+  return err instanceof NexusError && (code === undefined || err.code === code)
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}

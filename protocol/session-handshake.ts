@@ -1,0 +1,91 @@
+import * as z from 'zod/v4'
+import { NexusError, type NexusErrorCode } from './errors.ts'
+import { WIRE_VERSION } from './names.ts'
+
+/**
+ * The first frames of an MCP session stream. The gateway opens with `open`; the node answers `accepted` or
+ * `refused`. After `accepted`, every frame carries exactly one JSON-RPC message, except `closing`, which a node
+ * sends to say why it is about to end the session (an object with a `nexus` key never parses as JSON-RPC).
+ */
+
+/** Who the agent is, as the gateway established it. Tokens never travel, only the principal they proved. */
+export const AuthContextSchema = z.object({
+  principal: z.string().min(1).max(256),
+  scopes: z.array(z.string().max(256)).max(256).optional(),
+})
+export type AuthContext = z.infer<typeof AuthContextSchema>
+
+const ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,127}$/
+
+export const OpenSessionSchema = z.object({
+  v: z.literal(WIRE_VERSION),
+  type: z.literal('open'),
+  serverId: z.string().regex(ID_PATTERN, 'server id must be lower-case letters, digits, ".", "_" or "-"'),
+  sessionId: z.string().min(8).max(128),
+  auth: AuthContextSchema,
+})
+export type OpenSession = z.infer<typeof OpenSessionSchema>
+
+export const REFUSAL_CODES = ['UNKNOWN_SERVER', 'NODE_DRAINING', 'NODE_FULL', 'UPSTREAM_UNAVAILABLE', 'PROTOCOL_VIOLATION'] as const
+export type RefusalCode = (typeof REFUSAL_CODES)[number]
+
+const AcceptedSchema = z.object({ v: z.literal(WIRE_VERSION), type: z.literal('accepted'), serverId: z.string() })
+const RefusedSchema = z.object({
+  v: z.literal(WIRE_VERSION),
+  type: z.literal('refused'),
+  code: z.enum(REFUSAL_CODES),
+  message: z.string(),
+})
+export const OpenReplySchema = z.discriminatedUnion('type', [AcceptedSchema, RefusedSchema])
+export type OpenReply = z.infer<typeof OpenReplySchema>
+
+export const ClosingSchema = z.object({
+  nexus: z.literal('closing'),
+  code: z.string(),
+  message: z.string(),
+})
+export type Closing = z.infer<typeof ClosingSchema>
+
+export function isValidServerId(id: string): boolean {
+  return ID_PATTERN.test(id)
+}
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+export function encodeJson(value: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(value))
+}
+
+export function decodeJson(bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(decoder.decode(bytes))
+  } catch (err) {
+    throw new NexusError('MALFORMED_FRAME', 'frame is not valid JSON', { cause: err })
+  }
+}
+
+/** Parses a handshake frame against its schema, turning schema failures into a typed protocol error. */
+export function parseFrame<T>(schema: z.ZodType<T>, bytes: Uint8Array, what: string): T {
+  const result = schema.safeParse(decodeJson(bytes))
+  if (!result.success) {
+    throw new NexusError('PROTOCOL_VIOLATION', `invalid ${what} frame: ${z.prettifyError(result.error)}`)
+  }
+  return result.data
+}
+
+export function openFrame(serverId: string, sessionId: string, auth: AuthContext): OpenSession {
+  return { v: WIRE_VERSION, type: 'open', serverId, sessionId, auth }
+}
+
+export function acceptedFrame(serverId: string): OpenReply {
+  return { v: WIRE_VERSION, type: 'accepted', serverId }
+}
+
+export function refusedFrame(code: RefusalCode, message: string): OpenReply {
+  return { v: WIRE_VERSION, type: 'refused', code, message }
+}
+
+export function closingFrame(code: NexusErrorCode, message: string): Closing {
+  return { nexus: 'closing', code, message }
+}
