@@ -48,14 +48,18 @@ export class NodeSession {
 
   /** Ends the session; `reason` travels to the gateway first so it can tell the agent why. */
   close(code?: NexusErrorCode, reason?: string): Promise<void> {
-    this.#closing ??= (async () => {
-      if (code !== undefined && reason !== undefined && this.#framed.writable) {
-        this.#framed.sendJson(closingFrame(code, reason))
-      }
-      await Promise.allSettled([this.#upstream.close(), this.#framed.close()])
+    if (this.#closing !== undefined) return this.#closing
+    // Set before closing anything: the stream's end handler calls back into close().
+    const { promise, resolve } = Promise.withResolvers<void>()
+    this.#closing = promise
+    if (code !== undefined && reason !== undefined && this.#framed.writable) {
+      this.#framed.sendJson(closingFrame(code, reason))
+    }
+    void Promise.allSettled([this.#upstream.close(), this.#framed.close()]).then(() => {
       this.#onClosed(this)
-    })()
-    return this.#closing
+      resolve()
+    })
+    return promise
   }
 
   #toServer(frame: Uint8Array): void {

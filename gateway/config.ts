@@ -1,0 +1,45 @@
+import * as z from 'zod/v4'
+import { NexusError } from '../protocol/errors.ts'
+
+export const GatewayConfigSchema = z.object({
+  /** libp2p transport and addresses, as for nodes. */
+  transport: z.enum(['tcp', 'memory']).default('tcp'),
+  listen: z.array(z.string()).optional(),
+  bootstrap: z.array(z.string()).default([]),
+  http: z
+    .object({
+      host: z.string().default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(8080),
+      /** Exact Host values accepted. Default: loopback names when bound to loopback, anything otherwise. */
+      allowedHosts: z.array(z.string()).optional(),
+      /** Exact Origin values accepted from browsers. Default: loopback origins only. */
+      allowedOrigins: z.array(z.string()).optional(),
+      maxBodyBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
+    })
+    .prefault({}),
+  sessions: z
+    .object({
+      /** A session with no traffic either way for this long is closed, freeing its server instance. */
+      idleTimeoutMs: z.number().int().min(100).default(30 * 60_000),
+      /** Events kept per session for Last-Event-ID resumption; the oldest go first. */
+      maxStoredEvents: z.number().int().min(0).default(1_000),
+      maxStoredEventBytes: z.number().int().min(0).default(4 * 1024 * 1024),
+      /** The reconnection delay suggested to clients in SSE `retry` fields. */
+      sseRetryMs: z.number().int().min(0).default(1_000),
+    })
+    .prefault({}),
+  /** How long a node may take to accept or refuse a session. */
+  handshakeTimeoutMs: z.number().int().min(100).default(10_000),
+  /** How long an announcement stays valid without a fresh one (three missed heartbeats by default). */
+  announcementTtlMs: z.number().int().min(100).default(6_000),
+})
+export type GatewayConfig = z.infer<typeof GatewayConfigSchema>
+export type GatewayConfigInput = z.input<typeof GatewayConfigSchema>
+
+export function parseGatewayConfig(input: unknown): GatewayConfig {
+  const result = GatewayConfigSchema.safeParse(input)
+  if (!result.success) {
+    throw new NexusError('INVALID_CONFIG', `invalid gateway configuration:\n${z.prettifyError(result.error)}`)
+  }
+  return result.data
+}

@@ -1,0 +1,69 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js'
+import type { Logger } from 'pino'
+import type { GatewayConfig } from './config.ts'
+import type { GatewaySession } from './gateway-session.ts'
+import { sendHttpError } from './http-responses.ts'
+import { readJsonBody } from './request-body.ts'
+import type { SessionFactory } from './session-factory.ts'
+
+export const LEGACY_MESSAGES_PATH = '/messages'
+
+/**
+ * The HTTP+SSE transport of spec 2024-11-05, still used by many clients: `GET /sse/<server-id>` holds the
+ * event stream for the whole session, and the client posts its messages to the endpoint it names.
+ */
+export class LegacySseEndpoint {
+  readonly #factory: SessionFactory
+  readonly #config: GatewayConfig
+  readonly #logger: Logger
+  readonly #transports = new Map<string, { transport: SSEServerTransport; session: GatewaySession }>()
+
+  constructor(factory: SessionFactory, config: GatewayConfig, logger: Logger) {
+    this.#factory = factory
+    this.#config = config
+    this.#logger = logger
+  }
+
+  async open(res: ServerResponse, serverId: string): Promise<void> {
+    if (!this.#factory.isServed(serverId)) {
+      return sendHttpError(res, 404, -32001, `Unknown server ${serverId}: no node in the network hosts it`)
+    }
+    const transport = new SSEServerTransport(LEGACY_MESSAGES_PATH, res)
+    const session = this.#factory.createSession(
+      serverId,
+      transport.sessionId,
+      {
+        send: (message) => transport.send(message),
+        hasStandaloneStream: () => true,
+        releaseRequest: () => {},
+        close: () => transport.close(),
+      },
+      this.#factory.authenticate(),
+    )
+    this.#transports.set(transport.sessionId, { transport, session })
+    transport.onmessage = (message) => session.fromClient(message)
+    transport.onerror = (err) => this.#logger.debug({ err }, 'SSE transport error')
+    transport.onclose = () => {
+      this.#transports.delete(transport.sessionId)
+      void session.close()
+    }
+    await transport.start()
+  }
+
+  async post(req: IncomingMessage, res: ServerResponse, sessionId: string | null): Promise<void> {
+    const entry = sessionId === null ? undefined : this.#transports.get(sessionId)
+    if (entry === undefined) return sendHttpError(res, 404, -32001, 'Session not found: open a new one with GET /sse/<server-id>')
+    const read = await readJsonBody(req, this.#config.http.maxBodyBytes)
+    if (read.kind === 'too-large') {
+      return sendHttpError(res, 413, -32600, `request body exceeds the limit of ${read.limit} bytes`, { connection: 'close' })
+    }
+    if (read.kind !== 'json') return sendHttpError(res, 400, -32700, 'Parse error: the body is not valid JSON')
+    entry.session.lastActivity = Date.now()
+    await entry.transport.handlePostMessage(req, res, read.value)
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.#transports.values()].map((e) => e.session.close()))
+  }
+}

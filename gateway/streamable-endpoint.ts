@@ -1,0 +1,112 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
+import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js'
+import type { Logger } from 'pino'
+import type { GatewayConfig } from './config.ts'
+import { BoundedEventStore } from './event-store.ts'
+import type { GatewaySession } from './gateway-session.ts'
+import { sendHttpError } from './http-responses.ts'
+import { readJsonBody } from './request-body.ts'
+import type { SessionFactory } from './session-factory.ts'
+
+interface Entry {
+  transport: StreamableHTTPServerTransport
+  session: GatewaySession | undefined
+  standaloneStreams: number
+}
+
+const SESSION_NOT_FOUND = -32001
+
+/**
+ * `/mcp/<server-id>`: the streamable HTTP transport (spec 2025-11-25, 2025-06-18, 2025-03-26), one SDK
+ * transport per session, with an event store so that dropped streams resume with Last-Event-ID.
+ */
+export class StreamableEndpoint {
+  readonly #factory: SessionFactory
+  readonly #config: GatewayConfig
+  readonly #logger: Logger
+  readonly #entries = new Map<string, Entry>()
+
+  constructor(factory: SessionFactory, config: GatewayConfig, logger: Logger) {
+    this.#factory = factory
+    this.#config = config
+    this.#logger = logger
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, serverId: string): Promise<void> {
+    let body: unknown
+    if (req.method === 'POST') {
+      const read = await readJsonBody(req, this.#config.http.maxBodyBytes)
+      if (read.kind === 'too-large') {
+        return sendHttpError(res, 413, -32600, `request body exceeds the limit of ${read.limit} bytes`, { connection: 'close' })
+      }
+      if (read.kind !== 'json') return sendHttpError(res, 400, -32700, 'Parse error: the body is not valid JSON')
+      body = read.value
+    }
+    const sessionId = req.headers['mcp-session-id']
+    if (typeof sessionId === 'string') {
+      const entry = this.#entries.get(sessionId)
+      if (entry === undefined || entry.session?.serverId !== serverId) {
+        return sendHttpError(res, 404, SESSION_NOT_FOUND, 'Session not found: it ended or never existed; initialize a new one')
+      }
+      entry.session.lastActivity = Date.now()
+      if (req.method === 'GET' && req.headers['last-event-id'] === undefined) {
+        entry.standaloneStreams++
+        res.once('close', () => entry.standaloneStreams--)
+      }
+      await entry.transport.handleRequest(req, res, body)
+      return
+    }
+    if (req.method !== 'POST') {
+      return sendHttpError(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required')
+    }
+    if (!isInitializeRequest(body)) {
+      return sendHttpError(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required for anything but initialize')
+    }
+    if (!this.#factory.isServed(serverId)) {
+      return sendHttpError(res, 404, -32001, `Unknown server ${serverId}: no node in the network hosts it`)
+    }
+    await this.#startSession(serverId).handleRequest(req, res, body)
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.#entries.values()].map((e) => e.session?.close() ?? e.transport.close()))
+  }
+
+  #startSession(serverId: string): StreamableHTTPServerTransport {
+    const auth = this.#factory.authenticate()
+    const entry: Entry = {
+      standaloneStreams: 0,
+      session: undefined,
+      transport: new StreamableHTTPServerTransport({
+        sessionIdGenerator: randomUUID,
+        eventStore: new BoundedEventStore(this.#config.sessions.maxStoredEvents, this.#config.sessions.maxStoredEventBytes),
+        retryInterval: this.#config.sessions.sseRetryMs,
+        onsessioninitialized: (sessionId) => {
+          this.#entries.set(sessionId, entry)
+          entry.session = this.#factory.createSession(
+            serverId,
+            sessionId,
+            {
+              send: (message, relatedRequestId) =>
+                entry.transport.send(message, relatedRequestId === undefined ? undefined : { relatedRequestId }),
+              hasStandaloneStream: () => entry.standaloneStreams > 0,
+              releaseRequest: (id) => entry.transport.closeSSEStream(id),
+              close: () => entry.transport.close(),
+            },
+            auth,
+          )
+        },
+      }),
+    }
+    entry.transport.onmessage = (message) => entry.session?.fromClient(message)
+    entry.transport.onerror = (err) => this.#logger.debug({ err }, 'streamable HTTP transport error')
+    entry.transport.onclose = () => {
+      const id = entry.transport.sessionId
+      if (id !== undefined) this.#entries.delete(id)
+      void entry.session?.close()
+    }
+    return entry.transport
+  }
+}
