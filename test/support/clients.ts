@@ -1,0 +1,53 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js'
+import { CreateMessageRequestSchema, ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js'
+
+export const SAMPLED_TEXT = 'sampled by the test client'
+
+/** An SDK client that answers sampling and elicitation the way a person and a model would. */
+export function newClient(name = 'nexus-test'): Client {
+  const client = new Client({ name, version: '1.0.0' }, { capabilities: { sampling: {}, elicitation: {}, roots: {} } })
+  client.setRequestHandler(CreateMessageRequestSchema, async () => ({
+    model: 'test-model',
+    role: 'assistant',
+    content: { type: 'text', text: SAMPLED_TEXT },
+  }))
+  client.setRequestHandler(ElicitRequestSchema, async () => ({ action: 'accept', content: { name: 'Ada Lovelace' } }))
+  return client
+}
+
+export async function connectStreamable(url: string, options: { fetch?: FetchLike; name?: string } = {}) {
+  const client = newClient(options.name)
+  const transport = new StreamableHTTPClientTransport(new URL(url), {
+    fetch: options.fetch,
+    reconnectionOptions: { initialReconnectionDelay: 50, maxReconnectionDelay: 500, reconnectionDelayGrowFactor: 2, maxRetries: 5 },
+  })
+  await client.connect(transport)
+  return { client, transport }
+}
+
+export async function connectLegacySse(url: string) {
+  const client = newClient('nexus-test-sse')
+  const transport = new SSEClientTransport(new URL(url))
+  await client.connect(transport)
+  return { client, transport }
+}
+
+/** Resolves when `predicate` holds for a value pushed through `feed`, or rejects after the timeout. */
+export function waitUntil<T>(timeoutMs: number, what: string, setup: (check: (value: T) => void) => void, predicate: (value: T) => boolean): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs)
+    setup((value) => {
+      if (!predicate(value)) return
+      clearTimeout(timer)
+      resolve(value)
+    })
+  })
+}
+
+export function textOf(result: unknown): string {
+  const content = (result as { content?: { type: string; text?: string }[] }).content ?? []
+  return content.map((c) => c.text ?? '').join('\n')
+}

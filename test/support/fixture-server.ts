@@ -1,0 +1,35 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { join } from 'node:path'
+
+export const FIXTURE_PATH = join(import.meta.dirname, '..', 'fixtures', 'conformance-server.ts')
+
+/** The conformance fixture as a node hosts it: a stdio server run by this Node.js. */
+export const fixtureServerConfig = (id = 'conformance') => ({
+  id,
+  transport: 'stdio' as const,
+  command: process.execPath,
+  args: [FIXTURE_PATH],
+})
+
+/** Starts the fixture on its own, over streamable HTTP on a free loopback port: the direct baseline. */
+export async function startDirectFixture(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const child: ChildProcess = spawn(process.execPath, [FIXTURE_PATH, '--http', '0'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const url = await new Promise<string>((resolve, reject) => {
+    let output = ''
+    child.stderr!.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+      const match = /listening on (\S+)/.exec(output)
+      if (match) resolve(match[1]!)
+    })
+    child.once('exit', (code) => reject(new Error(`fixture exited with code ${code}: ${output}`)))
+  })
+  return {
+    url,
+    stop: async () => {
+      if (child.exitCode !== null) return
+      child.kill('SIGTERM')
+      await once(child, 'exit')
+    },
+  }
+}
