@@ -14,16 +14,28 @@ export const GatewayConfigSchema = z.object({
       allowedHosts: z.array(z.string()).optional(),
       /** Exact Origin values accepted from browsers. Default: loopback origins only. */
       allowedOrigins: z.array(z.string()).optional(),
-      maxBodyBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
+      maxBodyBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .default(4 * 1024 * 1024),
     })
     .prefault({}),
   sessions: z
     .object({
       /** A session with no traffic either way for this long is closed, freeing its server instance. */
-      idleTimeoutMs: z.number().int().min(100).default(30 * 60_000),
+      idleTimeoutMs: z
+        .number()
+        .int()
+        .min(100)
+        .default(30 * 60_000),
       /** Events kept per session for Last-Event-ID resumption; the oldest go first. */
       maxStoredEvents: z.number().int().min(0).default(1_000),
-      maxStoredEventBytes: z.number().int().min(0).default(4 * 1024 * 1024),
+      maxStoredEventBytes: z
+        .number()
+        .int()
+        .min(0)
+        .default(4 * 1024 * 1024),
       /** The reconnection delay suggested to clients in SSE `retry` fields. */
       sseRetryMs: z.number().int().min(0).default(1_000),
     })

@@ -76,7 +76,8 @@ export class GatewaySession {
   fromClient(message: JSONRPCMessage): void {
     this.lastActivity = Date.now()
     if (this.#closing !== undefined) {
-      if (isRequest(message)) void this.#answer(errorResponse(message.id, GatewayErrorCode.SessionClosed, 'the session is closed'))
+      if (isRequest(message))
+        void this.#answer(errorResponse(message.id, GatewayErrorCode.SessionClosed, 'the session is closed'))
       return
     }
     if (isRequest(message)) {
@@ -130,8 +131,8 @@ export class GatewaySession {
   #fromNode(message: JSONRPCMessage): void {
     this.lastActivity = Date.now()
     if (isResponse(message)) {
-      if (!this.#inFlight.delete(message.id)) return this.#logger.debug({ id: message.id }, 'response to no pending request; dropped')
-      void this.#answer(message)
+      if (this.#inFlight.delete(message.id)) void this.#answer(message)
+      else this.#logger.debug({ id: message.id }, 'response to no pending request; dropped')
       return
     }
     void this.#deliver(message, this.#relatedRequest(message))
@@ -180,6 +181,8 @@ export class GatewaySession {
   async #failInFlight(code: number, message: string, reason?: string): Promise<void> {
     const ids = [...this.#inFlight.keys()]
     this.#inFlight.clear()
-    await Promise.all(ids.map((id) => this.#answer(errorResponse(id, code, message, reason ? { reason } : undefined))))
+    await Promise.all(
+      ids.map((id) => this.#answer(errorResponse(id, code, message, reason ? { reason } : undefined))),
+    )
   }
 }

@@ -2,7 +2,13 @@ import type { ServerResponse } from 'node:http'
 import { httpErrorBody } from './jsonrpc.ts'
 
 /** Ends a response with a JSON-RPC error body, the form MCP clients expect for transport-level failures. */
-export function sendHttpError(res: ServerResponse, status: number, code: number, message: string, headers: Record<string, string> = {}): void {
+export function sendHttpError(
+  res: ServerResponse,
+  status: number,
+  code: number,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
   if (res.headersSent) {
     res.end()
     return

@@ -53,12 +53,16 @@ export class LegacySseEndpoint {
 
   async post(req: IncomingMessage, res: ServerResponse, sessionId: string | null): Promise<void> {
     const entry = sessionId === null ? undefined : this.#transports.get(sessionId)
-    if (entry === undefined) return sendHttpError(res, 404, -32001, 'Session not found: open a new one with GET /sse/<server-id>')
+    if (entry === undefined)
+      return sendHttpError(res, 404, -32001, 'Session not found: open a new one with GET /sse/<server-id>')
     const read = await readJsonBody(req, this.#config.http.maxBodyBytes)
     if (read.kind === 'too-large') {
-      return sendHttpError(res, 413, -32600, `request body exceeds the limit of ${read.limit} bytes`, { connection: 'close' })
+      return sendHttpError(res, 413, -32600, `request body exceeds the limit of ${read.limit} bytes`, {
+        connection: 'close',
+      })
     }
-    if (read.kind !== 'json') return sendHttpError(res, 400, -32700, 'Parse error: the body is not valid JSON')
+    if (read.kind !== 'json')
+      return sendHttpError(res, 400, -32700, 'Parse error: the body is not valid JSON')
     entry.session.lastActivity = Date.now()
     await entry.transport.handlePostMessage(req, res, read.value)
   }

@@ -65,7 +65,12 @@ export class NetworkView extends EventEmitter<NetworkViewEvents> {
       if (expiresAt < now || announcement.draining) continue
       const server = announcement.servers.find((s) => s.id === serverId)
       if (server === undefined) continue
-      hosts.push({ peerId: announcement.peerId, addrs: announcement.addrs, sessions: server.sessions, load: announcement.load })
+      hosts.push({
+        peerId: announcement.peerId,
+        addrs: announcement.addrs,
+        sessions: server.sessions,
+        load: announcement.load,
+      })
     }
     return hosts
   }
@@ -107,7 +112,10 @@ export class NetworkView extends EventEmitter<NetworkViewEvents> {
     if (message.topic !== ANNOUNCE_TOPIC || message.type !== 'signed') return
     const announcement = decodeAnnouncement(message.data)
     if (announcement === undefined || announcement.peerId !== message.from.toString()) {
-      this.#logger.debug({ from: message.from.toString() }, 'ignored malformed or mis-attributed announcement')
+      this.#logger.debug(
+        { from: message.from.toString() },
+        'ignored malformed or mis-attributed announcement',
+      )
       return
     }
     const previous = this.#entries.get(announcement.peerId)

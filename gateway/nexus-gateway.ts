@@ -100,7 +100,10 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       })
     } catch (err) {
       await this.stop()
-      throw new NexusError('INVALID_CONFIG', `cannot listen on ${this.config.http.host}:${this.config.http.port}: ${errorMessage(err)}`)
+      throw new NexusError(
+        'INVALID_CONFIG',
+        `cannot listen on ${this.config.http.host}:${this.config.http.port}: ${errorMessage(err)}`,
+      )
     }
     const sweepEvery = Math.min(30_000, Math.max(50, Math.floor(this.config.sessions.idleTimeoutMs / 4)))
     this.#sweeper = setInterval(() => this.#closeIdleSessions(), sweepEvery)
@@ -131,7 +134,12 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     return ANONYMOUS
   }
 
-  createSession(serverId: string, sessionId: string, client: ClientChannel, auth: AuthContext): GatewaySession {
+  createSession(
+    serverId: string,
+    sessionId: string,
+    client: ClientChannel,
+    auth: AuthContext,
+  ): GatewaySession {
     const logger = this.logger.child({ sessionId, serverId })
     const session = new GatewaySession({
       id: sessionId,
@@ -178,6 +186,10 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     try {
       const url = new URL(req.url ?? '/', 'http://gateway')
       if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' })
+      if (url.pathname === '/servers' && req.method === 'GET') {
+        const servers = this.view.serverIds().map((id) => ({ id, hosts: this.view.hostsOf(id).length }))
+        return sendJson(res, 200, { servers })
+      }
       const refusal = refuseByOrigin(req, {
         allowedHosts: this.config.http.allowedHosts,
         allowedOrigins: this.config.http.allowedOrigins,
@@ -197,7 +209,12 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       if (url.pathname === LEGACY_MESSAGES_PATH && req.method === 'POST') {
         return await this.#legacy!.post(req, res, url.searchParams.get('sessionId'))
       }
-      sendHttpError(res, 404, -32000, `Not found: ${url.pathname}; MCP endpoints are /mcp/<server-id> and /sse/<server-id>`)
+      sendHttpError(
+        res,
+        404,
+        -32000,
+        `Not found: ${url.pathname}; MCP endpoints are /mcp/<server-id> and /sse/<server-id>`,
+      )
     } catch (err) {
       this.logger.error({ err }, 'request failed')
       sendHttpError(res, 500, -32603, 'Internal error')

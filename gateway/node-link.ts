@@ -125,7 +125,11 @@ export async function connectToHost(
       })
       framed = new FramedStream(stream)
       framed.sendJson(openFrame(options.serverId, options.sessionId, options.auth))
-      const reply = parseFrame(OpenReplySchema, await framed.nextFrame(options.handshakeTimeoutMs), 'open reply')
+      const reply = parseFrame(
+        OpenReplySchema,
+        await framed.nextFrame(options.handshakeTimeoutMs),
+        'open reply',
+      )
       if (reply.type === 'accepted') return new NodeLink(host.peerId, framed, logger)
       failures.push(`${host.peerId} refused (${reply.code}): ${reply.message}`)
       await framed.close()
@@ -135,5 +139,8 @@ export async function connectToHost(
     }
   }
   if (hosts.length === 0) failures.push('no live node hosts it')
-  throw new NexusError('NO_HOST', `no node could open a session for server ${options.serverId}: ${failures.join('; ')}`)
+  throw new NexusError(
+    'NO_HOST',
+    `no node could open a session for server ${options.serverId}: ${failures.join('; ')}`,
+  )
 }

@@ -26,7 +26,8 @@ export function isLoopbackHost(host: string): boolean {
 export function refuseByOrigin(req: IncomingMessage, policy: OriginPolicy): string | undefined {
   const host = req.headers.host
   if (policy.allowedHosts !== undefined) {
-    if (host === undefined || !policy.allowedHosts.includes(host)) return `Host ${host ?? '(none)'} is not allowed`
+    if (host === undefined || !policy.allowedHosts.includes(host))
+      return `Host ${host ?? '(none)'} is not allowed`
   } else if (policy.loopbackOnly && (host === undefined || !isLoopbackHost(hostnameOf(host).toLowerCase()))) {
     return `Host ${host ?? '(none)'} is not allowed: this gateway serves loopback names only`
   }

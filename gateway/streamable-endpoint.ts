@@ -39,16 +39,24 @@ export class StreamableEndpoint {
     if (req.method === 'POST') {
       const read = await readJsonBody(req, this.#config.http.maxBodyBytes)
       if (read.kind === 'too-large') {
-        return sendHttpError(res, 413, -32600, `request body exceeds the limit of ${read.limit} bytes`, { connection: 'close' })
+        return sendHttpError(res, 413, -32600, `request body exceeds the limit of ${read.limit} bytes`, {
+          connection: 'close',
+        })
       }
-      if (read.kind !== 'json') return sendHttpError(res, 400, -32700, 'Parse error: the body is not valid JSON')
+      if (read.kind !== 'json')
+        return sendHttpError(res, 400, -32700, 'Parse error: the body is not valid JSON')
       body = read.value
     }
     const sessionId = req.headers['mcp-session-id']
     if (typeof sessionId === 'string') {
       const entry = this.#entries.get(sessionId)
       if (entry === undefined || entry.session?.serverId !== serverId) {
-        return sendHttpError(res, 404, SESSION_NOT_FOUND, 'Session not found: it ended or never existed; initialize a new one')
+        return sendHttpError(
+          res,
+          404,
+          SESSION_NOT_FOUND,
+          'Session not found: it ended or never existed; initialize a new one',
+        )
       }
       entry.session.lastActivity = Date.now()
       if (req.method === 'GET' && req.headers['last-event-id'] === undefined) {
@@ -62,7 +70,12 @@ export class StreamableEndpoint {
       return sendHttpError(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required')
     }
     if (!isInitializeRequest(body)) {
-      return sendHttpError(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required for anything but initialize')
+      return sendHttpError(
+        res,
+        400,
+        -32000,
+        'Bad Request: Mcp-Session-Id header is required for anything but initialize',
+      )
     }
     if (!this.#factory.isServed(serverId)) {
       return sendHttpError(res, 404, -32001, `Unknown server ${serverId}: no node in the network hosts it`)
@@ -81,7 +94,10 @@ export class StreamableEndpoint {
       session: undefined,
       transport: new StreamableHTTPServerTransport({
         sessionIdGenerator: randomUUID,
-        eventStore: new BoundedEventStore(this.#config.sessions.maxStoredEvents, this.#config.sessions.maxStoredEventBytes),
+        eventStore: new BoundedEventStore(
+          this.#config.sessions.maxStoredEvents,
+          this.#config.sessions.maxStoredEventBytes,
+        ),
         retryInterval: this.#config.sessions.sseRetryMs,
         onsessioninitialized: (sessionId) => {
           this.#entries.set(sessionId, entry)
@@ -90,7 +106,10 @@ export class StreamableEndpoint {
             sessionId,
             {
               send: (message, relatedRequestId) =>
-                entry.transport.send(message, relatedRequestId === undefined ? undefined : { relatedRequestId }),
+                entry.transport.send(
+                  message,
+                  relatedRequestId === undefined ? undefined : { relatedRequestId },
+                ),
               hasStandaloneStream: () => entry.standaloneStreams > 0,
               releaseRequest: (id) => entry.transport.closeSSEStream(id),
               close: () => entry.transport.close(),

@@ -18,7 +18,9 @@ export class Announcer {
   #scheduled = false
   #seq = 0
   #stopped = true
-  readonly #onSubscriptionChange = (evt: CustomEvent<{ subscriptions: { topic: string; subscribe: boolean }[] }>) => {
+  readonly #onSubscriptionChange = (
+    evt: CustomEvent<{ subscriptions: { topic: string; subscribe: boolean }[] }>,
+  ) => {
     if (evt.detail.subscriptions.some((s) => s.topic === ANNOUNCE_TOPIC && s.subscribe)) this.announceSoon()
   }
 

@@ -4,7 +4,9 @@ import * as z from 'zod/v4'
 import { NexusError } from '../protocol/errors.ts'
 import { isValidServerId } from '../protocol/session-handshake.ts'
 
-const ServerIdSchema = z.string().refine(isValidServerId, 'lower-case letters, digits, ".", "_" or "-", at most 128')
+const ServerIdSchema = z
+  .string()
+  .refine(isValidServerId, 'lower-case letters, digits, ".", "_" or "-", at most 128')
 
 const EnvSchema = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({})
 
@@ -31,7 +33,10 @@ export const StdioServerConfigSchema = z
     /** Pre-started instances kept ready so that a new session does not wait for a cold start. */
     warmPool: z.number().int().min(0).max(64).default(1),
   })
-  .refine((s) => (s.package === undefined) !== (s.command === undefined), 'set exactly one of package or command')
+  .refine(
+    (s) => (s.package === undefined) !== (s.command === undefined),
+    'set exactly one of package or command',
+  )
 
 export const HttpServerConfigSchema = z
   .object({
@@ -73,10 +78,12 @@ export type NodeConfigInput = z.input<typeof NodeConfigSchema>
 /** Validates a node configuration, naming every offending field in one error. */
 export function parseNodeConfig(input: unknown): NodeConfig {
   const result = NodeConfigSchema.safeParse(input)
-  if (!result.success) throw new NexusError('INVALID_CONFIG', `invalid node configuration:\n${z.prettifyError(result.error)}`)
+  if (!result.success)
+    throw new NexusError('INVALID_CONFIG', `invalid node configuration:\n${z.prettifyError(result.error)}`)
   const ids = new Set<string>()
   for (const server of result.data.servers) {
-    if (ids.has(server.id)) throw new NexusError('INVALID_CONFIG', `server id ${server.id} is configured twice`)
+    if (ids.has(server.id))
+      throw new NexusError('INVALID_CONFIG', `server id ${server.id} is configured twice`)
     ids.add(server.id)
   }
   return result.data

@@ -16,7 +16,13 @@ export function demoServers(options: DemoServersOptions = {}): ServerConfigInput
   const scratch = mkdtempSync(join(tmpdir(), 'nexus-demo-'))
   const warmPool = options.warmPool ?? 1
   return [
-    { id: 'everything', transport: 'stdio', package: '@modelcontextprotocol/server-everything', args: ['stdio'], warmPool },
+    {
+      id: 'everything',
+      transport: 'stdio',
+      package: '@modelcontextprotocol/server-everything',
+      args: ['stdio'],
+      warmPool,
+    },
     {
       id: 'memory',
       transport: 'stdio',
@@ -31,6 +37,11 @@ export function demoServers(options: DemoServersOptions = {}): ServerConfigInput
       args: [options.filesystemRoot ?? scratch],
       warmPool,
     },
-    { id: 'sequential-thinking', transport: 'stdio', package: '@modelcontextprotocol/server-sequential-thinking', warmPool },
+    {
+      id: 'sequential-thinking',
+      transport: 'stdio',
+      package: '@modelcontextprotocol/server-sequential-thinking',
+      warmPool,
+    },
   ]
 }

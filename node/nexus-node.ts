@@ -3,6 +3,7 @@ import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { errorMessage, NexusError } from '../protocol/errors.ts'
 import { FramedStream } from '../protocol/framed-stream.ts'
+import { createLogger } from '../protocol/logger.ts'
 import { ANNOUNCE_TOPIC, MCP_STREAM_PROTOCOL, WIRE_VERSION } from '../protocol/names.ts'
 import { createPeer, type NexusPeer } from '../protocol/peer.ts'
 import {
@@ -12,9 +13,8 @@ import {
   type RefusalCode,
   refusedFrame,
 } from '../protocol/session-handshake.ts'
-import { Announcer, type AnnouncementBody } from './announcer.ts'
+import { type AnnouncementBody, Announcer } from './announcer.ts'
 import { type NodeConfig, type NodeConfigInput, parseNodeConfig } from './config.ts'
-import { createLogger } from '../protocol/logger.ts'
 import { NodeSession } from './node-session.ts'
 import { ProcessRuntime, type Runtime } from './runtime/process-runtime.ts'
 
@@ -81,7 +81,12 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       maxInboundStreams: this.config.maxSessions + 64,
     })
     this.#peer.services.pubsub.subscribe(ANNOUNCE_TOPIC)
-    this.#announcer = new Announcer(this.#peer, () => this.#announcement(), this.config.announceIntervalMs, this.logger)
+    this.#announcer = new Announcer(
+      this.#peer,
+      () => this.#announcement(),
+      this.config.announceIntervalMs,
+      this.logger,
+    )
     this.#announcer.start()
     this.logger.info({ peerId: this.peerId, addrs: this.multiaddrs }, 'node started')
   }
@@ -112,7 +117,8 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
 
   #announcement(): AnnouncementBody {
     const perServer = new Map<string, number>()
-    for (const session of this.sessions.values()) perServer.set(session.serverId, (perServer.get(session.serverId) ?? 0) + 1)
+    for (const session of this.sessions.values())
+      perServer.set(session.serverId, (perServer.get(session.serverId) ?? 0) + 1)
     return {
       v: WIRE_VERSION,
       peerId: this.peerId,
@@ -146,20 +152,29 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     }
     serverId = open.serverId
     if (this.#draining) return refuse('NODE_DRAINING', 'this node is draining and accepts no new sessions')
-    if (!this.runtime.has(open.serverId)) return refuse('UNKNOWN_SERVER', `server ${open.serverId} is not hosted on this node`)
-    if (this.sessions.size >= this.config.maxSessions) return refuse('NODE_FULL', 'this node has no free session slot')
+    if (!this.runtime.has(open.serverId))
+      return refuse('UNKNOWN_SERVER', `server ${open.serverId} is not hosted on this node`)
+    if (this.sessions.size >= this.config.maxSessions)
+      return refuse('NODE_FULL', 'this node has no free session slot')
     if (this.sessions.has(open.sessionId)) return refuse('PROTOCOL_VIOLATION', 'session id is already in use')
     let upstream: Awaited<ReturnType<Runtime['open']>>
     try {
       upstream = await this.runtime.open(open.serverId)
     } catch (err) {
-      return refuse('UPSTREAM_UNAVAILABLE', `server ${open.serverId} cannot take a session: ${errorMessage(err)}`)
+      return refuse(
+        'UPSTREAM_UNAVAILABLE',
+        `server ${open.serverId} cannot take a session: ${errorMessage(err)}`,
+      )
     }
     if (framed.ended) {
       await upstream.close()
       return
     }
-    const logger = this.logger.child({ sessionId: open.sessionId, serverId: open.serverId, principal: open.auth.principal })
+    const logger = this.logger.child({
+      sessionId: open.sessionId,
+      serverId: open.serverId,
+      principal: open.auth.principal,
+    })
     const session = new NodeSession(open, gatewayPeer, framed, upstream, logger, (s) => {
       if (this.sessions.get(s.id) !== s) return
       this.sessions.delete(s.id)

@@ -141,8 +141,12 @@ export class FramedStream {
   }
 
   #endedError(): Error {
-    return new NexusError('PROTOCOL_VIOLATION', `stream ended${this.#endError ? `: ${this.#endError.message}` : ''}`, {
-      cause: this.#endError,
-    })
+    return new NexusError(
+      'PROTOCOL_VIOLATION',
+      `stream ended${this.#endError ? `: ${this.#endError.message}` : ''}`,
+      {
+        cause: this.#endError,
+      },
+    )
   }
 }

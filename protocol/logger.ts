@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino'
+import { type Logger, pino } from 'pino'
 
 /** JSON logs on stderr; level from NEXUS_LOG_LEVEL (default info, silent under the test runner). */
 export function createLogger(component: string): Logger {

@@ -26,10 +26,20 @@ export const OpenSessionSchema = z.object({
 })
 export type OpenSession = z.infer<typeof OpenSessionSchema>
 
-export const REFUSAL_CODES = ['UNKNOWN_SERVER', 'NODE_DRAINING', 'NODE_FULL', 'UPSTREAM_UNAVAILABLE', 'PROTOCOL_VIOLATION'] as const
+export const REFUSAL_CODES = [
+  'UNKNOWN_SERVER',
+  'NODE_DRAINING',
+  'NODE_FULL',
+  'UPSTREAM_UNAVAILABLE',
+  'PROTOCOL_VIOLATION',
+] as const
 export type RefusalCode = (typeof REFUSAL_CODES)[number]
 
-const AcceptedSchema = z.object({ v: z.literal(WIRE_VERSION), type: z.literal('accepted'), serverId: z.string() })
+const AcceptedSchema = z.object({
+  v: z.literal(WIRE_VERSION),
+  type: z.literal('accepted'),
+  serverId: z.string(),
+})
 const RefusedSchema = z.object({
   v: z.literal(WIRE_VERSION),
   type: z.literal('refused'),

@@ -13,10 +13,14 @@ t.test('every conformance scenario that passes directly also passes through gate
   const network = await startNetwork({ nodes: 1, servers: [fixtureServerConfig()] })
   t.teardown(network.stop)
   // The suite's DNS-rebinding scenario needs a loopback name, as a browser would see it.
-  const viaGateway = await runConformance(network.gateway.serverUrl('conformance').replace('127.0.0.1', 'localhost'))
+  const viaGateway = await runConformance(
+    network.gateway.serverUrl('conformance').replace('127.0.0.1', 'localhost'),
+  )
   const byName = new Map(viaGateway.map((r) => [r.scenario, r]))
   for (const scenario of passingDirectly) {
     const result = byName.get(scenario)
-    t.ok(result?.passed, `${scenario} passes through the gateway`, { failures: result?.failures ?? ['not run'] })
+    t.ok(result?.passed, `${scenario} passes through the gateway`, {
+      failures: result?.failures ?? ['not run'],
+    })
   }
 })

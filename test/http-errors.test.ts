@@ -5,7 +5,11 @@ import { fixtureServerConfig } from './support/fixture-server.ts'
 import { startNetwork } from './support/network.ts'
 
 const MAX_BODY = 64 * 1024
-const network = await startNetwork({ nodes: 1, servers: [fixtureServerConfig()], gateway: { http: { maxBodyBytes: MAX_BODY } } })
+const network = await startNetwork({
+  nodes: 1,
+  servers: [fixtureServerConfig()],
+  gateway: { http: { maxBodyBytes: MAX_BODY } },
+})
 t.teardown(network.stop)
 const endpoint = network.gateway.serverUrl('conformance')
 const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }
@@ -17,9 +21,17 @@ const initialize = {
 }
 
 t.test('malformed JSON gets a JSON-RPC parse error', async (t) => {
-  const response = await fetch(endpoint, { method: 'POST', headers, body: '{"jsonrpc": "2.0", "id": 1, "method": ' })
+  const response = await fetch(endpoint, {
+    method: 'POST',
+    headers,
+    body: '{"jsonrpc": "2.0", "id": 1, "method": ',
+  })
   t.equal(response.status, 400)
-  t.match(await response.json(), { jsonrpc: '2.0', id: null, error: { code: -32700, message: /Parse error/ } })
+  t.match(await response.json(), {
+    jsonrpc: '2.0',
+    id: null,
+    error: { code: -32700, message: /Parse error/ },
+  })
 })
 
 t.test('a JSON body that is not JSON-RPC is refused', async (t) => {
@@ -35,7 +47,11 @@ t.test('a JSON body that is not JSON-RPC is refused', async (t) => {
 })
 
 t.test('an unknown server id is a 404 that names it', async (t) => {
-  const response = await fetch(network.gateway.serverUrl('no-such-server'), { method: 'POST', headers, body: JSON.stringify(initialize) })
+  const response = await fetch(network.gateway.serverUrl('no-such-server'), {
+    method: 'POST',
+    headers,
+    body: JSON.stringify(initialize),
+  })
   t.equal(response.status, 404)
   t.match(await response.json(), { error: { message: /Unknown server no-such-server/ } })
 })
@@ -48,7 +64,11 @@ t.test('a request without a session id is a 400; an unknown session id is a 404'
   const get = await fetch(endpoint, { method: 'GET', headers: { accept: 'text/event-stream' } })
   t.equal(get.status, 400)
   await get.body?.cancel()
-  const unknown = await fetch(endpoint, { method: 'POST', headers: { ...headers, 'mcp-session-id': 'f00' }, body: ping })
+  const unknown = await fetch(endpoint, {
+    method: 'POST',
+    headers: { ...headers, 'mcp-session-id': 'f00' },
+    body: ping,
+  })
   t.equal(unknown.status, 404)
   t.match(await unknown.json(), { error: { code: -32001, message: /Session not found/ } })
 })
@@ -56,7 +76,12 @@ t.test('a request without a session id is a 400; an unknown session id is a 404'
 t.test('a body over the limit is a 413, and the session it was meant for carries on', async (t) => {
   const { client, transport } = await connectStreamable(endpoint)
   t.teardown(() => client.close())
-  const big = JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'x', arguments: { pad: 'x'.repeat(MAX_BODY) } } })
+  const big = JSON.stringify({
+    jsonrpc: '2.0',
+    id: 9,
+    method: 'tools/call',
+    params: { name: 'x', arguments: { pad: 'x'.repeat(MAX_BODY) } },
+  })
   const response = await fetch(endpoint, {
     method: 'POST',
     headers: { ...headers, 'mcp-session-id': transport.sessionId!, 'mcp-protocol-version': '2025-11-25' },
@@ -69,20 +94,32 @@ t.test('a body over the limit is a 413, and the session it was meant for carries
 })
 
 t.test('a foreign Origin or Host is a 403 (DNS rebinding protection)', async (t) => {
-  const origin = await fetch(endpoint, { method: 'POST', headers: { ...headers, origin: 'https://evil.example' }, body: JSON.stringify(initialize) })
+  const origin = await fetch(endpoint, {
+    method: 'POST',
+    headers: { ...headers, origin: 'https://evil.example' },
+    body: JSON.stringify(initialize),
+  })
   t.equal(origin.status, 403)
   t.match(await origin.json(), { error: { message: /Origin https:\/\/evil.example is not allowed/ } })
   // fetch will not send a Host of our choosing; a raw request can, as a rebinding attacker's browser would.
   const hostStatus = await new Promise<number | undefined>((resolve, reject) => {
-    const req = request(endpoint, { method: 'POST', headers: { ...headers, host: 'evil.example' } }, (res) => {
-      res.resume()
-      resolve(res.statusCode)
-    })
+    const req = request(
+      endpoint,
+      { method: 'POST', headers: { ...headers, host: 'evil.example' } },
+      (res) => {
+        res.resume()
+        resolve(res.statusCode)
+      },
+    )
     req.once('error', reject)
     req.end(JSON.stringify(initialize))
   })
   t.equal(hostStatus, 403)
-  const local = await fetch(endpoint, { method: 'POST', headers: { ...headers, origin: 'http://localhost:3000' }, body: JSON.stringify(initialize) })
+  const local = await fetch(endpoint, {
+    method: 'POST',
+    headers: { ...headers, origin: 'http://localhost:3000' },
+    body: JSON.stringify(initialize),
+  })
   t.equal(local.status, 200, 'a loopback origin is let through')
   await local.body?.cancel()
 })

@@ -3,7 +3,10 @@ import { demoServers } from '../node/demo-servers.ts'
 import { connectLegacySse, SAMPLED_TEXT, textOf } from './support/clients.ts'
 import { startNetwork } from './support/network.ts'
 
-const network = await startNetwork({ nodes: 1, servers: demoServers().filter((s) => s.id === 'everything' || s.id === 'memory') })
+const network = await startNetwork({
+  nodes: 1,
+  servers: demoServers().filter((s) => s.id === 'everything' || s.id === 'memory'),
+})
 t.teardown(network.stop)
 
 t.test('legacy HTTP+SSE: list and call tools on each server', async (t) => {
@@ -15,18 +18,31 @@ t.test('legacy HTTP+SSE: list and call tools on each server', async (t) => {
   }
   const { client } = await connectLegacySse(network.gateway.sseUrl('everything'))
   t.teardown(() => client.close())
-  t.equal(textOf(await client.callTool({ name: 'echo', arguments: { message: 'old transport' } })), 'Echo: old transport')
+  t.equal(
+    textOf(await client.callTool({ name: 'echo', arguments: { message: 'old transport' } })),
+    'Echo: old transport',
+  )
 })
 
 t.test('legacy HTTP+SSE: sampling, elicitation and progress', async (t) => {
   const { client } = await connectLegacySse(network.gateway.sseUrl('everything'))
   t.teardown(() => client.close())
-  t.match(textOf(await client.callTool({ name: 'trigger-sampling-request', arguments: { prompt: 'hi' } })), SAMPLED_TEXT)
-  t.match(textOf(await client.callTool({ name: 'trigger-elicitation-request', arguments: {} })), 'Ada Lovelace')
+  t.match(
+    textOf(await client.callTool({ name: 'trigger-sampling-request', arguments: { prompt: 'hi' } })),
+    SAMPLED_TEXT,
+  )
+  t.match(
+    textOf(await client.callTool({ name: 'trigger-elicitation-request', arguments: {} })),
+    'Ada Lovelace',
+  )
   const seen: number[] = []
-  await client.callTool({ name: 'trigger-long-running-operation', arguments: { duration: 0.3, steps: 3 } }, undefined, {
-    onprogress: (p) => seen.push(p.progress),
-  })
+  await client.callTool(
+    { name: 'trigger-long-running-operation', arguments: { duration: 0.3, steps: 3 } },
+    undefined,
+    {
+      onprogress: (p) => seen.push(p.progress),
+    },
+  )
   t.same(seen, [1, 2, 3])
 })
 

@@ -37,7 +37,14 @@ t.test('a node that dies mid-call: the caller gets a JSON-RPC error, not a hang'
 t.test('a server process that exits mid-call: the caller learns why', async (t) => {
   const network = await startNetwork({
     nodes: 1,
-    servers: [{ id: 'crashing', transport: 'stdio', command: process.execPath, args: [join(import.meta.dirname, 'fixtures', 'crashing-server.ts')] }],
+    servers: [
+      {
+        id: 'crashing',
+        transport: 'stdio',
+        command: process.execPath,
+        args: [join(import.meta.dirname, 'fixtures', 'crashing-server.ts')],
+      },
+    ],
   })
   t.teardown(network.stop)
   const { client } = await connectStreamable(network.gateway.serverUrl('crashing'))
@@ -64,7 +71,11 @@ t.test('no node hosts the server any more: initialize fails with a clear error',
 })
 
 t.test('an idle session is closed and its server instance freed', async (t) => {
-  const network = await startNetwork({ nodes: 1, servers: [fixtureServerConfig()], gateway: { sessions: { idleTimeoutMs: 300 } } })
+  const network = await startNetwork({
+    nodes: 1,
+    servers: [fixtureServerConfig()],
+    gateway: { sessions: { idleTimeoutMs: 300 } },
+  })
   t.teardown(network.stop)
   const { client, transport } = await connectStreamable(network.gateway.serverUrl('conformance'))
   t.teardown(() => client.close())

@@ -21,8 +21,14 @@ t.test('everything: list and call tools', async (t) => {
   const { client } = await connectStreamable(url('everything'))
   t.teardown(() => client.close())
   const { tools } = await client.listTools()
-  t.ok(tools.some((tool) => tool.name === 'echo'), 'lists echo')
-  t.equal(textOf(await client.callTool({ name: 'echo', arguments: { message: 'through the network' } })), 'Echo: through the network')
+  t.ok(
+    tools.some((tool) => tool.name === 'echo'),
+    'lists echo',
+  )
+  t.equal(
+    textOf(await client.callTool({ name: 'echo', arguments: { message: 'through the network' } })),
+    'Echo: through the network',
+  )
   t.match(textOf(await client.callTool({ name: 'get-sum', arguments: { a: 19, b: 23 } })), /42/)
 })
 
@@ -31,7 +37,9 @@ t.test('memory: entities written in one call are read in the next', async (t) =>
   t.teardown(() => client.close())
   await client.callTool({
     name: 'create_entities',
-    arguments: { entities: [{ name: 'Nexus', entityType: 'project', observations: ['routes MCP over libp2p'] }] },
+    arguments: {
+      entities: [{ name: 'Nexus', entityType: 'project', observations: ['routes MCP over libp2p'] }],
+    },
   })
   t.match(textOf(await client.callTool({ name: 'read_graph', arguments: {} })), /routes MCP over libp2p/)
 })
@@ -40,9 +48,15 @@ t.test('filesystem: writes inside its root, refuses outside it', async (t) => {
   const { client } = await connectStreamable(url('filesystem'))
   t.teardown(() => client.close())
   const file = join(root, 'hello.txt')
-  await client.callTool({ name: 'write_file', arguments: { path: file, content: 'written through the gateway' } })
+  await client.callTool({
+    name: 'write_file',
+    arguments: { path: file, content: 'written through the gateway' },
+  })
   t.equal(readFileSync(file, 'utf8'), 'written through the gateway', 'the file is on disk')
-  t.match(textOf(await client.callTool({ name: 'read_text_file', arguments: { path: file } })), 'written through the gateway')
+  t.match(
+    textOf(await client.callTool({ name: 'read_text_file', arguments: { path: file } })),
+    'written through the gateway',
+  )
   const outside = await client.callTool({ name: 'read_text_file', arguments: { path: '/etc/hostname' } })
   t.equal(outside.isError, true, 'a path outside the root is refused by the server')
 })
@@ -52,7 +66,12 @@ t.test('sequential-thinking: a thought is recorded', async (t) => {
   t.teardown(() => client.close())
   const result = await client.callTool({
     name: 'sequentialthinking',
-    arguments: { thought: 'First, route the session.', thoughtNumber: 1, totalThoughts: 2, nextThoughtNeeded: true },
+    arguments: {
+      thought: 'First, route the session.',
+      thoughtNumber: 1,
+      totalThoughts: 2,
+      nextThoughtNeeded: true,
+    },
   })
   t.match(textOf(result), /"thoughtNumber": ?1/)
 })
@@ -60,7 +79,10 @@ t.test('sequential-thinking: a thought is recorded', async (t) => {
 t.test('sampling round trip: the server asks the client to sample mid-call', async (t) => {
   const { client } = await connectStreamable(url('everything'))
   t.teardown(() => client.close())
-  const result = await client.callTool({ name: 'trigger-sampling-request', arguments: { prompt: 'say hi', maxTokens: 10 } })
+  const result = await client.callTool({
+    name: 'trigger-sampling-request',
+    arguments: { prompt: 'say hi', maxTokens: 10 },
+  })
   t.match(textOf(result), SAMPLED_TEXT)
 })
 
@@ -109,7 +131,10 @@ t.test('cancellation: an aborted call ends at once and the session goes on', asy
     { signal: controller.signal, onprogress: () => controller.abort('enough') },
   )
   await t.rejects(call, /enough|abort/i)
-  t.equal(textOf(await client.callTool({ name: 'echo', arguments: { message: 'still here' } })), 'Echo: still here')
+  t.equal(
+    textOf(await client.callTool({ name: 'echo', arguments: { message: 'still here' } })),
+    'Echo: still here',
+  )
 })
 
 t.test('resumption: a dropped response stream resumes with Last-Event-ID and loses nothing', async (t) => {
@@ -157,7 +182,9 @@ t.test('DELETE ends the session and frees its server process on the node', async
   t.ok(session, 'the gateway holds the session')
   const node = network.nodes.find((n) => n.peerId === session!.nodePeerId)!
   t.ok(node.sessions.has(sessionId), 'the node holds it too')
-  const closedOnNode = new Promise((resolve) => node.on('session-closed', (s) => s.id === sessionId && resolve(s)))
+  const closedOnNode = new Promise((resolve) =>
+    node.on('session-closed', (s) => s.id === sessionId && resolve(s)),
+  )
   await transport.terminateSession()
   await closedOnNode
   t.notOk(node.sessions.has(sessionId), 'the node released it')

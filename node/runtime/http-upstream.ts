@@ -64,7 +64,8 @@ export class HttpUpstream implements Upstream {
   }
 
   async open(): Promise<UpstreamSession> {
-    if (this.#url === undefined) throw new NexusError('UPSTREAM_UNAVAILABLE', `server ${this.config.id} is not running`)
+    if (this.#url === undefined)
+      throw new NexusError('UPSTREAM_UNAVAILABLE', `server ${this.config.id} is not running`)
     const session = new HttpSession(this.#url, this.#logger, () => this.#active.delete(session))
     this.#active.add(session)
     return session
@@ -91,16 +92,23 @@ export class HttpUpstream implements Upstream {
 
   async #launch(): Promise<void> {
     const port = await freePort()
-    const proc = new StdioProcess(resolveLaunch(this.config, { [this.config.portEnv]: String(port) }), this.#logger)
+    const proc = new StdioProcess(
+      resolveLaunch(this.config, { [this.config.portEnv]: String(port) }),
+      this.#logger,
+    )
     proc.onMessage = (line) => this.#logger.debug({ stdout: Buffer.from(line).toString() }, 'server stdout')
     this.#proc = proc
     const deadline = Date.now() + START_TIMEOUT_MS
     const retry = new Backoff(25, 500)
     while (!(await portAccepts(port))) {
-      if (proc.exited) throw new NexusError('UPSTREAM_UNAVAILABLE', `server ${this.config.id} ${proc.exitDescription}`)
+      if (proc.exited)
+        throw new NexusError('UPSTREAM_UNAVAILABLE', `server ${this.config.id} ${proc.exitDescription}`)
       if (Date.now() > deadline) {
         await proc.stop()
-        throw new NexusError('UPSTREAM_UNAVAILABLE', `server ${this.config.id} did not listen on port ${port}`)
+        throw new NexusError(
+          'UPSTREAM_UNAVAILABLE',
+          `server ${this.config.id} did not listen on port ${port}`,
+        )
       }
       await new Promise((resolve) => setTimeout(resolve, retry.fail()))
     }
@@ -126,7 +134,9 @@ export class HttpUpstream implements Upstream {
 function negotiatedVersion(message: JSONRPCMessage): string | undefined {
   if (!('result' in message)) return undefined
   const result = message.result as { protocolVersion?: unknown; serverInfo?: unknown }
-  return typeof result.protocolVersion === 'string' && result.serverInfo !== undefined ? result.protocolVersion : undefined
+  return typeof result.protocolVersion === 'string' && result.serverInfo !== undefined
+    ? result.protocolVersion
+    : undefined
 }
 
 class HttpSession implements UpstreamSession {

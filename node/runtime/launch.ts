@@ -12,7 +12,10 @@ export interface LaunchSpec {
 const BASE_ENV_NAMES = ['PATH', 'HOME', 'TMPDIR', 'LANG', 'TZ', 'SYSTEMROOT']
 
 /** Turns a server's launch fields into a concrete command, with a minimal, explicit environment. */
-export function resolveLaunch(config: StdioServerConfig | HttpServerConfig, extraEnv: Record<string, string> = {}): LaunchSpec {
+export function resolveLaunch(
+  config: StdioServerConfig | HttpServerConfig,
+  extraEnv: Record<string, string> = {},
+): LaunchSpec {
   const env: Record<string, string> = {}
   for (const name of [...BASE_ENV_NAMES, ...config.passEnv]) {
     const value = process.env[name]

@@ -29,7 +29,10 @@ export class LineSplitter {
       }
       const line = this.#pendingBytes === 0 ? tail : Buffer.concat([...this.#pending, tail])
       this.#reset()
-      const end = line.byteLength > 0 && line[line.byteLength - 1] === CARRIAGE_RETURN ? line.byteLength - 1 : line.byteLength
+      const end =
+        line.byteLength > 0 && line[line.byteLength - 1] === CARRIAGE_RETURN
+          ? line.byteLength - 1
+          : line.byteLength
       if (end > 0) lines.push(line.subarray(0, end))
     }
     if (start < chunk.byteLength) {

@@ -43,7 +43,10 @@ export function resolvePackageBin(name: string, bin?: string, searchFrom?: strin
     relative = bin !== undefined ? pkg.bin[bin] : entries[0]?.[1]
   }
   if (relative === undefined) {
-    throw new NexusError('INVALID_CONFIG', `npm package ${name} has no executable${bin ? ` named ${bin}` : ''}`)
+    throw new NexusError(
+      'INVALID_CONFIG',
+      `npm package ${name} has no executable${bin ? ` named ${bin}` : ''}`,
+    )
   }
   return { dir, version: pkg.version ?? '0.0.0', binPath: join(dir, relative) }
 }

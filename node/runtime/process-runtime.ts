@@ -40,7 +40,9 @@ export class ProcessRuntime implements Runtime {
     for (const config of wanted.values()) {
       if (this.#upstreams.has(config.id)) continue
       const upstream =
-        config.transport === 'stdio' ? new StdioUpstream(config, this.#logger) : new HttpUpstream(config, this.#logger)
+        config.transport === 'stdio'
+          ? new StdioUpstream(config, this.#logger)
+          : new HttpUpstream(config, this.#logger)
       started.push(upstream)
     }
     const results = await Promise.allSettled(started.map((u) => u.start()))
@@ -49,8 +51,11 @@ export class ProcessRuntime implements Runtime {
       if (result.status === 'fulfilled') this.#upstreams.set(upstream.config.id, upstream)
       else this.#logger.error({ server: upstream.config.id, err: result.reason }, 'server failed to start')
     })
-    const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [`${started[i]!.config.id}: ${r.reason}`] : []))
-    if (failed.length > 0) throw new NexusError('UPSTREAM_UNAVAILABLE', `servers failed to start: ${failed.join('; ')}`)
+    const failed = results.flatMap((r, i) =>
+      r.status === 'rejected' ? [`${started[i]!.config.id}: ${r.reason}`] : [],
+    )
+    if (failed.length > 0)
+      throw new NexusError('UPSTREAM_UNAVAILABLE', `servers failed to start: ${failed.join('; ')}`)
   }
 
   has(serverId: string): boolean {
@@ -59,7 +64,8 @@ export class ProcessRuntime implements Runtime {
 
   open(serverId: string): Promise<UpstreamSession> {
     const upstream = this.#upstreams.get(serverId)
-    if (upstream === undefined) return Promise.reject(new NexusError('UNKNOWN_SERVER', `server ${serverId} is not hosted here`))
+    if (upstream === undefined)
+      return Promise.reject(new NexusError('UNKNOWN_SERVER', `server ${serverId} is not hosted here`))
     return upstream.open()
   }
 

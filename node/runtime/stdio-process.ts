@@ -28,13 +28,16 @@ export class StdioProcess {
     })
     const splitter = new LineSplitter(DEFAULT_MAX_FRAME_BYTES)
     this.child.stdout!.on('data', (chunk: Buffer) => {
-      for (const line of splitter.push(chunk, (bytes) => logger.warn({ bytes }, 'dropped an oversized line'))) {
+      for (const line of splitter.push(chunk, (bytes) =>
+        logger.warn({ bytes }, 'dropped an oversized line'),
+      )) {
         this.onMessage?.(line)
       }
     })
     const stderrSplitter = new LineSplitter(16 * 1024)
     this.child.stderr!.on('data', (chunk: Buffer) => {
-      for (const line of stderrSplitter.push(chunk, () => {})) logger.debug({ stderr: Buffer.from(line).toString() }, 'server stderr')
+      for (const line of stderrSplitter.push(chunk, () => {}))
+        logger.debug({ stderr: Buffer.from(line).toString() }, 'server stderr')
     })
     // A server that closes stdin while we write must not crash the node with EPIPE.
     this.child.stdin!.on('error', (err) => logger.debug({ err }, 'server stdin error'))
@@ -46,7 +49,9 @@ export class StdioProcess {
         resolve()
         this.onExit?.(description)
       }
-      this.child.once('exit', (code, signal) => finish(signal ? `killed by ${signal}` : `exited with code ${code}`))
+      this.child.once('exit', (code, signal) =>
+        finish(signal ? `killed by ${signal}` : `exited with code ${code}`),
+      )
       this.child.once('error', (err) => finish(`failed to start: ${err.message}`))
     })
   }
@@ -64,7 +69,9 @@ export class StdioProcess {
     const stdin = this.child.stdin!
     if (this.#exited || !stdin.writable) return false
     // A raw newline inside a message would split it in two on the server's side; JSON never needs one.
-    const safe = message.includes(0x0a) ? Buffer.from(JSON.stringify(JSON.parse(Buffer.from(message).toString()))) : message
+    const safe = message.includes(0x0a)
+      ? Buffer.from(JSON.stringify(JSON.parse(Buffer.from(message).toString())))
+      : message
     stdin.write(safe)
     return stdin.write(NEWLINE)
   }

@@ -8,13 +8,19 @@ export const SAMPLED_TEXT = 'sampled by the test client'
 
 /** An SDK client that answers sampling and elicitation the way a person and a model would. */
 export function newClient(name = 'nexus-test'): Client {
-  const client = new Client({ name, version: '1.0.0' }, { capabilities: { sampling: {}, elicitation: {}, roots: {} } })
+  const client = new Client(
+    { name, version: '1.0.0' },
+    { capabilities: { sampling: {}, elicitation: {}, roots: {} } },
+  )
   client.setRequestHandler(CreateMessageRequestSchema, async () => ({
     model: 'test-model',
     role: 'assistant',
     content: { type: 'text', text: SAMPLED_TEXT },
   }))
-  client.setRequestHandler(ElicitRequestSchema, async () => ({ action: 'accept', content: { name: 'Ada Lovelace' } }))
+  client.setRequestHandler(ElicitRequestSchema, async () => ({
+    action: 'accept',
+    content: { name: 'Ada Lovelace' },
+  }))
   return client
 }
 
@@ -22,7 +28,12 @@ export async function connectStreamable(url: string, options: { fetch?: FetchLik
   const client = newClient(options.name)
   const transport = new StreamableHTTPClientTransport(new URL(url), {
     fetch: options.fetch,
-    reconnectionOptions: { initialReconnectionDelay: 50, maxReconnectionDelay: 500, reconnectionDelayGrowFactor: 2, maxRetries: 5 },
+    reconnectionOptions: {
+      initialReconnectionDelay: 50,
+      maxReconnectionDelay: 500,
+      reconnectionDelayGrowFactor: 2,
+      maxRetries: 5,
+    },
   })
   await client.connect(transport)
   return { client, transport }
@@ -36,9 +47,17 @@ export async function connectLegacySse(url: string) {
 }
 
 /** Resolves when `predicate` holds for a value pushed through `feed`, or rejects after the timeout. */
-export function waitUntil<T>(timeoutMs: number, what: string, setup: (check: (value: T) => void) => void, predicate: (value: T) => boolean): Promise<T> {
+export function waitUntil<T>(
+  timeoutMs: number,
+  what: string,
+  setup: (check: (value: T) => void) => void,
+  predicate: (value: T) => boolean,
+): Promise<T> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs)
+    const timer = setTimeout(
+      () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)),
+      timeoutMs,
+    )
     setup((value) => {
       if (!predicate(value)) return
       clearTimeout(timer)

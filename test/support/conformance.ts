@@ -11,7 +11,12 @@ export interface ScenarioResult {
 }
 
 const require = createRequire(import.meta.url)
-const conformanceCli = join(require.resolve('@modelcontextprotocol/conformance/package.json'), '..', 'dist', 'index.js')
+const conformanceCli = join(
+  require.resolve('@modelcontextprotocol/conformance/package.json'),
+  '..',
+  'dist',
+  'index.js',
+)
 
 /**
  * Runs the official conformance suite's active server scenarios against a URL and reads the checks it saved.
@@ -35,7 +40,9 @@ export async function runConformance(url: string): Promise<ScenarioResult[]> {
         status: string
         errorMessage?: string
       }[]
-      const failures = checks.filter((c) => c.status === 'FAILURE').map((c) => `${c.id}: ${c.errorMessage ?? ''}`)
+      const failures = checks
+        .filter((c) => c.status === 'FAILURE')
+        .map((c) => `${c.id}: ${c.errorMessage ?? ''}`)
       return { scenario, passed: failures.length === 0, failures }
     })
     if (results.length === 0) throw new Error(`conformance suite ran no scenario (exit ${code}): ${stderr}`)

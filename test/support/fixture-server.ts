@@ -14,7 +14,9 @@ export const fixtureServerConfig = (id = 'conformance') => ({
 
 /** Starts the fixture on its own, over streamable HTTP on a free loopback port: the direct baseline. */
 export async function startDirectFixture(): Promise<{ url: string; stop: () => Promise<void> }> {
-  const child: ChildProcess = spawn(process.execPath, [FIXTURE_PATH, '--http', '0'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child: ChildProcess = spawn(process.execPath, [FIXTURE_PATH, '--http', '0'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
   const url = await new Promise<string>((resolve, reject) => {
     let output = ''
     child.stderr!.on('data', (chunk: Buffer) => {

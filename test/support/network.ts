@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { type GatewayConfigInput } from '../../gateway/config.ts'
+import type { GatewayConfigInput } from '../../gateway/config.ts'
 import { NexusGateway } from '../../gateway/nexus-gateway.ts'
 import type { NodeConfigInput, ServerConfigInput } from '../../node/config.ts'
 import { NexusNode } from '../../node/nexus-node.ts'

@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+import { parseCli, stopOnSignals } from '../protocol/cli-args.ts'
+import { errorMessage } from '../protocol/errors.ts'
+import { loadNodeConfigFile, type NodeConfigInput } from './config.ts'
+import { NexusNode } from './nexus-node.ts'
+
+const USAGE = `
+Usage: nexus-node --config <node.yaml> [options]
+
+Runs a Nexus node: a libp2p peer that hosts the MCP servers named in its configuration and serves MCP
+sessions that gateways open to it.
+
+Options:
+  -c, --config <file>      YAML configuration (see README, "Node configuration")
+      --listen <multiaddr>  listen address, repeatable (default /ip4/127.0.0.1/tcp/0)
+      --bootstrap <multiaddr>
+                           peer to join through, with /p2p/<peer-id>; repeatable
+  -h, --help               show this help
+
+Environment: NEXUS_LOG_LEVEL (trace|debug|info|warn|error|silent, default info).
+`
+
+const { values } = parseCli(USAGE, {
+  config: { type: 'string', short: 'c' },
+  listen: { type: 'string', multiple: true },
+  bootstrap: { type: 'string', multiple: true },
+})
+try {
+  const base: NodeConfigInput = values.config ? loadNodeConfigFile(values.config) : {}
+  const node = new NexusNode({
+    ...base,
+    listen: values.listen ?? base.listen,
+    bootstrap: [...(base.bootstrap ?? []), ...(values.bootstrap ?? [])],
+  })
+  await node.start()
+  process.stdout.write(`nexus-node ${node.peerId} listening on ${node.multiaddrs.join(' ')}\n`)
+  stopOnSignals(() => node.stop())
+} catch (err) {
+  process.stderr.write(`nexus-node: ${errorMessage(err)}\n`)
+  process.exit(1)
+}

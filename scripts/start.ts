@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+import { demoServers } from '../node/demo-servers.ts'
+/**
+ * `npm start`: a local Nexus network — one gateway and two nodes over real libp2p (TCP on loopback) — hosting
+ * the reference MCP servers from npm. Prints how to connect; Ctrl-C stops everything.
+ */
+import { parseCli, stopOnSignals } from '../protocol/cli-args.ts'
+import { errorMessage } from '../protocol/errors.ts'
+import { startNetwork } from '../test/support/network.ts'
+
+const { values } = parseCli(
+  `
+Usage: npm start [-- --port <port>]
+
+Starts one gateway and two nodes on this machine, hosting the everything, memory, filesystem and
+sequential-thinking MCP servers. The gateway listens on 127.0.0.1:<port> (default 8080, or $PORT).
+`,
+  { port: { type: 'string', short: 'p' } },
+)
+const port = Number(values.port ?? process.env.PORT ?? 8080)
+process.env.NEXUS_LOG_LEVEL ??= 'warn'
+
+try {
+  const started = Date.now()
+  const network = await startNetwork({
+    transport: 'tcp',
+    nodes: 2,
+    servers: demoServers(),
+    gateway: { http: { port } },
+  })
+  stopOnSignals(() => network.stop())
+  const gateway = network.gateway
+  const ids = gateway.view.serverIds()
+  const lines = [
+    '',
+    `MCP Nexus is up (${Date.now() - started} ms): 1 gateway, ${network.nodes.length} nodes, ${ids.length} servers.`,
+    '',
+    'Streamable HTTP endpoints (MCP 2025-11-25, 2025-06-18, 2025-03-26):',
+    ...ids.map((id) => `  ${id.padEnd(20)} ${gateway.serverUrl(id)}`),
+    '',
+    'Legacy HTTP+SSE endpoints:',
+    ...ids.map((id) => `  ${id.padEnd(20)} ${gateway.sseUrl(id)}`),
+    '',
+    'Client configuration (Claude Desktop, Cursor, VS Code and other MCP clients):',
+    JSON.stringify(
+      { mcpServers: Object.fromEntries(ids.map((id) => [id, { type: 'http', url: gateway.serverUrl(id) }])) },
+      null,
+      2,
+    ),
+    '',
+    `Try it: npx @modelcontextprotocol/inspector --transport http --server-url ${gateway.serverUrl('everything')}`,
+    'Press Ctrl-C to stop.',
+    '',
+  ]
+  process.stdout.write(lines.join('\n'))
+} catch (err) {
+  process.stderr.write(`npm start: ${errorMessage(err)}\n`)
+  process.exit(1)
+}
