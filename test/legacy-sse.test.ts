@@ -1,6 +1,6 @@
 import t from 'tap'
 import { demoServers } from '../node/demo-servers.ts'
-import { connectLegacySse, SAMPLED_TEXT, textOf } from './support/clients.ts'
+import { connectLegacySse, recordProgress, SAMPLED_TEXT, textOf } from './support/clients.ts'
 import { startNetwork } from './support/network.ts'
 
 const network = await startNetwork({
@@ -35,12 +35,12 @@ t.test('legacy HTTP+SSE: sampling, elicitation and progress', async (t) => {
     textOf(await client.callTool({ name: 'trigger-elicitation-request', arguments: {} })),
     'Ada Lovelace',
   )
-  const seen: number[] = []
+  const seen = recordProgress(client)
   await client.callTool(
     { name: 'trigger-long-running-operation', arguments: { duration: 0.3, steps: 3 } },
     undefined,
     {
-      onprogress: (p) => seen.push(p.progress),
+      onprogress: () => {},
     },
   )
   t.same(seen, [1, 2, 3])

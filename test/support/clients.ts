@@ -2,7 +2,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js'
-import { CreateMessageRequestSchema, ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js'
+import { CreateMessageRequestSchema, ElicitRequestSchema, ProgressNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
 
 export const SAMPLED_TEXT = 'sampled by the test client'
 
@@ -69,4 +69,18 @@ export function waitUntil<T>(
 export function textOf(result: unknown): string {
   const content = (result as { content?: { type: string; text?: string }[] }).content ?? []
   return content.map((c) => c.text ?? '').join('\n')
+}
+
+/**
+ * Records every progress notification the client receives. The SDK's own `onprogress` drops a final progress
+ * event that arrives in the same network chunk as the response (it defers notifications but not responses),
+ * which would make a delivery test flaky for reasons outside the gateway. Calls still pass `onprogress` so
+ * that the SDK asks the server for progress.
+ */
+export function recordProgress(client: Client): number[] {
+  const seen: number[] = []
+  client.setNotificationHandler(ProgressNotificationSchema, (n) => {
+    seen.push(n.params.progress)
+  })
+  return seen
 }
