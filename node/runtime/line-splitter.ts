@@ -22,7 +22,7 @@ export class LineSplitter {
     for (let index = chunk.indexOf(NEWLINE); index !== -1; index = chunk.indexOf(NEWLINE, start)) {
       const tail = chunk.subarray(start, index)
       start = index + 1
-      if (this.#discarding) {
+      if (this.#discarding || this.#pendingBytes + tail.byteLength > this.#maxLineBytes) {
         onOversized(this.#pendingBytes + tail.byteLength)
         this.#reset()
         continue

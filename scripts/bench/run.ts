@@ -15,6 +15,7 @@ import { startNetwork } from '../../test/support/network.ts'
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number)
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3_000)
 const WARMUP_CALLS = 20
+const WARM_POOL = 16
 
 interface Measurement {
   calls: number
@@ -47,10 +48,19 @@ async function openClients(url: string, count: number): Promise<Client[]> {
   return clients
 }
 
+/** Waits until the node's warm pool is full again, so that process start-ups do not overlap the timing. */
+async function poolSettled(): Promise<void> {
+  const deadline = Date.now() + 60_000
+  const full = () => network.nodes.every((n) => n.runtime.status().every((s) => s.idleInstances >= WARM_POOL))
+  while (!full() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+}
+
 async function measure(url: string, concurrency: number): Promise<Measurement> {
   const clients = await openClients(url, concurrency)
+  await poolSettled()
   const call = (client: Client) => client.callTool({ name: 'test_simple_text', arguments: {} })
-  for (const client of clients) for (let i = 0; i < WARMUP_CALLS / Math.min(concurrency, 4); i++) await call(client)
+  for (const client of clients)
+    for (let i = 0; i < WARMUP_CALLS / Math.min(concurrency, 4); i++) await call(client)
   const latencies: number[] = []
   let errors = 0
   const started = performance.now()
@@ -86,7 +96,7 @@ const maxSessions = Math.max(...CONCURRENCY)
 const network = await startNetwork({
   transport: 'tcp',
   nodes: 1,
-  servers: [{ ...fixtureServerConfig('bench'), warmPool: Math.min(16, maxSessions) }],
+  servers: [{ ...fixtureServerConfig('bench'), warmPool: WARM_POOL }],
   node: { maxSessions: maxSessions + 16 },
 })
 const results = []

@@ -1,0 +1,127 @@
+import t from 'tap'
+import { BoundedEventStore } from '../gateway/event-store.ts'
+import { parseNodeConfig } from '../node/config.ts'
+import { NexusNode } from '../node/nexus-node.ts'
+import { LineSplitter } from '../node/runtime/line-splitter.ts'
+import { FramedStream } from '../protocol/framed-stream.ts'
+import { encodeFrame, FrameDecoder } from '../protocol/framing.ts'
+import { MCP_STREAM_PROTOCOL } from '../protocol/names.ts'
+import { createPeer } from '../protocol/peer.ts'
+import { decodeJson, OpenReplySchema, openFrame, parseFrame } from '../protocol/session-handshake.ts'
+import { fixtureServerConfig } from './support/fixture-server.ts'
+import { startNetwork } from './support/network.ts'
+
+const bytes = (s: string) => new TextEncoder().encode(s)
+
+t.test('frames survive arbitrary splitting and reject oversized lengths', async (t) => {
+  const wire = new Uint8Array([...encodeFrame(bytes('{"a":1}')), ...encodeFrame(bytes('x'.repeat(300)))])
+  const decoder = new FrameDecoder(1024)
+  const out: string[] = []
+  for (let i = 0; i < wire.length; i += 3) {
+    for (const frame of decoder.decode(wire.subarray(i, i + 3))) out.push(new TextDecoder().decode(frame))
+  }
+  t.same(out, ['{"a":1}', 'x'.repeat(300)])
+  const small = new FrameDecoder(16)
+  t.throws(() => [...small.decode(encodeFrame(bytes('y'.repeat(17))))], { code: 'FRAME_TOO_LARGE' })
+})
+
+t.test(
+  'stdio lines: split across chunks, CRLF trimmed, blank lines skipped, oversized ones dropped',
+  async (t) => {
+    const splitter = new LineSplitter(10)
+    const dropped: number[] = []
+    const lines = [
+      ...splitter.push(Buffer.from('{"a"'), (n) => dropped.push(n)),
+      ...splitter.push(Buffer.from(':1}\r\n\n{"b":2}\n0123456789'), (n) => dropped.push(n)),
+      ...splitter.push(Buffer.from('ABC\n{"c":3}\n'), (n) => dropped.push(n)),
+    ].map((l) => Buffer.from(l).toString())
+    t.same(lines, ['{"a":1}', '{"b":2}', '{"c":3}'])
+    t.same(dropped, [13], 'the 13-byte line over the 10-byte limit was dropped and reported')
+  },
+)
+
+t.test('event store: replays one stream after an id, skips priming events, stays bounded', async (t) => {
+  const store = new BoundedEventStore(3, 1_000_000)
+  const prime = await store.storeEvent('s1', {} as never)
+  await store.storeEvent('s1', { jsonrpc: '2.0', method: 'a' })
+  await store.storeEvent('s2', { jsonrpc: '2.0', method: 'other-stream' })
+  await store.storeEvent('s1', { jsonrpc: '2.0', method: 'b' })
+  const replayed: string[] = []
+  const stream = await store.replayEventsAfter(prime, {
+    send: async (_id, message) => {
+      replayed.push((message as { method: string }).method)
+    },
+  })
+  t.equal(stream, 's1')
+  t.same(
+    replayed,
+    ['a', 'b'],
+    'the same stream in order; the other stream and the priming event are not replayed',
+  )
+  t.equal(store.size, 3, 'the oldest event (the priming one) was evicted')
+  await store.storeEvent('s1', { jsonrpc: '2.0', method: 'c' })
+  await t.rejects(
+    store.replayEventsAfter(prime, { send: async () => {} }),
+    /no longer stored/,
+    'resuming from before an evicted event fails instead of silently skipping it',
+  )
+  await t.rejects(store.replayEventsAfter('garbage', { send: async () => {} }), /malformed Last-Event-ID/)
+  const byBytes = new BoundedEventStore(100, 60)
+  for (let i = 0; i < 5; i++) await byBytes.storeEvent('s', { jsonrpc: '2.0', method: `m${i}` })
+  t.ok(byBytes.bytes <= 60, `byte bound holds (${byBytes.bytes} bytes in ${byBytes.size} events)`)
+})
+
+t.test('node configuration errors name the offending fields', async (t) => {
+  t.throws(
+    () => parseNodeConfig({ servers: [{ id: 'Bad Id!', transport: 'stdio', command: 'x' }] }),
+    /lower-case/,
+  )
+  t.throws(
+    () => parseNodeConfig({ servers: [{ id: 'a', transport: 'stdio' }] }),
+    /exactly one of package or command/,
+  )
+  t.throws(
+    () =>
+      parseNodeConfig({
+        servers: [
+          { id: 'a', transport: 'stdio', command: 'x' },
+          { id: 'a', transport: 'stdio', command: 'y' },
+        ],
+      }),
+    /configured twice/,
+  )
+})
+
+t.test('a node refuses to start a server whose package is not installed', async (t) => {
+  const node = new NexusNode({
+    transport: 'memory',
+    servers: [{ id: 'a', transport: 'stdio', package: 'not-installed-anywhere-xyz' }],
+  })
+  await t.rejects(node.start(), /npm package not-installed-anywhere-xyz is not installed/)
+})
+
+t.test('node handshake: unknown servers and malformed first frames are refused with a code', async (t) => {
+  const network = await startNetwork({ nodes: 1, servers: [fixtureServerConfig()], gateways: 0 })
+  t.teardown(network.stop)
+  const peer = await createPeer({ transport: 'memory' })
+  t.teardown(() => peer.stop())
+  const node = network.nodes[0]!
+  await peer.dial(node.peer.getMultiaddrs()[0]!)
+  const ask = async (frame: unknown) => {
+    const framed = new FramedStream(await peer.dialProtocol(node.peer.peerId, MCP_STREAM_PROTOCOL))
+    framed.sendJson(frame)
+    return parseFrame(OpenReplySchema, await framed.nextFrame(5_000), 'reply')
+  }
+  t.match(await ask(openFrame('nope', 'session-00000001', { principal: 'p' })), {
+    type: 'refused',
+    code: 'UNKNOWN_SERVER',
+  })
+  t.match(await ask({ v: 1, type: 'open', serverId: 'conformance' }), {
+    type: 'refused',
+    code: 'PROTOCOL_VIOLATION',
+  })
+  t.match(await ask({ v: 99, hello: true }), { type: 'refused', code: 'PROTOCOL_VIOLATION' })
+  t.match(await ask(openFrame('conformance', 'session-00000002', { principal: 'p' })), { type: 'accepted' })
+  t.same(decodeJson(bytes('{"x":1}')), { x: 1 })
+  t.throws(() => decodeJson(bytes('{')), { code: 'MALFORMED_FRAME' })
+})
