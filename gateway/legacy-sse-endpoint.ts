@@ -4,7 +4,7 @@ import type { Logger } from 'pino'
 import type { GatewayConfig } from './config.ts'
 import type { GatewaySession } from './gateway-session.ts'
 import { sendHttpError } from './http-responses.ts'
-import { readJsonBody } from './request-body.ts'
+import { readJsonBodyOrReply } from './request-body.ts'
 import type { SessionFactory } from './session-factory.ts'
 
 export const LEGACY_MESSAGES_PATH = '/messages'
@@ -55,16 +55,10 @@ export class LegacySseEndpoint {
     const entry = sessionId === null ? undefined : this.#transports.get(sessionId)
     if (entry === undefined)
       return sendHttpError(res, 404, -32001, 'Session not found: open a new one with GET /sse/<server-id>')
-    const read = await readJsonBody(req, this.#config.http.maxBodyBytes)
-    if (read.kind === 'too-large') {
-      return sendHttpError(res, 413, -32600, `request body exceeds the limit of ${read.limit} bytes`, {
-        connection: 'close',
-      })
-    }
-    if (read.kind !== 'json')
-      return sendHttpError(res, 400, -32700, 'Parse error: the body is not valid JSON')
+    const body = await readJsonBodyOrReply(req, res, this.#config.http.maxBodyBytes)
+    if (body === undefined) return
     entry.session.lastActivity = Date.now()
-    await entry.transport.handlePostMessage(req, res, read.value)
+    await entry.transport.handlePostMessage(req, res, body.value)
   }
 
   async closeAll(): Promise<void> {

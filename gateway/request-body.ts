@@ -1,4 +1,5 @@
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { sendHttpError } from './http-responses.ts'
 
 export type BodyResult =
   | { kind: 'json'; value: unknown }
@@ -23,4 +24,27 @@ export async function readJsonBody(req: IncomingMessage, limit: number): Promise
   } catch (err) {
     return { kind: 'malformed', reason: (err as Error).message }
   }
+}
+
+/**
+ * Reads a JSON body for an MCP endpoint, answering 413 or a JSON-RPC parse error itself when the body is too
+ * large or not JSON. Returns the parsed value, or undefined when the response was already sent.
+ */
+export async function readJsonBodyOrReply(
+  req: IncomingMessage,
+  res: ServerResponse,
+  limit: number,
+): Promise<{ value: unknown } | undefined> {
+  const read = await readJsonBody(req, limit)
+  if (read.kind === 'too-large') {
+    sendHttpError(res, 413, -32600, `request body exceeds the limit of ${read.limit} bytes`, {
+      connection: 'close',
+    })
+    return undefined
+  }
+  if (read.kind !== 'json') {
+    sendHttpError(res, 400, -32700, 'Parse error: the body is not valid JSON')
+    return undefined
+  }
+  return { value: read.value }
 }

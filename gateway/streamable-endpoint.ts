@@ -7,7 +7,7 @@ import type { GatewayConfig } from './config.ts'
 import { BoundedEventStore } from './event-store.ts'
 import type { GatewaySession } from './gateway-session.ts'
 import { sendHttpError } from './http-responses.ts'
-import { readJsonBody } from './request-body.ts'
+import { readJsonBodyOrReply } from './request-body.ts'
 import type { SessionFactory } from './session-factory.ts'
 
 interface Entry {
@@ -37,14 +37,8 @@ export class StreamableEndpoint {
   async handle(req: IncomingMessage, res: ServerResponse, serverId: string): Promise<void> {
     let body: unknown
     if (req.method === 'POST') {
-      const read = await readJsonBody(req, this.#config.http.maxBodyBytes)
-      if (read.kind === 'too-large') {
-        return sendHttpError(res, 413, -32600, `request body exceeds the limit of ${read.limit} bytes`, {
-          connection: 'close',
-        })
-      }
-      if (read.kind !== 'json')
-        return sendHttpError(res, 400, -32700, 'Parse error: the body is not valid JSON')
+      const read = await readJsonBodyOrReply(req, res, this.#config.http.maxBodyBytes)
+      if (read === undefined) return
       body = read.value
     }
     const sessionId = req.headers['mcp-session-id']
