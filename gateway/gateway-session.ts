@@ -77,7 +77,10 @@ export class GatewaySession {
     this.lastActivity = Date.now()
     if (this.#closing !== undefined) {
       if (isRequest(message))
-        void this.#answer(errorResponse(message.id, GatewayErrorCode.SessionClosed, 'the session is closed'))
+        void this.#deliver(
+          errorResponse(message.id, GatewayErrorCode.SessionClosed, 'the session is closed'),
+          undefined,
+        )
       return
     }
     if (isRequest(message)) {
@@ -131,7 +134,7 @@ export class GatewaySession {
   #fromNode(message: JSONRPCMessage): void {
     this.lastActivity = Date.now()
     if (isResponse(message)) {
-      if (this.#inFlight.delete(message.id)) void this.#answer(message)
+      if (this.#inFlight.delete(message.id)) void this.#deliver(message, undefined)
       else this.#logger.debug({ id: message.id }, 'response to no pending request; dropped')
       return
     }
@@ -152,10 +155,6 @@ export class GatewaySession {
     const ids = [...this.#inFlight.keys()]
     if (ids.length === 1 || !this.#client.hasStandaloneStream()) return ids[ids.length - 1]
     return undefined
-  }
-
-  async #answer(response: JSONRPCMessage): Promise<void> {
-    await this.#deliver(response, undefined)
   }
 
   async #deliver(message: JSONRPCMessage, relatedRequestId: RequestId | undefined): Promise<void> {
@@ -182,7 +181,9 @@ export class GatewaySession {
     const ids = [...this.#inFlight.keys()]
     this.#inFlight.clear()
     await Promise.all(
-      ids.map((id) => this.#answer(errorResponse(id, code, message, reason ? { reason } : undefined))),
+      ids.map((id) =>
+        this.#deliver(errorResponse(id, code, message, reason ? { reason } : undefined), undefined),
+      ),
     )
   }
 }

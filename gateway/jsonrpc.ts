@@ -13,10 +13,6 @@ export function isRequest(message: JSONRPCMessage): message is JsonRpcRequest {
   return 'method' in message && 'id' in message
 }
 
-export function isNotification(message: JSONRPCMessage): boolean {
-  return 'method' in message && !('id' in message)
-}
-
 export function isResponse(message: JSONRPCMessage): message is Extract<JSONRPCMessage, { id: RequestId }> {
   return !('method' in message) && 'id' in message
 }

@@ -3,6 +3,3 @@ export const MCP_STREAM_PROTOCOL = '/nexus/mcp/1.0.0'
 export const ANNOUNCE_TOPIC = '/nexus/1/announce'
 export const DEMAND_TOPIC = '/nexus/1/demand'
 export const WIRE_VERSION = 1
-
-/** MCP protocol versions the gateway speaks to agents, newest first. */
-export const MCP_PROTOCOL_VERSIONS = ['2025-11-25', '2025-06-18', '2025-03-26'] as const
