@@ -21,8 +21,45 @@ t.test('frames survive arbitrary splitting and reject oversized lengths', async 
     for (const frame of decoder.decode(wire.subarray(i, i + 3))) out.push(new TextDecoder().decode(frame))
   }
   t.same(out, ['{"a":1}', 'x'.repeat(300)])
+  t.same(
+    [...encodeFrame(new Uint8Array(300)).subarray(0, 2)],
+    [0xac, 0x02],
+    'the prefix is an unsigned LEB128 varint',
+  )
   const small = new FrameDecoder(16)
   t.throws(() => [...small.decode(encodeFrame(bytes('y'.repeat(17))))], { code: 'FRAME_TOO_LARGE' })
+  const huge = new FrameDecoder(1024)
+  t.throws(
+    () => [...huge.decode(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0x01]))],
+    { code: 'FRAME_TOO_LARGE' },
+    'a prefix longer than any accepted length is refused before anything is buffered',
+  )
+})
+
+t.test('frames of every prefix width come out whole and in order however the bytes are cut', async (t) => {
+  // Sizes straddle the 1-, 2- and 3-byte varint boundaries, plus empty frames.
+  const sizes = [0, 1, 127, 128, 129, 300, 16_383, 16_384, 70_000, 0, 5]
+  const frames = sizes.map((n, i) => Uint8Array.from({ length: n }, (_, j) => (i * 31 + j) & 0xff))
+  const wire = Buffer.concat(frames.map(encodeFrame))
+  let seed = 7
+  const random = () => {
+    seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31
+    return seed / 2 ** 31
+  }
+  for (const maxCut of [1, 2, 7, 500, 100_000]) {
+    const decoder = new FrameDecoder(1 << 20)
+    const out: Uint8Array[] = []
+    for (let i = 0; i < wire.length; ) {
+      const cut = 1 + Math.floor(random() * maxCut)
+      for (const frame of decoder.decode(wire.subarray(i, i + cut))) out.push(Uint8Array.from(frame))
+      i += cut
+    }
+    t.same(
+      out.map((f) => Buffer.from(f).toString('hex')),
+      frames.map((f) => Buffer.from(f).toString('hex')),
+      `cuts of up to ${maxCut} bytes`,
+    )
+  }
 })
 
 t.test(
