@@ -72,8 +72,12 @@ export class StdioProcess {
     const safe = message.includes(0x0a)
       ? Buffer.from(JSON.stringify(JSON.parse(Buffer.from(message).toString())))
       : message
+    // One write (writev) for message and newline: a second would wake the server for half a line.
+    stdin.cork()
     stdin.write(safe)
-    return stdin.write(NEWLINE)
+    const more = stdin.write(NEWLINE)
+    stdin.uncork()
+    return more
   }
 
   async drained(): Promise<void> {
