@@ -88,6 +88,8 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       this.logger,
     )
     this.#announcer.start()
+    // A server that went down must leave the announcement at once, and come back as soon as it is up.
+    this.runtime.onStatusChange(() => this.#announcer?.announceSoon())
     this.logger.info({ peerId: this.peerId, addrs: this.multiaddrs }, 'node started')
   }
 

@@ -1,3 +1,6 @@
+/** A process that dies sooner than this after starting counts as crash-looping. */
+export const STABLE_AFTER_MS = 5_000
+
 /** Exponential back-off with a ceiling, reset once the guarded thing has stayed up long enough. */
 export class Backoff {
   readonly #initialMs: number
@@ -22,5 +25,15 @@ export class Backoff {
 
   succeed(): void {
     this.#failures = 0
+  }
+
+  /**
+   * The delay before restarting a process that ran for `ranMs`: none after a stable run (which also resets the
+   * back-off), growing while it keeps dying young (a crash loop).
+   */
+  restartDelay(ranMs: number): number {
+    if (ranMs < STABLE_AFTER_MS) return this.fail()
+    this.succeed()
+    return 0
   }
 }

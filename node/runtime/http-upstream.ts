@@ -8,7 +8,7 @@ import type { HttpServerConfig } from '../config.ts'
 import { Backoff } from './backoff.ts'
 import { resolveLaunch } from './launch.ts'
 import { StdioProcess } from './stdio-process.ts'
-import type { Upstream, UpstreamSession, UpstreamStatus } from './upstream.ts'
+import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from './upstream.ts'
 
 const START_TIMEOUT_MS = 30_000
 
@@ -42,6 +42,7 @@ function portAccepts(port: number): Promise<boolean> {
 export class HttpUpstream implements Upstream {
   readonly config: HttpServerConfig
   readonly #logger: Logger
+  readonly #events: UpstreamEvents | undefined
   readonly #active = new Set<HttpSession>()
   readonly #backoff = new Backoff()
   #url: URL | undefined
@@ -50,9 +51,10 @@ export class HttpUpstream implements Upstream {
   #restarts = 0
   #stopped = false
 
-  constructor(config: HttpServerConfig, logger: Logger) {
+  constructor(config: HttpServerConfig, logger: Logger, events?: UpstreamEvents) {
     this.config = config
     this.#logger = logger.child({ server: config.id })
+    this.#events = events
   }
 
   async start(): Promise<void> {
@@ -80,6 +82,7 @@ export class HttpUpstream implements Upstream {
       activeSessions: this.#active.size,
       idleInstances: 0,
       restarts: this.#restarts,
+      pids: this.#proc?.child.pid === undefined || this.#proc.exited ? [] : [this.#proc.child.pid],
     }
   }
 
@@ -114,14 +117,19 @@ export class HttpUpstream implements Upstream {
     }
     this.#url = new URL(`http://127.0.0.1:${port}${this.config.path}`)
     proc.onExit = (description) => this.#onExit(proc, description)
+    this.#events?.processStarted(this.config.id, proc.child.pid)
   }
 
   #onExit(proc: StdioProcess, description: string): void {
     if (this.#stopped || proc !== this.#proc) return
     this.#url = undefined
     this.#restarts++
-    const delay = Date.now() - proc.startedAt < 5_000 ? this.#backoff.fail() : 0
+    // The server's sessions died with it; a restarted process would not know their ids.
+    for (const session of [...this.#active])
+      session.fail('UPSTREAM_EXITED', `the server process ${description}`)
+    const delay = this.#backoff.restartDelay(Date.now() - proc.startedAt)
     this.#logger.warn({ description, retryInMs: delay }, 'server process exited; restarting it')
+    this.#events?.processExited(this.config.id, description, delay)
     this.#restartTimer = setTimeout(() => {
       this.#launch().catch((err) => {
         this.#logger.error({ err }, 'server restart failed')
@@ -157,7 +165,7 @@ class HttpSession implements UpstreamSession {
       this.onMessage?.(encodeJson(message))
     }
     this.#transport.onerror = (err) => logger.debug({ err }, 'upstream HTTP transport error')
-    this.#transport.onclose = () => this.#fail('UPSTREAM_EXITED', 'the server closed the session')
+    this.#transport.onclose = () => this.fail('UPSTREAM_EXITED', 'the server closed the session')
     void this.#transport.start()
   }
 
@@ -165,7 +173,7 @@ class HttpSession implements UpstreamSession {
     const parsed = decodeJson(message) as JSONRPCMessage
     this.#sending = this.#sending
       .then(() => this.#transport.send(parsed))
-      .catch((err) => this.#fail('UPSTREAM_UNAVAILABLE', `the server is unreachable: ${errorMessage(err)}`))
+      .catch((err) => this.fail('UPSTREAM_UNAVAILABLE', `the server is unreachable: ${errorMessage(err)}`))
     return true
   }
 
@@ -185,7 +193,7 @@ class HttpSession implements UpstreamSession {
     await this.#transport.close()
   }
 
-  #fail(code: NexusErrorCode, reason: string): void {
+  fail(code: NexusErrorCode, reason: string): void {
     if (this.#closed) return
     this.onEnd?.(code, reason)
     void this.close()

@@ -1,9 +1,10 @@
+import { EventEmitter } from 'node:events'
 import type { Logger } from 'pino'
 import { NexusError } from '../../protocol/errors.ts'
 import type { ServerConfig } from '../config.ts'
 import { HttpUpstream } from './http-upstream.ts'
 import { StdioUpstream } from './stdio-upstream.ts'
-import type { Upstream, UpstreamSession, UpstreamStatus } from './upstream.ts'
+import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from './upstream.ts'
 
 /** The contract every runtime (local processes today, Kubernetes later) fulfils for the node. */
 export interface Runtime {
@@ -12,6 +13,8 @@ export interface Runtime {
   open(serverId: string): Promise<UpstreamSession>
   has(serverId: string): boolean
   status(): UpstreamStatus[]
+  /** Calls `listener` whenever `status()` may have changed on its own (a server went down or came back). */
+  onStatusChange(listener: () => void): void
   stop(): Promise<void>
 }
 
@@ -19,12 +22,23 @@ function sameLaunch(a: ServerConfig, b: ServerConfig): boolean {
   return JSON.stringify(a) === JSON.stringify(b)
 }
 
+export interface ProcessRuntimeEvents {
+  'process-started': [{ serverId: string; pid: number | undefined }]
+  'process-exited': [{ serverId: string; description: string; retryInMs: number }]
+}
+
 /** The embedded runtime: servers run as child processes of the node. */
-export class ProcessRuntime implements Runtime {
+export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implements Runtime {
   readonly #logger: Logger
   readonly #upstreams = new Map<string, Upstream>()
+  readonly #events: UpstreamEvents = {
+    processStarted: (serverId, pid) => this.emit('process-started', { serverId, pid }),
+    processExited: (serverId, description, retryInMs) =>
+      this.emit('process-exited', { serverId, description, retryInMs }),
+  }
 
   constructor(logger: Logger) {
+    super()
     this.#logger = logger
   }
 
@@ -41,8 +55,8 @@ export class ProcessRuntime implements Runtime {
       if (this.#upstreams.has(config.id)) continue
       const upstream =
         config.transport === 'stdio'
-          ? new StdioUpstream(config, this.#logger)
-          : new HttpUpstream(config, this.#logger)
+          ? new StdioUpstream(config, this.#logger, this.#events)
+          : new HttpUpstream(config, this.#logger, this.#events)
       started.push(upstream)
     }
     const results = await Promise.allSettled(started.map((u) => u.start()))
@@ -71,6 +85,11 @@ export class ProcessRuntime implements Runtime {
 
   status(): UpstreamStatus[] {
     return [...this.#upstreams.values()].map((u) => u.status())
+  }
+
+  onStatusChange(listener: () => void): void {
+    this.on('process-started', listener)
+    this.on('process-exited', listener)
   }
 
   async stop(): Promise<void> {

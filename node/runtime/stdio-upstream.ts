@@ -4,10 +4,7 @@ import type { StdioServerConfig } from '../config.ts'
 import { Backoff } from './backoff.ts'
 import { type LaunchSpec, resolveLaunch } from './launch.ts'
 import { StdioProcess } from './stdio-process.ts'
-import type { Upstream, UpstreamSession, UpstreamStatus } from './upstream.ts'
-
-/** A process that dies sooner than this after starting counts as a crash loop and backs off. */
-const STABLE_AFTER_MS = 5_000
+import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from './upstream.ts'
 
 /**
  * A stdio server: one child process per session, taken from a pool of pre-started ones so that a new session
@@ -16,6 +13,7 @@ const STABLE_AFTER_MS = 5_000
 export class StdioUpstream implements Upstream {
   readonly config: StdioServerConfig
   readonly #logger: Logger
+  readonly #events: UpstreamEvents | undefined
   readonly #idle: StdioProcess[] = []
   readonly #active = new Set<StdioSession>()
   readonly #backoff = new Backoff()
@@ -24,9 +22,10 @@ export class StdioUpstream implements Upstream {
   #restarts = 0
   #stopped = false
 
-  constructor(config: StdioServerConfig, logger: Logger) {
+  constructor(config: StdioServerConfig, logger: Logger, events?: UpstreamEvents) {
     this.config = config
     this.#logger = logger.child({ server: config.id })
+    this.#events = events
   }
 
   async start(): Promise<void> {
@@ -53,6 +52,9 @@ export class StdioUpstream implements Upstream {
       activeSessions: this.#active.size,
       idleInstances: this.#idle.length,
       restarts: this.#restarts,
+      pids: [...this.#idle, ...[...this.#active].map((s) => s.process)].flatMap((p) =>
+        p.child.pid === undefined || p.exited ? [] : [p.child.pid],
+      ),
     }
   }
 
@@ -74,6 +76,7 @@ export class StdioUpstream implements Upstream {
       const proc = this.#spawn()
       proc.onExit = (description) => this.#onIdleExit(proc, description)
       this.#idle.push(proc)
+      this.#events?.processStarted(this.config.id, proc.child.pid)
     }
   }
 
@@ -82,10 +85,9 @@ export class StdioUpstream implements Upstream {
     if (index === -1 || this.#stopped) return
     this.#idle.splice(index, 1)
     this.#restarts++
-    let delay = 0
-    if (Date.now() - proc.startedAt < STABLE_AFTER_MS) delay = this.#backoff.fail()
-    else this.#backoff.succeed()
+    const delay = this.#backoff.restartDelay(Date.now() - proc.startedAt)
     this.#logger.warn({ description, retryInMs: delay }, 'pooled server process exited; replacing it')
+    this.#events?.processExited(this.config.id, description, delay)
     clearTimeout(this.#refillTimer)
     this.#refillTimer = setTimeout(() => this.#refill(), delay)
   }
@@ -94,12 +96,12 @@ export class StdioUpstream implements Upstream {
 class StdioSession implements UpstreamSession {
   onMessage: ((message: Uint8Array) => void) | undefined
   onEnd: ((code: NexusErrorCode, reason: string) => void) | undefined
-  readonly #proc: StdioProcess
+  readonly process: StdioProcess
   readonly #release: () => void
   #closing = false
 
   constructor(proc: StdioProcess, release: () => void) {
-    this.#proc = proc
+    this.process = proc
     this.#release = release
     proc.onMessage = (message) => this.onMessage?.(message)
     proc.onExit = (description) => {
@@ -110,20 +112,20 @@ class StdioSession implements UpstreamSession {
   }
 
   send(message: Uint8Array): boolean {
-    return this.#proc.send(message)
+    return this.process.send(message)
   }
 
   drained(): Promise<void> {
-    return this.#proc.drained()
+    return this.process.drained()
   }
 
   setOutputPaused(paused: boolean): void {
-    this.#proc.setOutputPaused(paused)
+    this.process.setOutputPaused(paused)
   }
 
   async close(): Promise<void> {
     this.#closing = true
-    await this.#proc.stop()
+    await this.process.stop()
     this.#release()
   }
 }

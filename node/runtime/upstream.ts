@@ -26,6 +26,16 @@ export interface UpstreamStatus {
   activeSessions: number
   idleInstances: number
   restarts: number
+  /** The server's processes on this machine (pooled and in session), for operators and diagnostics. */
+  pids: number[]
+}
+
+/** What an upstream reports about the processes it keeps alive. */
+export interface UpstreamEvents {
+  /** A kept process is up: a pooled instance spawned, or the HTTP server listening. */
+  processStarted(serverId: string, pid: number | undefined): void
+  /** A kept process died on its own; it is replaced after `retryInMs` (back-off when it keeps crashing). */
+  processExited(serverId: string, description: string, retryInMs: number): void
 }
 
 /** A hosted server: it hands out sessions, and keeps itself ready (warm pool, restarts). */

@@ -12,6 +12,14 @@ export const fixtureServerConfig = (id = 'conformance') => ({
   args: [FIXTURE_PATH],
 })
 
+/** The conformance fixture over streamable HTTP, started by the node with its port in PORT. */
+export const fixtureHttpServerConfig = (id = 'conformance-http') => ({
+  id,
+  transport: 'streamable-http' as const,
+  command: process.execPath,
+  args: [FIXTURE_PATH, '--http'],
+})
+
 /** Starts the fixture on its own, over streamable HTTP on a free loopback port: the direct baseline. */
 export async function startDirectFixture(): Promise<{ url: string; stop: () => Promise<void> }> {
   const child: ChildProcess = spawn(process.execPath, [FIXTURE_PATH, '--http', '0'], {
