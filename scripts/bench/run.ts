@@ -3,16 +3,22 @@
  * `npm run bench`: tools/call throughput and latency through gateway + node, against the same server reached
  * directly, in the same run. Prints one JSON document on stdout.
  *
- * Direct: SDK client → streamable HTTP → the server (one process serving every session).
- * Nexus:  SDK client → streamable HTTP → gateway → libp2p (TCP, noise, yamux) → node → stdio → the server
- *         (one server process per session, as nodes run them).
+ * Direct: SDK client → streamable HTTP → the fixture server (one process serving every session).
+ * Nexus:  SDK client → streamable HTTP → gateway → libp2p (TCP, noise, yamux) → node → the fixture, hosted
+ *         two ways: `http`, the same single process over streamable HTTP (like for like: what Nexus adds), and
+ *         `stdio`, one server process per session from a warm pool (how stdio servers run anywhere).
+ * The gateway and node run in a process of their own, apart from the clients, as they do in production.
  */
+import { type ChildProcess, fork } from 'node:child_process'
+import { once } from 'node:events'
+import { cpus } from 'node:os'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
-import { fixtureServerConfig, startDirectFixture } from '../../test/support/fixture-server.ts'
-import { startNetwork } from '../../test/support/network.ts'
+import { startDirectFixture } from '../../test/support/fixture-server.ts'
+import type { BenchUpstream, NetworkReply, NetworkRequest } from './network-process.ts'
 
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number)
+const UPSTREAMS = (process.env.BENCH_UPSTREAMS ?? 'http,stdio').split(',') as BenchUpstream[]
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3_000)
 const WARMUP_CALLS = 20
 const WARM_POOL = 16
@@ -48,16 +54,49 @@ async function openClients(url: string, count: number): Promise<Client[]> {
   return clients
 }
 
-/** Waits until the node's warm pool is full again, so that process start-ups do not overlap the timing. */
-async function poolSettled(): Promise<void> {
-  const deadline = Date.now() + 60_000
-  const full = () => network.nodes.every((n) => n.runtime.status().every((s) => s.idleInstances >= WARM_POOL))
-  while (!full() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+/** The gateway + node process; `settle()` waits until its warm pool is refilled after sessions opened. */
+class NetworkProcess {
+  readonly url: string
+  readonly #child: ChildProcess
+
+  private constructor(child: ChildProcess, url: string) {
+    this.#child = child
+    this.url = url
+  }
+
+  static async start(upstream: BenchUpstream, maxSessions: number): Promise<NetworkProcess> {
+    const child = fork(new URL('./network-process.ts', import.meta.url), [
+      upstream,
+      String(WARM_POOL),
+      String(maxSessions),
+    ])
+    const [reply] = (await Promise.race([
+      once(child, 'message'),
+      once(child, 'exit').then(([code]) => Promise.reject(new Error(`network process exited (${code})`))),
+    ])) as [NetworkReply]
+    if (reply.type !== 'ready') throw new Error(`unexpected ${reply.type} from the network process`)
+    return new NetworkProcess(child, reply.url)
+  }
+
+  async settle(): Promise<void> {
+    this.#send({ type: 'pool-settled', size: WARM_POOL })
+    await once(this.#child, 'message')
+  }
+
+  async stop(): Promise<void> {
+    const exited = once(this.#child, 'exit')
+    this.#send({ type: 'stop' })
+    await exited
+  }
+
+  #send(request: NetworkRequest): void {
+    this.#child.send(request)
+  }
 }
 
-async function measure(url: string, concurrency: number): Promise<Measurement> {
+async function measure(url: string, concurrency: number, settle: () => Promise<void>): Promise<Measurement> {
   const clients = await openClients(url, concurrency)
-  await poolSettled()
+  await settle()
   const call = (client: Client) => client.callTool({ name: 'test_simple_text', arguments: {} })
   for (const client of clients)
     for (let i = 0; i < WARMUP_CALLS / Math.min(concurrency, 4); i++) await call(client)
@@ -79,7 +118,13 @@ async function measure(url: string, concurrency: number): Promise<Measurement> {
     }),
   )
   const elapsed = performance.now() - started
-  await Promise.all(clients.map((c) => c.close()))
+  // Ends each session (DELETE) so that the node frees its slot now rather than at the idle timeout.
+  await Promise.all(
+    clients.map(async (c) => {
+      await (c.transport as StreamableHTTPClientTransport).terminateSession()
+      await c.close()
+    }),
+  )
   latencies.sort((a, b) => a - b)
   return {
     calls: latencies.length,
@@ -92,28 +137,29 @@ async function measure(url: string, concurrency: number): Promise<Measurement> {
 
 process.env.NEXUS_LOG_LEVEL ??= 'silent'
 const direct = await startDirectFixture()
-const maxSessions = Math.max(...CONCURRENCY)
-const network = await startNetwork({
-  transport: 'tcp',
-  nodes: 1,
-  servers: [{ ...fixtureServerConfig('bench'), warmPool: WARM_POOL }],
-  node: { maxSessions: maxSessions + 16 },
-})
 const results = []
 try {
-  for (const concurrency of CONCURRENCY) {
-    const directResult = await measure(direct.url, concurrency)
-    const nexusResult = await measure(network.gateway.serverUrl('bench'), concurrency)
-    results.push({
-      concurrency,
-      direct: directResult,
-      nexus: nexusResult,
-      throughputRatio: round(nexusResult.throughputPerSec / directResult.throughputPerSec),
-      addedP50Ms: round(nexusResult.p50Ms - directResult.p50Ms),
-    })
+  for (const upstream of UPSTREAMS) {
+    const network = await NetworkProcess.start(upstream, Math.max(...CONCURRENCY) + WARM_POOL)
+    try {
+      for (const concurrency of CONCURRENCY) {
+        // The network's warm pool starting up must not eat into the direct run's CPU either.
+        const directResult = await measure(direct.url, concurrency, () => network.settle())
+        const nexusResult = await measure(network.url, concurrency, () => network.settle())
+        results.push({
+          upstream,
+          concurrency,
+          direct: directResult,
+          nexus: nexusResult,
+          throughputRatio: round(nexusResult.throughputPerSec / directResult.throughputPerSec),
+          addedP50Ms: round(nexusResult.p50Ms - directResult.p50Ms),
+        })
+      }
+    } finally {
+      await network.stop()
+    }
   }
 } finally {
-  await network.stop()
   await direct.stop()
 }
 process.stdout.write(
@@ -123,7 +169,7 @@ process.stdout.write(
       tool: 'test_simple_text',
       durationMsPerRun: DURATION_MS,
       node: process.version,
-      cpus: (await import('node:os')).cpus().length,
+      cpus: cpus().length,
       results,
     },
     null,
