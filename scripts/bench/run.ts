@@ -7,7 +7,7 @@
  * Nexus:  SDK client → streamable HTTP → gateway → libp2p (TCP, noise, yamux) → node → the fixture, hosted
  *         two ways: `http`, the same single process over streamable HTTP (like for like: what Nexus adds), and
  *         `stdio`, one server process per session from a warm pool (how stdio servers run anywhere).
- * The gateway and node run in a process of their own, apart from the clients, as they do in production.
+ * The gateway and the node each run in a process of their own, apart from the clients, as in production.
  */
 import { type ChildProcess, fork } from 'node:child_process'
 import { once } from 'node:events'
@@ -15,11 +15,13 @@ import { cpus } from 'node:os'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { startDirectFixture } from '../../test/support/fixture-server.ts'
-import type { BenchUpstream, NetworkReply, NetworkRequest } from './network-process.ts'
+import type { BenchUpstream, PeerReply, PeerRequest } from './peer-process.ts'
 
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number)
 const UPSTREAMS = (process.env.BENCH_UPSTREAMS ?? 'http,stdio').split(',') as BenchUpstream[]
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3_000)
+/** Writes a V8 CPU profile of the gateway and the node to this folder. */
+const PROFILE_DIR = process.env.BENCH_PROFILE_DIR
 const WARMUP_CALLS = 20
 const WARM_POOL = 16
 
@@ -54,43 +56,63 @@ async function openClients(url: string, count: number): Promise<Client[]> {
   return clients
 }
 
-/** The gateway + node process; `settle()` waits until its warm pool is refilled after sessions opened. */
-class NetworkProcess {
-  readonly url: string
+/** A peer of the network in a child process; see `peer-process.ts`. */
+class PeerProcess {
+  readonly address: string
   readonly #child: ChildProcess
 
-  private constructor(child: ChildProcess, url: string) {
+  private constructor(child: ChildProcess, address: string) {
     this.#child = child
-    this.url = url
+    this.address = address
   }
 
-  static async start(upstream: BenchUpstream, maxSessions: number): Promise<NetworkProcess> {
-    const child = fork(new URL('./network-process.ts', import.meta.url), [
-      upstream,
-      String(WARM_POOL),
-      String(maxSessions),
-    ])
+  static async start(args: string[]): Promise<PeerProcess> {
+    const profile = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []
+    const child = fork(new URL('./peer-process.ts', import.meta.url), args, {
+      execArgv: [...process.execArgv, ...profile],
+    })
+    const reply = await PeerProcess.#reply(child)
+    if (reply.type !== 'ready') throw new Error(`unexpected ${reply.type} from the ${args[0]} process`)
+    return new PeerProcess(child, reply.address)
+  }
+
+  static async #reply(child: ChildProcess): Promise<PeerReply> {
     const [reply] = (await Promise.race([
       once(child, 'message'),
-      once(child, 'exit').then(([code]) => Promise.reject(new Error(`network process exited (${code})`))),
-    ])) as [NetworkReply]
-    if (reply.type !== 'ready') throw new Error(`unexpected ${reply.type} from the network process`)
-    return new NetworkProcess(child, reply.url)
+      once(child, 'exit').then(([code]) => Promise.reject(new Error(`peer process exited (${code})`))),
+    ])) as [PeerReply]
+    return reply
   }
 
-  async settle(): Promise<void> {
-    this.#send({ type: 'pool-settled', size: WARM_POOL })
-    await once(this.#child, 'message')
+  async request(request: PeerRequest): Promise<PeerReply> {
+    this.#child.send(request)
+    return PeerProcess.#reply(this.#child)
   }
 
   async stop(): Promise<void> {
     const exited = once(this.#child, 'exit')
-    this.#send({ type: 'stop' })
+    this.#child.send({ type: 'stop' } satisfies PeerRequest)
     await exited
   }
+}
 
-  #send(request: NetworkRequest): void {
-    this.#child.send(request)
+/** A node and a gateway, each in its own process, as they run in production. */
+async function startNetwork(upstream: BenchUpstream, maxSessions: number) {
+  const node = await PeerProcess.start(['node', upstream, String(WARM_POOL), String(maxSessions)])
+  const gateway = await PeerProcess.start(['gateway', node.address]).catch(async (err) => {
+    await node.stop()
+    throw err
+  })
+  return {
+    url: gateway.address,
+    /** Waits until the node's warm pool is refilled after sessions opened. */
+    settle: async () => {
+      await node.request({ type: 'pool-settled', size: WARM_POOL })
+    },
+    stop: async () => {
+      await gateway.stop()
+      await node.stop()
+    },
   }
 }
 
@@ -140,7 +162,7 @@ const direct = await startDirectFixture()
 const results = []
 try {
   for (const upstream of UPSTREAMS) {
-    const network = await NetworkProcess.start(upstream, Math.max(...CONCURRENCY) + WARM_POOL)
+    const network = await startNetwork(upstream, Math.max(...CONCURRENCY) + WARM_POOL)
     try {
       for (const concurrency of CONCURRENCY) {
         // The network's warm pool starting up must not eat into the direct run's CPU either.

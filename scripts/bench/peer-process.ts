@@ -1,0 +1,62 @@
+/**
+ * One peer of the benchmark's Nexus network — the node or the gateway — in a process of its own, as they run in
+ * production: apart from each other and from the agents. Driven over the IPC channel by `run.ts`.
+ *
+ * `node <stdio|http> <warmPool> <maxSessions>`: a node over TCP hosting the fixture as `bench`, either one
+ * process per session from a warm pool (`stdio`) or one process over streamable HTTP relaying every session.
+ * `gateway <node multiaddr>`: a gateway that joins through the node and waits until it can route to `bench`.
+ */
+import { NexusGateway } from '../../gateway/nexus-gateway.ts'
+import { NexusNode } from '../../node/nexus-node.ts'
+import { fixtureHttpServerConfig, fixtureServerConfig } from '../../test/support/fixture-server.ts'
+
+export type BenchUpstream = 'stdio' | 'http'
+export const BENCH_SERVER = 'bench'
+
+export type PeerRequest = { type: 'pool-settled'; size: number } | { type: 'stop' }
+export type PeerReply = { type: 'ready'; address: string } | { type: 'pool-settled' }
+
+const send = (reply: PeerReply) => process.send!(reply)
+
+async function startNode(upstream: BenchUpstream, warmPool: number, maxSessions: number) {
+  const server =
+    upstream === 'http'
+      ? fixtureHttpServerConfig(BENCH_SERVER)
+      : { ...fixtureServerConfig(BENCH_SERVER), warmPool }
+  const node = new NexusNode({ transport: 'tcp', maxSessions, servers: [server] })
+  await node.start()
+  /** Resolves once the warm pool is refilled, so that process start-ups do not overlap a timed run. */
+  const poolSettled = (size: number) =>
+    new Promise<void>((resolve) => {
+      const check = () =>
+        node.runtime.status().every((s) => s.idleInstances >= size) ? resolve() : setTimeout(check, 50)
+      check()
+    })
+  process.on('message', async (request: PeerRequest) => {
+    if (request.type === 'pool-settled') {
+      await poolSettled(upstream === 'stdio' ? request.size : 0)
+      send({ type: 'pool-settled' })
+    } else {
+      await node.stop()
+      process.disconnect()
+    }
+  })
+  send({ type: 'ready', address: node.multiaddrs[0]!.toString() })
+}
+
+async function startGateway(bootstrap: string) {
+  const gateway = new NexusGateway({ transport: 'tcp', bootstrap: [bootstrap], http: { port: 0 } })
+  await gateway.start()
+  await gateway.view.waitForServer(BENCH_SERVER, 15_000)
+  process.on('message', async (request: PeerRequest) => {
+    if (request.type !== 'stop') return
+    await gateway.stop()
+    process.disconnect()
+  })
+  send({ type: 'ready', address: gateway.serverUrl(BENCH_SERVER) })
+}
+
+const [role, ...args] = process.argv.slice(2)
+if (role === 'node') await startNode(args[0] as BenchUpstream, Number(args[1]), Number(args[2]))
+else if (role === 'gateway') await startGateway(args[0]!)
+else throw new Error(`unknown role ${role}: expected node or gateway`)
