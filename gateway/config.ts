@@ -42,8 +42,33 @@ export const GatewayConfigSchema = z.object({
     .prefault({}),
   /** How long a node may take to accept or refuse a session. */
   handshakeTimeoutMs: z.number().int().min(100).default(10_000),
-  /** How long an announcement stays valid without a fresh one (three missed heartbeats by default). */
-  announcementTtlMs: z.number().int().min(100).default(6_000),
+  /** Upper bound on libp2p connections. */
+  maxConnections: z.number().int().min(1).default(300),
+  discovery: z
+    .object({
+      /** Learn hosts from gossiped node announcements. */
+      gossip: z.boolean().default(true),
+      /** Ask the DHT for providers of a server no announcement names. */
+      dht: z.boolean().default(true),
+      /** A node is forgotten after this many of its announcement intervals without one. */
+      missedHeartbeats: z.number().int().min(1).default(3),
+      dhtLookupTimeoutMs: z.number().int().min(100).default(5_000),
+      /** How long a provider found in the DHT is trusted without a fresh lookup. */
+      dhtEntryTtlMs: z.number().int().min(1_000).default(60_000),
+    })
+    .prefault({}),
+  failover: z
+    .object({
+      /** A request with no frame from its node for this long makes the gateway probe the node. */
+      probeAfterMs: z.number().int().min(50).default(10_000),
+      /** A node that does not answer a probe within this time is given up on; its sessions move. */
+      probeTimeoutMs: z.number().int().min(50).default(5_000),
+      /** How long a new node may take to answer the replayed initialize. */
+      replayTimeoutMs: z.number().int().min(100).default(10_000),
+    })
+    .prefault({}),
+  /** How often the gateway publishes its demand report (sessions and call rates per server). */
+  demandIntervalMs: z.number().int().min(100).default(2_000),
 })
 export type GatewayConfig = z.infer<typeof GatewayConfigSchema>
 export type GatewayConfigInput = z.input<typeof GatewayConfigSchema>

@@ -2,8 +2,10 @@ import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.
 import type { Logger } from 'pino'
 import { errorMessage } from '../protocol/errors.ts'
 import type { AuthContext } from '../protocol/session-handshake.ts'
-import { errorResponse, GatewayErrorCode, isRequest, isResponse } from './jsonrpc.ts'
+import { errorResponse, GatewayErrorCode, isRequest, isResponse, type JsonRpcRequest } from './jsonrpc.ts'
 import type { LinkEnd, NodeLink } from './node-link.ts'
+import type { RetrySafety } from './retry-safety.ts'
+import { SessionReplay } from './session-replay.ts'
 
 /** The agent's end of a session, whichever MCP transport it uses. */
 export interface ClientChannel {
@@ -17,8 +19,18 @@ export interface ClientChannel {
 }
 
 interface InFlight {
-  method: string
+  request: JsonRpcRequest
   progressToken: unknown
+}
+
+export interface FailoverEvent {
+  session: GatewaySession
+  from: string
+  to: string
+  reason: LinkEnd
+  /** Requests sent again on the new node, and requests answered with an error because they were unsafe. */
+  retried: number
+  failed: number
 }
 
 export interface GatewaySessionInit {
@@ -26,8 +38,14 @@ export interface GatewaySessionInit {
   serverId: string
   auth: AuthContext
   client: ClientChannel
-  connect: () => Promise<NodeLink>
+  /** Opens a session on a node hosting the server, avoiding the given nodes. */
+  connect: (exclude: Set<string>) => Promise<NodeLink>
+  retrySafety: RetrySafety
+  /** How long a new node may take to answer the replayed `initialize`. */
+  replayTimeoutMs: number
   logger: Logger
+  onClientRequest?: (session: GatewaySession) => void
+  onFailover?: (event: FailoverEvent) => void
   onClosed: (session: GatewaySession) => void
 }
 
@@ -35,6 +53,9 @@ export interface GatewaySessionInit {
  * One agent session: relays messages between the agent's transport and the node that hosts the server. It
  * tracks the agent's requests in flight so that every one gets an answer — the server's, or an error that
  * says the node failed — and so that server messages travel on the HTTP stream of the request they serve.
+ * When its node fails, the session moves to another host of the server: the recorded handshake is replayed
+ * there, requests that are safe to run twice are sent again, the others fail with a clear error, and the
+ * agent keeps its session id.
  */
 export class GatewaySession {
   readonly id: string
@@ -42,27 +63,35 @@ export class GatewaySession {
   readonly auth: AuthContext
   readonly createdAt = Date.now()
   lastActivity = Date.now()
+  /** How many times the session moved to another node. */
+  failovers = 0
+  readonly #init: GatewaySessionInit
   readonly #client: ClientChannel
-  readonly #connect: () => Promise<NodeLink>
   readonly #logger: Logger
-  readonly #onClosed: (session: GatewaySession) => void
   readonly #inFlight = new Map<RequestId, InFlight>()
+  readonly #replay = new SessionReplay()
+  /** Messages from the agent while no node is attached (opening, or moving to another node). */
   #pending: JSONRPCMessage[] | undefined = []
   #link: NodeLink | undefined
+  #opened = false
   #closing: Promise<void> | undefined
 
   constructor(init: GatewaySessionInit) {
     this.id = init.id
     this.serverId = init.serverId
     this.auth = init.auth
+    this.#init = init
     this.#client = init.client
-    this.#connect = init.connect
     this.#logger = init.logger
-    this.#onClosed = init.onClosed
   }
 
   get nodePeerId(): string | undefined {
     return this.#link?.peerId
+  }
+
+  /** The link to the current node, for liveness checks. */
+  get link(): NodeLink | undefined {
+    return this.#link
   }
 
   get inFlightCount(): number {
@@ -85,17 +114,30 @@ export class GatewaySession {
     }
     if (isRequest(message)) {
       const meta = (message.params as { _meta?: { progressToken?: unknown } } | undefined)?._meta
-      this.#inFlight.set(message.id, { method: message.method, progressToken: meta?.progressToken })
+      this.#inFlight.set(message.id, { request: message, progressToken: meta?.progressToken })
+      this.#init.onClientRequest?.(this)
     } else if ('method' in message && message.method === 'notifications/cancelled') {
       const requestId = (message.params as { requestId?: RequestId } | undefined)?.requestId
       if (requestId !== undefined && this.#inFlight.delete(requestId)) this.#client.releaseRequest(requestId)
     }
+    this.#replay.fromClient(message)
     if (this.#pending !== undefined) {
       this.#pending.push(message)
-      if (this.#pending.length === 1) void this.#open()
+      if (!this.#opened) {
+        this.#opened = true
+        void this.#open()
+      }
       return
     }
     this.#link!.send(message)
+  }
+
+  /** Gives up on the current node (it stopped answering) and moves the session to another. */
+  abandonNode(reason: string): void {
+    const link = this.#link
+    if (link === undefined || this.#closing !== undefined) return
+    link.abort(reason)
+    void this.#nodeEnded(link, { code: 'NODE_FAILED', reason })
   }
 
   close(): Promise<void> {
@@ -104,38 +146,53 @@ export class GatewaySession {
     const { promise, resolve } = Promise.withResolvers<void>()
     this.#closing = promise
     void Promise.allSettled([this.#link?.close(), this.#client.close()]).then(() => {
-      this.#onClosed(this)
+      this.#init.onClosed(this)
       resolve()
     })
     return promise
   }
 
   async #open(): Promise<void> {
+    let link: NodeLink
     try {
-      this.#link = await this.#connect()
+      link = await this.#init.connect(new Set())
     } catch (err) {
       this.#logger.warn({ err }, 'no node could take the session')
       await this.#failInFlight(GatewayErrorCode.NoHost, errorMessage(err))
       await this.close()
       return
     }
+    this.#attach(link, [])
+    this.#logger.debug({ node: link.peerId }, 'session opened on node')
+  }
+
+  /** Makes `link` the session's node: sends it what waited, then relays. */
+  #attach(link: NodeLink, resend: JSONRPCMessage[]): void {
     if (this.#closing !== undefined) {
-      await this.#link.close()
+      void link.close()
       return
     }
-    this.#link.onMessage = (message) => this.#fromNode(message)
-    this.#link.onEnd = (end) => void this.#nodeEnded(end)
+    this.#link = link
+    link.onMessage = (message) => this.#fromNode(message)
+    link.onEnd = (end) => void this.#nodeEnded(link, end)
     const pending = this.#pending ?? []
     this.#pending = undefined
-    for (const message of pending) this.#link.send(message)
-    this.#logger.debug({ node: this.#link.peerId }, 'session opened on node')
+    for (const message of [...resend, ...pending]) link.send(message)
   }
 
   #fromNode(message: JSONRPCMessage): void {
     this.lastActivity = Date.now()
     if (isResponse(message)) {
-      if (this.#inFlight.delete(message.id)) void this.#deliver(message, undefined)
-      else this.#logger.debug({ id: message.id }, 'response to no pending request; dropped')
+      const inFlight = this.#inFlight.get(message.id)
+      if (inFlight === undefined) {
+        this.#logger.debug({ id: message.id }, 'response to no pending request; dropped')
+        return
+      }
+      this.#inFlight.delete(message.id)
+      this.#replay.fromServer(inFlight.request, message)
+      if (inFlight.request.method === 'tools/list' && 'result' in message)
+        this.#init.retrySafety.learnTools(this.serverId, message.result)
+      void this.#deliver(message, undefined)
       return
     }
     void this.#deliver(message, this.#relatedRequest(message))
@@ -166,15 +223,68 @@ export class GatewaySession {
     }
   }
 
-  async #nodeEnded(end: LinkEnd): Promise<void> {
-    if (this.#closing !== undefined) return
-    this.#logger.warn({ node: this.#link?.peerId, ...end }, 'node ended the session')
-    await this.#failInFlight(
-      GatewayErrorCode.NodeFailed,
-      `the node serving this session failed (${end.reason}); the request may or may not have been executed`,
-      end.code,
+  /**
+   * The node went away. Requests that may not run twice fail now; the session then moves to another host,
+   * where the handshake is replayed and the safe requests are sent again. With no other host, the session ends.
+   */
+  async #nodeEnded(link: NodeLink, end: LinkEnd): Promise<void> {
+    if (this.#closing !== undefined || this.#link !== link) return
+    this.#link = undefined
+    this.#pending ??= []
+    this.#logger.warn({ node: link.peerId, ...end }, 'node ended the session; moving it')
+    const failedMessage = `the node serving this session failed (${end.reason}); the request may or may not have been executed`
+    const retry: JSONRPCMessage[] = []
+    const unsafe: RequestId[] = []
+    for (const [id, { request }] of this.#inFlight) {
+      if (this.#init.retrySafety.isSafe(this.serverId, request.method, request.params)) retry.push(request)
+      else unsafe.push(id)
+    }
+    await Promise.all(
+      unsafe.map((id) => {
+        this.#inFlight.delete(id)
+        return this.#deliver(
+          errorResponse(id, GatewayErrorCode.NodeFailed, failedMessage, { reason: end.code }),
+          undefined,
+        )
+      }),
     )
-    await this.close()
+    const exclude = new Set([link.peerId])
+    let next: NodeLink | undefined
+    while (next === undefined) {
+      let candidate: NodeLink
+      try {
+        candidate = await this.#init.connect(exclude)
+      } catch (err) {
+        this.#logger.warn({ err: errorMessage(err) }, 'no node could take the session over')
+        await this.#failInFlight(GatewayErrorCode.NodeFailed, failedMessage, end.code)
+        await this.close()
+        return
+      }
+      try {
+        await this.#replay.replayOn(candidate, this.#init.replayTimeoutMs)
+        next = candidate
+      } catch (err) {
+        this.#logger.warn(
+          { node: candidate.peerId, err: errorMessage(err) },
+          'replay failed; trying another node',
+        )
+        exclude.add(candidate.peerId)
+      }
+    }
+    this.failovers++
+    this.#attach(next, retry)
+    this.#logger.info(
+      { from: link.peerId, to: next.peerId, retried: retry.length, failed: unsafe.length },
+      'session moved',
+    )
+    this.#init.onFailover?.({
+      session: this,
+      from: link.peerId,
+      to: next.peerId,
+      reason: end,
+      retried: retry.length,
+      failed: unsafe.length,
+    })
   }
 
   async #failInFlight(code: number, message: string, reason?: string): Promise<void> {

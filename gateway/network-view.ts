@@ -1,24 +1,54 @@
 import { EventEmitter } from 'node:events'
-import type { Message } from '@libp2p/gossipsub'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from 'pino'
-import { type Announcement, decodeAnnouncement } from '../protocol/announcement.ts'
+import {
+  type Announcement,
+  decodeAnnouncement,
+  type HostedServer,
+  type NodeLoad,
+} from '../protocol/announcement.ts'
+import { errorMessage } from '../protocol/errors.ts'
+import { DEFAULT_FRESHNESS, GossipRecords } from '../protocol/gossip-records.ts'
 import { ANNOUNCE_TOPIC } from '../protocol/names.ts'
 import type { NexusPeer } from '../protocol/peer.ts'
+import { serverCid } from '../protocol/server-cid.ts'
+import { isValidServerId } from '../protocol/session-handshake.ts'
 
+/** A node that can serve a server, as far as this gateway knows. */
 export interface Host {
   peerId: string
-  addrs: string[]
-  /** Sessions the node reported for this server. */
-  sessions: number
-  /** Sessions the node reported in total, and its capacity. */
-  load: { sessions: number; capacity: number }
+  /** `gossip`: from the node's live announcements; `dht`: a provider record, load unknown. */
+  source: 'gossip' | 'dht'
+  /** What the node announced for this server, and its load; absent for DHT-only hosts. */
+  server?: HostedServer
+  load?: NodeLoad
+  /** Sessions this gateway opened there since the node's last announcement (which cannot count them yet). */
+  openedSinceAnnouncement: number
 }
 
-interface Entry {
+export interface NetworkViewOptions {
+  /** Learn hosts from gossiped announcements (default). Off: only the DHT. */
+  gossip: boolean
+  /** Ask the DHT for providers when no announcement names a host. */
+  dht: boolean
+  /** Announcements expire after this many of the node's announcement intervals without a fresh one. */
+  missedHeartbeats: number
+  /** How long a DHT lookup may take, and how long its answer is trusted. */
+  dhtLookupTimeoutMs: number
+  dhtEntryTtlMs: number
+}
+
+interface AnnouncedEntry {
   announcement: Announcement
   expiresAt: number
+  openedSinceAnnouncement: number
+}
+
+interface ProvidedEntry {
+  servers: Set<string>
+  expiresAt: number
+  openedSinceAnnouncement: number
 }
 
 export interface NetworkViewEvents {
@@ -26,68 +56,116 @@ export interface NetworkViewEvents {
 }
 
 /**
- * The gateway's picture of which node hosts which server, built from announcements that expire when a node
- * goes silent. Only the sender itself may announce for its peer id (gossipsub signs every message).
+ * The gateway's picture of which node hosts which server and how loaded each is: validated announcements that
+ * expire when a node goes silent, completed from the DHT's provider records when gossip has nothing.
  */
 export class NetworkView extends EventEmitter<NetworkViewEvents> {
   readonly #peer: NexusPeer
-  readonly #ttlMs: number
+  readonly #options: NetworkViewOptions
   readonly #logger: Logger
-  readonly #entries = new Map<string, Entry>()
+  /** The validated announce topic: its counts and `invalid` events say what was refused and why. */
+  readonly announcements: GossipRecords<Announcement>
+  readonly #announced = new Map<string, AnnouncedEntry>()
+  readonly #provided = new Map<string, ProvidedEntry>()
+  readonly #lookups = new Map<string, Promise<void>>()
+  /** Servers the DHT had no provider for, and until when not to ask again (bad input must not flood it). */
+  readonly #notFound = new Map<string, number>()
   #sweeper: NodeJS.Timeout | undefined
-  readonly #onMessage = (evt: CustomEvent<Message>) => this.#receive(evt.detail)
 
-  constructor(peer: NexusPeer, ttlMs: number, logger: Logger) {
+  constructor(peer: NexusPeer, options: NetworkViewOptions, logger: Logger) {
     super()
     this.#peer = peer
-    this.#ttlMs = ttlMs
+    this.#options = options
     this.#logger = logger
+    this.announcements = new GossipRecords(
+      peer,
+      ANNOUNCE_TOPIC,
+      decodeAnnouncement,
+      DEFAULT_FRESHNESS,
+      logger,
+    )
+    this.announcements.on('record', (announcement) => this.#receive(announcement))
   }
 
   start(): void {
-    this.#peer.services.pubsub.addEventListener('message', this.#onMessage)
-    this.#peer.services.pubsub.subscribe(ANNOUNCE_TOPIC)
-    this.#sweeper = setInterval(() => this.#sweep(), Math.max(50, Math.floor(this.#ttlMs / 3)))
+    this.announcements.start({ subscribe: this.#options.gossip })
+    this.#sweeper = setInterval(() => this.#sweep(), 250)
   }
 
   stop(): void {
     clearInterval(this.#sweeper)
-    this.#peer.services.pubsub.removeEventListener('message', this.#onMessage)
-    this.#peer.services.pubsub.unsubscribe(ANNOUNCE_TOPIC)
-    this.#entries.clear()
+    this.announcements.stop()
+    this.#announced.clear()
+    this.#provided.clear()
   }
 
-  /** Live, non-draining hosts of a server. */
+  /** Live, non-draining hosts of a server; DHT-found ones only when no announcement names one. */
   hostsOf(serverId: string): Host[] {
     const hosts: Host[] = []
     const now = Date.now()
-    for (const { announcement, expiresAt } of this.#entries.values()) {
-      if (expiresAt < now || announcement.draining) continue
+    for (const entry of this.#announced.values()) {
+      const { announcement } = entry
+      if (entry.expiresAt < now || announcement.draining) continue
       const server = announcement.servers.find((s) => s.id === serverId)
       if (server === undefined) continue
       hosts.push({
         peerId: announcement.peerId,
-        addrs: announcement.addrs,
-        sessions: server.sessions,
+        source: 'gossip',
+        server,
         load: announcement.load,
+        openedSinceAnnouncement: entry.openedSinceAnnouncement,
       })
     }
+    if (hosts.length > 0) return hosts
+    for (const [peerId, entry] of this.#provided) {
+      if (entry.expiresAt >= now && entry.servers.has(serverId) && !this.#announced.has(peerId))
+        hosts.push({ peerId, source: 'dht', openedSinceAnnouncement: entry.openedSinceAnnouncement })
+    }
     return hosts
+  }
+
+  /** Hosts of a server, asking the DHT when the view has none. */
+  async findHosts(serverId: string): Promise<Host[]> {
+    const hosts = this.hostsOf(serverId)
+    if (hosts.length > 0 || !this.#options.dht || !isValidServerId(serverId)) return hosts
+    if ((this.#notFound.get(serverId) ?? 0) > Date.now()) return hosts
+    let lookup = this.#lookups.get(serverId)
+    if (lookup === undefined) {
+      lookup = this.#lookup(serverId).finally(() => this.#lookups.delete(serverId))
+      this.#lookups.set(serverId, lookup)
+    }
+    await lookup
+    return this.hostsOf(serverId)
   }
 
   /** Every server some live node hosts. */
   serverIds(): string[] {
     const ids = new Set<string>()
     const now = Date.now()
-    for (const { announcement, expiresAt } of this.#entries.values()) {
+    for (const { announcement, expiresAt } of this.#announced.values()) {
       if (expiresAt >= now && !announcement.draining) for (const s of announcement.servers) ids.add(s.id)
     }
+    for (const entry of this.#provided.values())
+      if (entry.expiresAt >= now) for (const id of entry.servers) ids.add(id)
     return [...ids].sort()
+  }
+
+  /** Counts a session this gateway just opened on a node, until the node's next announcement includes it. */
+  noteSessionOpened(peerId: string): void {
+    const entry = this.#announced.get(peerId) ?? this.#provided.get(peerId)
+    if (entry !== undefined) entry.openedSinceAnnouncement++
+  }
+
+  /** Whether the node announced itself within its heartbeat window. */
+  isLive(peerId: string): boolean {
+    const entry = this.#announced.get(peerId)
+    return entry !== undefined && entry.expiresAt >= Date.now()
   }
 
   /** Forgets a node at once, e.g. after its connection failed; its next announcement brings it back. */
   forget(peerId: string): void {
-    if (this.#entries.delete(peerId)) this.emit('change')
+    const removed = this.#announced.delete(peerId)
+    if (this.#provided.delete(peerId) || removed) this.emit('change')
   }
 
   /** Resolves once some live node hosts the server; rejects after the timeout. */
@@ -108,27 +186,65 @@ export class NetworkView extends EventEmitter<NetworkViewEvents> {
     })
   }
 
-  #receive(message: Message): void {
-    if (message.topic !== ANNOUNCE_TOPIC || message.type !== 'signed') return
-    const announcement = decodeAnnouncement(message.data)
-    if (announcement === undefined || announcement.peerId !== message.from.toString()) {
-      this.#logger.debug(
-        { from: message.from.toString() },
-        'ignored malformed or mis-attributed announcement',
-      )
-      return
-    }
-    const previous = this.#entries.get(announcement.peerId)
-    if (previous !== undefined && previous.announcement.seq >= announcement.seq) return
-    this.#entries.set(announcement.peerId, { announcement, expiresAt: Date.now() + this.#ttlMs })
-    if (previous === undefined) void this.#rememberAddresses(announcement)
+  #receive(announcement: Announcement): void {
+    const previous = this.#announced.get(announcement.peerId)
+    this.#announced.set(announcement.peerId, {
+      announcement,
+      expiresAt: Date.now() + this.#options.missedHeartbeats * announcement.intervalMs,
+      openedSinceAnnouncement: 0,
+    })
+    if (previous === undefined) void this.#rememberAddresses(announcement.peerId, announcement.addrs)
     this.emit('change')
   }
 
-  async #rememberAddresses(announcement: Announcement): Promise<void> {
+  /**
+   * Asks the DHT for providers of the server until some are found or the lookup times out. A query can end
+   * empty-handed while this peer's routing table is still filling up (it just joined), so it is repeated.
+   */
+  async #lookup(serverId: string): Promise<void> {
+    const signal = AbortSignal.timeout(this.#options.dhtLookupTimeoutMs)
+    const cid = await serverCid(serverId)
+    let found = 0
+    for (let attempt = 1; found === 0 && !signal.aborted; attempt++) {
+      try {
+        for await (const provider of this.#peer.contentRouting.findProviders(cid, { signal })) {
+          const peerId = provider.id.toString()
+          if (peerId === this.#peer.peerId.toString()) continue
+          await this.#rememberAddresses(
+            peerId,
+            provider.multiaddrs.map((m) => m.toString()),
+          )
+          this.#addProvided(peerId, serverId)
+          // A few hosts are enough to open a session; the rest can be found next time.
+          if (++found >= 8) break
+        }
+      } catch (err) {
+        if (!signal.aborted)
+          this.#logger.debug({ serverId, attempt, err: errorMessage(err) }, 'DHT lookup failed')
+      }
+      if (found === 0 && !signal.aborted)
+        await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 100 * 2 ** attempt)))
+    }
+    this.#logger.debug({ serverId, found }, 'DHT lookup done')
+    if (found === 0) this.#notFound.set(serverId, Date.now() + 5_000)
+  }
+
+  #addProvided(peerId: string, serverId: string): void {
+    const entry = this.#provided.get(peerId) ?? {
+      servers: new Set<string>(),
+      expiresAt: 0,
+      openedSinceAnnouncement: 0,
+    }
+    entry.servers.add(serverId)
+    entry.expiresAt = Date.now() + this.#options.dhtEntryTtlMs
+    this.#provided.set(peerId, entry)
+    this.emit('change')
+  }
+
+  async #rememberAddresses(peerId: string, addrs: string[]): Promise<void> {
     try {
-      await this.#peer.peerStore.merge(peerIdFromString(announcement.peerId), {
-        multiaddrs: announcement.addrs.map((a) => multiaddr(a)),
+      await this.#peer.peerStore.merge(peerIdFromString(peerId), {
+        multiaddrs: addrs.map((a) => multiaddr(a)),
       })
     } catch (err) {
       this.#logger.debug({ err }, 'could not store announced addresses')
@@ -138,12 +254,19 @@ export class NetworkView extends EventEmitter<NetworkViewEvents> {
   #sweep(): void {
     const now = Date.now()
     let changed = false
-    for (const [peerId, entry] of this.#entries) {
+    for (const [peerId, entry] of this.#announced) {
       if (entry.expiresAt < now) {
-        this.#entries.delete(peerId)
+        this.#announced.delete(peerId)
         changed = true
       }
     }
+    for (const [peerId, entry] of this.#provided) {
+      if (entry.expiresAt < now) {
+        this.#provided.delete(peerId)
+        changed = true
+      }
+    }
+    for (const [serverId, until] of this.#notFound) if (until < now) this.#notFound.delete(serverId)
     if (changed) this.emit('change')
   }
 }

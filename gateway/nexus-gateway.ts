@@ -1,30 +1,40 @@
 import { EventEmitter } from 'node:events'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { PrivateKey } from '@libp2p/interface'
+import type { ConnectionGater, PrivateKey } from '@libp2p/interface'
 import type { Logger } from 'pino'
+import { type DemandReport, decodeDemandReport } from '../protocol/demand.ts'
 import { errorMessage, NexusError } from '../protocol/errors.ts'
+import { DEFAULT_FRESHNESS, GossipRecords } from '../protocol/gossip-records.ts'
 import { createLogger } from '../protocol/logger.ts'
+import { DEMAND_TOPIC } from '../protocol/names.ts'
 import { createPeer, type NexusPeer } from '../protocol/peer.ts'
 import type { AuthContext } from '../protocol/session-handshake.ts'
 import { type GatewayConfig, type GatewayConfigInput, parseGatewayConfig } from './config.ts'
-import { type ClientChannel, GatewaySession } from './gateway-session.ts'
+import { DemandReporter } from './demand-reporter.ts'
+import { type ClientChannel, type FailoverEvent, GatewaySession } from './gateway-session.ts'
+import type { LocalLoad } from './host-selection.ts'
 import { sendHttpError, sendJson } from './http-responses.ts'
 import { LEGACY_MESSAGES_PATH, LegacySseEndpoint } from './legacy-sse-endpoint.ts'
 import { NetworkView } from './network-view.ts'
 import { connectToHost } from './node-link.ts'
 import { isLoopbackHost, refuseByOrigin } from './origin-guard.ts'
+import { RetrySafety } from './retry-safety.ts'
 import type { SessionFactory } from './session-factory.ts'
 import { StreamableEndpoint } from './streamable-endpoint.ts'
 
 export interface NexusGatewayOptions {
   logger?: Logger
   privateKey?: PrivateKey
+  connectionGater?: ConnectionGater
+  /** Source of randomness for choosing hosts (power of two choices); tests may seed it. */
+  random?: () => number
 }
 
 export interface NexusGatewayEvents {
   'session-opened': [GatewaySession]
   'session-closed': [GatewaySession]
+  failover: [FailoverEvent]
 }
 
 const ANONYMOUS: AuthContext = { principal: 'anonymous' }
@@ -37,9 +47,13 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
   readonly config: GatewayConfig
   readonly logger: Logger
   readonly sessions = new Map<string, GatewaySession>()
-  readonly #privateKey: PrivateKey | undefined
+  readonly #options: NexusGatewayOptions
+  readonly #retrySafety = new RetrySafety()
   #peer: NexusPeer | undefined
   #view: NetworkView | undefined
+  #demandRecords: GossipRecords<DemandReport> | undefined
+  #demand: DemandReporter | undefined
+  #probing = new Set<GatewaySession>()
   #http: Server | undefined
   #streamable: StreamableEndpoint | undefined
   #legacy: LegacySseEndpoint | undefined
@@ -49,7 +63,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     super()
     this.config = parseGatewayConfig(config)
     this.logger = options.logger ?? createLogger('gateway')
-    this.#privateKey = options.privateKey
+    this.#options = options
   }
 
   get peer(): NexusPeer {
@@ -85,10 +99,29 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       transport: this.config.transport,
       listen: this.config.listen,
       bootstrap: this.config.bootstrap,
-      privateKey: this.#privateKey,
+      privateKey: this.#options.privateKey,
+      maxConnections: this.config.maxConnections,
+      connectionGater: this.#options.connectionGater,
+      logger: this.logger,
     })
-    this.#view = new NetworkView(this.#peer, this.config.announcementTtlMs, this.logger)
+    this.#view = new NetworkView(this.#peer, this.config.discovery, this.logger)
     this.#view.start()
+    this.#demandRecords = new GossipRecords(
+      this.#peer,
+      DEMAND_TOPIC,
+      decodeDemandReport,
+      DEFAULT_FRESHNESS,
+      this.logger,
+    )
+    this.#demandRecords.start({ subscribe: this.config.discovery.gossip })
+    this.#demand = new DemandReporter(
+      this.#demandRecords,
+      this.#peer.peerId.toString(),
+      this.config.demandIntervalMs,
+      () => this.#sessionsPerServer(),
+      this.logger,
+    )
+    this.#demand.start()
     this.#streamable = new StreamableEndpoint(this, this.config, this.logger)
     this.#legacy = new LegacySseEndpoint(this, this.config, this.logger)
     const http = createServer((req, res) => void this.#route(req, res))
@@ -105,13 +138,18 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
         `cannot listen on ${this.config.http.host}:${this.config.http.port}: ${errorMessage(err)}`,
       )
     }
-    const sweepEvery = Math.min(30_000, Math.max(50, Math.floor(this.config.sessions.idleTimeoutMs / 4)))
-    this.#sweeper = setInterval(() => this.#closeIdleSessions(), sweepEvery)
+    const sweepEvery = Math.min(
+      1_000,
+      Math.max(50, Math.floor(this.config.sessions.idleTimeoutMs / 4)),
+      Math.max(50, Math.floor(this.config.failover.probeAfterMs / 2)),
+    )
+    this.#sweeper = setInterval(() => this.#sweep(), sweepEvery)
     this.logger.info({ url: this.url, peerId: this.#peer.peerId.toString() }, 'gateway started')
   }
 
   async stop(): Promise<void> {
     clearInterval(this.#sweeper)
+    this.#demand?.stop()
     await Promise.all([this.#streamable?.closeAll(), this.#legacy?.closeAll()])
     if (this.#http !== undefined) {
       const http = this.#http
@@ -119,6 +157,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       await new Promise<void>((resolve) => http.close(() => resolve()))
     }
     this.#view?.stop()
+    this.#demandRecords?.stop()
     await this.#peer?.stop()
     this.#http = undefined
     this.#view = undefined
@@ -126,8 +165,13 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     this.logger.info('gateway stopped')
   }
 
-  isServed(serverId: string): boolean {
-    return this.view.hostsOf(serverId).length > 0
+  /** The last demand report this gateway published. */
+  get demandReport(): DemandReport | undefined {
+    return this.#demand?.lastReport
+  }
+
+  async isServed(serverId: string): Promise<boolean> {
+    return (await this.view.findHosts(serverId)).length > 0
   }
 
   authenticate(): AuthContext {
@@ -147,14 +191,25 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       auth,
       client,
       logger,
-      connect: () =>
+      retrySafety: this.#retrySafety,
+      replayTimeoutMs: this.config.failover.replayTimeoutMs,
+      connect: (exclude) =>
         connectToHost(
           this.peer,
           this.view,
-          (peerId) => this.#sessionsOn(peerId),
-          { serverId, sessionId, auth, handshakeTimeoutMs: this.config.handshakeTimeoutMs },
+          (peerId) => this.#localLoad(peerId),
+          {
+            serverId,
+            sessionId,
+            auth,
+            handshakeTimeoutMs: this.config.handshakeTimeoutMs,
+            exclude,
+            random: this.#options.random,
+          },
           logger,
         ),
+      onClientRequest: () => this.#demand?.countCall(serverId),
+      onFailover: (event) => this.emit('failover', event),
       onClosed: (s) => {
         if (this.sessions.get(s.id) !== s) return
         this.sessions.delete(s.id)
@@ -166,20 +221,58 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     return session
   }
 
-  #sessionsOn(peerId: string): number {
-    let count = 0
-    for (const session of this.sessions.values()) if (session.nodePeerId === peerId) count++
-    return count
+  #localLoad(peerId: string): LocalLoad {
+    let sessions = 0
+    let inFlight = 0
+    for (const session of this.sessions.values()) {
+      if (session.nodePeerId !== peerId) continue
+      sessions++
+      inFlight += session.inFlightCount
+    }
+    return { sessions, inFlight }
   }
 
-  #closeIdleSessions(): void {
-    const cutoff = Date.now() - this.config.sessions.idleTimeoutMs
+  #sessionsPerServer(): Map<string, number> {
+    const counts = new Map<string, number>()
+    for (const session of this.sessions.values())
+      counts.set(session.serverId, (counts.get(session.serverId) ?? 0) + 1)
+    return counts
+  }
+
+  #sweep(): void {
+    const now = Date.now()
+    const idleCutoff = now - this.config.sessions.idleTimeoutMs
     for (const session of this.sessions.values()) {
-      if (session.lastActivity < cutoff && session.inFlightCount === 0) {
+      if (session.lastActivity < idleCutoff && session.inFlightCount === 0) {
         this.logger.info({ sessionId: session.id }, 'closing idle session')
         void session.close()
+      } else {
+        this.#checkLiveness(session, now)
       }
     }
+  }
+
+  /**
+   * A session whose node has said nothing for a while although a request waits, or whose node stopped
+   * announcing itself, gets a probe on its stream; no answer in time, and the session moves to another node.
+   */
+  #checkLiveness(session: GatewaySession, now: number): void {
+    const link = session.link
+    if (link === undefined || this.#probing.has(session)) return
+    const silentFor = now - link.lastFrameAt
+    const waiting = session.inFlightCount > 0 && silentFor > this.config.failover.probeAfterMs
+    const heartbeatLost =
+      this.config.discovery.gossip &&
+      !this.view.isLive(link.peerId) &&
+      silentFor > this.config.failover.probeAfterMs
+    if (!waiting && !heartbeatLost) return
+    this.#probing.add(session)
+    void link.probe(this.config.failover.probeTimeoutMs).then((answered) => {
+      this.#probing.delete(session)
+      if (answered || session.link !== link) return
+      this.logger.warn({ sessionId: session.id, node: link.peerId }, 'node did not answer a probe')
+      session.abandonNode(`the node stopped answering for ${Date.now() - link.lastFrameAt} ms`)
+    })
   }
 
   async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {

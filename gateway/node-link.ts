@@ -12,9 +12,12 @@ import {
   encodeJson,
   OpenReplySchema,
   openFrame,
+  ProbeSchema,
   parseFrame,
+  probeFrame,
 } from '../protocol/session-handshake.ts'
-import type { Host, NetworkView } from './network-view.ts'
+import { chooseHost, type LocalLoad } from './host-selection.ts'
+import type { NetworkView } from './network-view.ts'
 
 /** Why a link ended, when it did not end because we closed it. */
 export interface LinkEnd {
@@ -30,10 +33,14 @@ export class NodeLink {
   readonly peerId: string
   onMessage: ((message: JSONRPCMessage) => void) | undefined
   onEnd: ((end: LinkEnd) => void) | undefined
+  /** When the node last sent anything on this session. */
+  lastFrameAt = Date.now()
   readonly #framed: FramedStream
   readonly #logger: Logger
   #closing: LinkEnd | undefined
   #closedByUs = false
+  #probe: { nonce: number; resolve: (answered: boolean) => void } | undefined
+  #nonce = 0
 
   constructor(peerId: string, framed: FramedStream, logger: Logger) {
     this.peerId = peerId
@@ -55,12 +62,42 @@ export class NodeLink {
     this.#framed.send(encodeJson(message))
   }
 
+  /**
+   * Asks the node to prove it still reads this stream: resolves true when its answer arrives within the
+   * timeout, false otherwise (a hung node or a stalled stream).
+   */
+  probe(timeoutMs: number): Promise<boolean> {
+    if (!this.#framed.writable) return Promise.resolve(false)
+    const nonce = ++this.#nonce
+    const { promise, resolve } = Promise.withResolvers<boolean>()
+    const timer = setTimeout(() => resolve(false), timeoutMs)
+    this.#probe = {
+      nonce,
+      resolve: (answered) => {
+        clearTimeout(timer)
+        resolve(answered)
+      },
+    }
+    this.#framed.sendJson(probeFrame('ping', nonce))
+    return promise.finally(() => {
+      if (this.#probe?.nonce === nonce) this.#probe = undefined
+    })
+  }
+
+  /** Gives up on the node without waiting for it: for a stalled or hung link. */
+  abort(reason: string): void {
+    this.#closedByUs = true
+    this.#probe?.resolve(false)
+    this.#framed.abort(new Error(reason))
+  }
+
   async close(): Promise<void> {
     this.#closedByUs = true
     await this.#framed.close()
   }
 
   #receive(frame: Uint8Array): void {
+    this.lastFrameAt = Date.now()
     let value: unknown
     try {
       value = decodeJson(frame)
@@ -72,6 +109,10 @@ export class NodeLink {
     if ('nexus' in value) {
       const closing = ClosingSchema.safeParse(value)
       if (closing.success) this.#closing = { code: closing.data.code, reason: closing.data.message }
+      const probe = ProbeSchema.safeParse(value)
+      if (probe.success && probe.data.nexus === 'pong' && probe.data.nonce === this.#probe?.nonce) {
+        this.#probe.resolve(true)
+      }
       return
     }
     if ((value as { jsonrpc?: unknown }).jsonrpc !== '2.0') {
@@ -89,34 +130,29 @@ export interface ConnectOptions {
   handshakeTimeoutMs: number
   /** Hosts not to try (e.g. the one that just failed). */
   exclude?: Set<string>
-}
-
-/** Orders hosts so the least loaded comes first; ties broken by peer id so the order is stable. */
-export function rankHosts(hosts: Host[], localSessions: (peerId: string) => number): Host[] {
-  const score = (h: Host) => {
-    const used = Math.max(h.load.sessions, localSessions(h.peerId))
-    return h.load.capacity > 0 ? used / h.load.capacity : Number.POSITIVE_INFINITY
-  }
-  return [...hosts].sort((a, b) => score(a) - score(b) || (a.peerId < b.peerId ? -1 : 1))
+  random?: () => number
 }
 
 /**
- * Opens a session on the best node hosting the server; a node that refuses or cannot be reached is skipped for
- * the next. Fails with NO_HOST, naming every reason, when none accepts.
+ * Opens a session on a node hosting the server, chosen by power of two choices over the live hosts (the DHT
+ * is asked when no announcement names one). A node that refuses or cannot be reached is skipped for the next
+ * choice. Fails with NO_HOST, naming every reason, when none accepts.
  */
 export async function connectToHost(
   peer: NexusPeer,
   view: NetworkView,
-  localSessions: (peerId: string) => number,
+  localLoad: (peerId: string) => LocalLoad,
   options: ConnectOptions,
   logger: Logger,
 ): Promise<NodeLink> {
-  const hosts = rankHosts(
-    view.hostsOf(options.serverId).filter((h) => !options.exclude?.has(h.peerId)),
-    localSessions,
-  )
+  const tried = new Set(options.exclude)
   const failures: string[] = []
-  for (const host of hosts) {
+  let hosts = (await view.findHosts(options.serverId)).filter((h) => !tried.has(h.peerId))
+  if (hosts.length === 0) failures.push('no live node hosts it')
+  while (hosts.length > 0) {
+    const host = chooseHost(hosts, localLoad, options.random)!
+    tried.add(host.peerId)
+    hosts = hosts.filter((h) => h !== host)
     let framed: FramedStream | undefined
     try {
       const stream = await peer.dialProtocol(peerIdFromString(host.peerId), MCP_STREAM_PROTOCOL, {
@@ -130,7 +166,10 @@ export async function connectToHost(
         await framed.nextFrame(options.handshakeTimeoutMs),
         'open reply',
       )
-      if (reply.type === 'accepted') return new NodeLink(host.peerId, framed, logger)
+      if (reply.type === 'accepted') {
+        view.noteSessionOpened(host.peerId)
+        return new NodeLink(host.peerId, framed, logger)
+      }
       failures.push(`${host.peerId} refused (${reply.code}): ${reply.message}`)
       await framed.close()
     } catch (err) {
@@ -138,7 +177,6 @@ export async function connectToHost(
       framed?.abort(err as Error)
     }
   }
-  if (hosts.length === 0) failures.push('no live node hosts it')
   throw new NexusError(
     'NO_HOST',
     `no node could open a session for server ${options.serverId}: ${failures.join('; ')}`,

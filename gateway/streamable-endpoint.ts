@@ -71,7 +71,7 @@ export class StreamableEndpoint {
         'Bad Request: Mcp-Session-Id header is required for anything but initialize',
       )
     }
-    if (!this.#factory.isServed(serverId)) {
+    if (!(await this.#factory.isServed(serverId))) {
       return sendHttpError(res, 404, -32001, `Unknown server ${serverId}: no node in the network hosts it`)
     }
     await this.#startSession(serverId).handleRequest(req, res, body)

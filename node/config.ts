@@ -71,6 +71,10 @@ export const NodeConfigSchema = z.object({
   announceIntervalMs: z.number().int().min(100).default(2_000),
   /** A session whose first frame does not arrive within this time is dropped. */
   handshakeTimeoutMs: z.number().int().min(100).default(10_000),
+  /** On shutdown, how long sessions may take to finish their requests before they are moved anyway. */
+  drainTimeoutMs: z.number().int().min(0).default(10_000),
+  /** Upper bound on libp2p connections. */
+  maxConnections: z.number().int().min(1).default(300),
 })
 export type NodeConfig = z.infer<typeof NodeConfigSchema>
 export type NodeConfigInput = z.input<typeof NodeConfigSchema>

@@ -1,10 +1,13 @@
 import { EventEmitter } from 'node:events'
-import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
+import type { Connection, ConnectionGater, PrivateKey, Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
+import { type Announcement, decodeAnnouncement } from '../protocol/announcement.ts'
+import { type DemandReport, decodeDemandReport } from '../protocol/demand.ts'
 import { errorMessage, NexusError } from '../protocol/errors.ts'
 import { FramedStream } from '../protocol/framed-stream.ts'
+import { DEFAULT_FRESHNESS, GossipRecords } from '../protocol/gossip-records.ts'
 import { createLogger } from '../protocol/logger.ts'
-import { ANNOUNCE_TOPIC, MCP_STREAM_PROTOCOL, WIRE_VERSION } from '../protocol/names.ts'
+import { ANNOUNCE_TOPIC, DEMAND_TOPIC, MCP_STREAM_PROTOCOL, WIRE_VERSION } from '../protocol/names.ts'
 import { createPeer, type NexusPeer } from '../protocol/peer.ts'
 import {
   acceptedFrame,
@@ -15,40 +18,58 @@ import {
 } from '../protocol/session-handshake.ts'
 import { type AnnouncementBody, Announcer } from './announcer.ts'
 import { type NodeConfig, type NodeConfigInput, parseNodeConfig } from './config.ts'
+import { MachineLoad } from './machine-load.ts'
 import { NodeSession } from './node-session.ts'
+import { ProviderRecords } from './provider-records.ts'
 import { ProcessRuntime, type Runtime } from './runtime/process-runtime.ts'
+import { serverHash } from './server-hash.ts'
 
 export interface NexusNodeOptions {
   logger?: Logger
   runtime?: Runtime
   privateKey?: PrivateKey
+  connectionGater?: ConnectionGater
 }
 
 export interface NexusNodeEvents {
   'session-opened': [NodeSession]
   'session-closed': [NodeSession]
   'session-refused': [{ serverId: string; code: RefusalCode }]
+  /** The node's provider record for a server is in the DHT. */
+  provided: [{ id: string; version: string }]
 }
 
 /**
- * A peer that hosts MCP servers through a runtime and serves MCP sessions that arrive as libp2p streams.
+ * A peer that hosts MCP servers through a runtime and serves MCP sessions that arrive as libp2p streams. It
+ * tells the network what it hosts and how loaded it is (gossiped announcements, DHT provider records), and
+ * listens to gateways' demand reports.
  */
 export class NexusNode extends EventEmitter<NexusNodeEvents> {
   readonly config: NodeConfig
   readonly logger: Logger
   readonly runtime: Runtime
   readonly sessions = new Map<string, NodeSession>()
-  readonly #privateKey: PrivateKey | undefined
+  /** `server-id@version` of the servers whose provider records are in the DHT. */
+  readonly providedServers = new Set<string>()
+  readonly #options: NexusNodeOptions
+  readonly #machineLoad = new MachineLoad()
+  readonly #demand = new Map<string, DemandReport>()
+  readonly #hashes: Map<string, string>
   #peer: NexusPeer | undefined
+  #announcements: GossipRecords<Announcement> | undefined
+  #demandReports: GossipRecords<DemandReport> | undefined
   #announcer: Announcer | undefined
+  #providers: ProviderRecords | undefined
   #draining = false
+  #hung = false
 
   constructor(config: NodeConfigInput, options: NexusNodeOptions = {}) {
     super()
     this.config = parseNodeConfig(config)
     this.logger = options.logger ?? createLogger('node')
     this.runtime = options.runtime ?? new ProcessRuntime(this.logger)
-    this.#privateKey = options.privateKey
+    this.#options = options
+    this.#hashes = new Map(this.config.servers.map((c) => [c.id, serverHash(c)]))
   }
 
   get peer(): NexusPeer {
@@ -64,6 +85,24 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     return this.peer.getMultiaddrs().map(String)
   }
 
+  get draining(): boolean {
+    return this.#draining
+  }
+
+  /** Gossip records accepted and refused, per topic. */
+  get recordCounts(): {
+    announce: GossipRecords<Announcement>['counts']
+    demand: GossipRecords<DemandReport>['counts']
+  } {
+    return { announce: this.#announcements!.counts, demand: this.#demandReports!.counts }
+  }
+
+  /** The latest demand report of every gateway heard from within three of its intervals. */
+  demandReports(): DemandReport[] {
+    const now = Date.now()
+    return [...this.#demand.values()].filter((r) => r.timestamp + 3 * r.intervalMs >= now)
+  }
+
   async start(): Promise<void> {
     await this.runtime.ensure(this.config.servers)
     try {
@@ -71,7 +110,10 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
         transport: this.config.transport,
         listen: this.config.listen,
         bootstrap: this.config.bootstrap,
-        privateKey: this.#privateKey,
+        privateKey: this.#options.privateKey,
+        maxConnections: this.config.maxConnections,
+        connectionGater: this.#options.connectionGater,
+        logger: this.logger,
       })
     } catch (err) {
       await this.runtime.stop()
@@ -80,9 +122,30 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     await this.#peer.handle(MCP_STREAM_PROTOCOL, (stream, connection) => this.#onStream(stream, connection), {
       maxInboundStreams: this.config.maxSessions + 64,
     })
-    this.#peer.services.pubsub.subscribe(ANNOUNCE_TOPIC)
+    this.#announcements = new GossipRecords(
+      this.#peer,
+      ANNOUNCE_TOPIC,
+      decodeAnnouncement,
+      DEFAULT_FRESHNESS,
+      this.logger,
+    )
+    this.#announcements.start()
+    this.#demandReports = new GossipRecords(
+      this.#peer,
+      DEMAND_TOPIC,
+      decodeDemandReport,
+      DEFAULT_FRESHNESS,
+      this.logger,
+    )
+    this.#demandReports.on('record', (report) => this.#demand.set(report.peerId, report))
+    this.#demandReports.start()
+    this.#providers = new ProviderRecords(this.#peer, this.logger, (server) => {
+      this.providedServers.add(`${server.id}@${server.version}`)
+      this.emit('provided', server)
+    })
     this.#announcer = new Announcer(
       this.#peer,
+      this.#announcements,
       () => this.#announcement(),
       this.config.announceIntervalMs,
       this.logger,
@@ -93,13 +156,20 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     this.logger.info({ peerId: this.peerId, addrs: this.multiaddrs }, 'node started')
   }
 
-  /** Stops gracefully: refuses new sessions, ends open ones with a reason, leaves the network. */
+  /**
+   * Stops gracefully: refuses new sessions and announces that it drains, lets each session finish the requests
+   * it has in flight (up to `drainTimeoutMs`), then ends it with NODE_DRAINING so that its gateway moves it to
+   * another node, and leaves the network.
+   */
   async stop(): Promise<void> {
     if (this.#peer === undefined) return
     this.#draining = true
+    this.#announcer?.announceSoon()
+    await this.#drainSessions()
     this.#announcer?.stop()
+    this.#announcements?.stop()
+    this.#demandReports?.stop()
     await this.#peer.unhandle(MCP_STREAM_PROTOCOL)
-    await Promise.all([...this.sessions.values()].map((s) => s.close('STOPPED', 'the node is shutting down')))
     await this.runtime.stop()
     await this.#peer.stop()
     this.#peer = undefined
@@ -117,24 +187,61 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     await this.runtime.stop()
   }
 
+  /**
+   * Simulates a hung node for failure tests: connections stay open, but it stops announcing, reading its
+   * session streams and answering new ones. `stop()` still releases everything.
+   */
+  simulateHang(): void {
+    this.#hung = true
+    this.#announcer?.stop()
+    for (const session of this.sessions.values()) session.simulateHang()
+  }
+
+  async #drainSessions(): Promise<void> {
+    const deadline = AbortSignal.timeout(this.config.drainTimeoutMs)
+    const timedOut = new Promise<void>((resolve) => deadline.addEventListener('abort', () => resolve()))
+    await Promise.all(
+      [...this.sessions.values()].map(async (session) => {
+        await Promise.race([session.whenIdle(), timedOut])
+        await session.close('NODE_DRAINING', 'the node is shutting down; the session moves to another node')
+      }),
+    )
+  }
+
   #announcement(): AnnouncementBody {
     const perServer = new Map<string, number>()
-    for (const session of this.sessions.values())
+    let inFlight = 0
+    for (const session of this.sessions.values()) {
       perServer.set(session.serverId, (perServer.get(session.serverId) ?? 0) + 1)
+      inFlight += session.inFlight.size
+    }
+    const freeSlots = Math.max(0, this.config.maxSessions - this.sessions.size)
+    const ready = this.runtime.status().filter((s) => s.ready)
+    // Provider records follow what is announced; a failed provide is retried here, once per interval.
+    this.#providers?.update(ready)
     return {
       v: WIRE_VERSION,
       peerId: this.peerId,
       addrs: this.multiaddrs,
-      servers: this.runtime
-        .status()
-        .filter((s) => s.ready)
-        .map((s) => ({ id: s.id, version: s.version, sessions: perServer.get(s.id) ?? 0 })),
-      load: { sessions: this.sessions.size, capacity: this.config.maxSessions },
+      servers: ready.map((s) => ({
+        id: s.id,
+        version: s.version,
+        manifestHash: this.#hashes.get(s.id)!,
+        sessions: perServer.get(s.id) ?? 0,
+        freeSlots: this.#draining ? 0 : freeSlots,
+      })),
+      load: {
+        sessions: this.sessions.size,
+        capacity: this.config.maxSessions,
+        inFlight,
+        ...this.#machineLoad.sample(),
+      },
       draining: this.#draining,
     }
   }
 
   async #onStream(stream: Stream, connection: Connection): Promise<void> {
+    if (this.#hung) return
     const framed = new FramedStream(stream)
     const gatewayPeer = connection.remotePeer.toString()
     let serverId = ''

@@ -1,7 +1,8 @@
 import type { Logger } from 'pino'
 import type { NexusErrorCode } from '../protocol/errors.ts'
 import type { FramedStream } from '../protocol/framed-stream.ts'
-import { closingFrame, type OpenSession } from '../protocol/session-handshake.ts'
+import { closingFrame, type OpenSession, ProbeSchema, probeFrame } from '../protocol/session-handshake.ts'
+import { InFlightRequests } from './in-flight-requests.ts'
 import type { UpstreamSession } from './runtime/upstream.ts'
 
 /**
@@ -13,11 +14,13 @@ export class NodeSession {
   readonly serverId: string
   readonly principal: string
   readonly gatewayPeer: string
+  readonly inFlight = new InFlightRequests()
   readonly #framed: FramedStream
   readonly #upstream: UpstreamSession
   readonly #logger: Logger
   readonly #onClosed: (session: NodeSession) => void
   #outputBlocked = false
+  #hung = false
   #inputBlocked = false
   #closing: Promise<void> | undefined
 
@@ -63,30 +66,63 @@ export class NodeSession {
   }
 
   #toServer(frame: Uint8Array): void {
+    const message = parseJson(frame)
+    if (typeof message === 'object' && message !== null && 'nexus' in message) {
+      const probe = ProbeSchema.safeParse(message)
+      if (probe.success && probe.data.nexus === 'ping' && this.#framed.writable)
+        this.#framed.sendJson(probeFrame('pong', probe.data.nonce))
+      return
+    }
+    this.inFlight.fromClient(message)
     if (this.#upstream.send(frame) || this.#inputBlocked) return
     this.#inputBlocked = true
     this.#framed.pause()
     void this.#upstream.drained().then(() => {
       this.#inputBlocked = false
-      this.#framed.resume()
+      if (!this.#hung) this.#framed.resume()
     })
   }
 
   #toGateway(message: Uint8Array): void {
+    if (this.#hung) return
+    // Server messages are parsed only while a request waits: most traffic then is its answer.
+    if (this.inFlight.size > 0) this.inFlight.fromServer(parseJson(message))
     if (this.#framed.send(message) || this.#outputBlocked || !this.#framed.writable) return
     this.#outputBlocked = true
     this.#upstream.setOutputPaused(true)
     this.#framed.drain().then(
       () => {
         this.#outputBlocked = false
-        this.#upstream.setOutputPaused(false)
+        if (!this.#hung) this.#upstream.setOutputPaused(false)
       },
       () => {},
     )
   }
 
+  /** For failure tests: behaves like a hung process — reads nothing more from either side, sends nothing. */
+  simulateHang(): void {
+    this.#hung = true
+    this.#framed.pause()
+    this.#upstream.setOutputPaused(true)
+  }
+
+  /** The session's requests still waiting for the server; see `InFlightRequests.whenIdle`. */
+  whenIdle(): Promise<void> {
+    return this.inFlight.whenIdle()
+  }
+
   #upstreamEnded(code: NexusErrorCode, reason: string): void {
     this.#logger.warn({ code, reason }, 'server ended the session')
     void this.close(code, reason)
+  }
+}
+
+const decoder = new TextDecoder()
+
+function parseJson(bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(decoder.decode(bytes))
+  } catch {
+    return undefined
   }
 }

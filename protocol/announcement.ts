@@ -2,24 +2,48 @@ import * as z from 'zod/v4'
 import { WIRE_VERSION } from './names.ts'
 import { decodeJson, encodeJson } from './session-handshake.ts'
 
-/** What a node tells the network about itself on the announce topic. Signed by gossipsub as the sender. */
+/** One server a node hosts, as it tells the network. */
 export const HostedServerSchema = z.object({
   id: z.string().min(1).max(128),
   version: z.string().min(1).max(64),
+  /** Hash of exactly what the node runs for this server (hex), so that gateways can check it. */
+  manifestHash: z.string().regex(/^0x[0-9a-f]{64}$/),
   /** Live sessions on this node for this server. */
   sessions: z.number().int().min(0),
+  /** Sessions this server can still take on this node. */
+  freeSlots: z.number().int().min(0),
 })
 export type HostedServer = z.infer<typeof HostedServerSchema>
 
+export const NodeLoadSchema = z.object({
+  sessions: z.number().int().min(0),
+  /** Session slots across all servers. */
+  capacity: z.number().int().min(0),
+  /** Requests relayed to servers and not answered yet. */
+  inFlight: z.number().int().min(0),
+  /** Share of the machine's CPU in use over the last interval, 0 to 1. */
+  cpu: z.number().min(0).max(1),
+  /** Share of the machine's memory in use, 0 to 1. */
+  memory: z.number().min(0).max(1),
+})
+export type NodeLoad = z.infer<typeof NodeLoadSchema>
+
+/**
+ * What a node tells the network about itself on the announce topic. Gossipsub signs each message with the
+ * sender's key; receivers accept a record only when the signer is `peerId` (see `record-validator.ts`).
+ */
 export const AnnouncementSchema = z.object({
   v: z.literal(WIRE_VERSION),
   peerId: z.string().min(1).max(128),
   addrs: z.array(z.string().max(512)).max(32),
   servers: z.array(HostedServerSchema).max(1024),
-  load: z.object({ sessions: z.number().int().min(0), capacity: z.number().int().min(0) }),
+  load: NodeLoadSchema,
   draining: z.boolean(),
+  /** How often the node announces; receivers forget it after three intervals of silence. */
+  intervalMs: z.number().int().min(50).max(600_000),
   /** Strictly increasing per node, so that receivers drop reordered or replayed records. */
   seq: z.number().int().min(0),
+  /** Milliseconds since the epoch when the node signed it. */
   timestamp: z.number().int().min(0),
 })
 export type Announcement = z.infer<typeof AnnouncementSchema>
@@ -30,8 +54,13 @@ export function encodeAnnouncement(announcement: Announcement): Uint8Array {
 
 /** Returns the announcement, or undefined if the bytes are not a well-formed record. */
 export function decodeAnnouncement(bytes: Uint8Array): Announcement | undefined {
+  return decodeRecord(AnnouncementSchema, bytes)
+}
+
+/** Parses a gossiped JSON record against its schema; undefined when it is not JSON or does not fit. */
+export function decodeRecord<T>(schema: z.ZodType<T>, bytes: Uint8Array): T | undefined {
   try {
-    const result = AnnouncementSchema.safeParse(decodeJson(bytes))
+    const result = schema.safeParse(decodeJson(bytes))
     return result.success ? result.data : undefined
   } catch {
     return undefined

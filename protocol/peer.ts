@@ -1,15 +1,20 @@
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { type GossipSub, gossipsub } from '@libp2p/gossipsub'
+import { createPeerScoreParams, createTopicScoreParams } from '@libp2p/gossipsub/score'
 import type { Identify } from '@libp2p/identify'
 import { identify } from '@libp2p/identify'
-import type { Libp2p, PrivateKey } from '@libp2p/interface'
+import type { ConnectionGater, Libp2p, PrivateKey } from '@libp2p/interface'
+import { type KadDHT, kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import { memory } from '@libp2p/memory'
 import { type Ping, ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
+import type { Logger } from 'pino'
+import { BootstrapKeeper } from './bootstrap-keeper.ts'
 import { errorMessage, NexusError } from './errors.ts'
+import { ANNOUNCE_TOPIC, DEMAND_TOPIC, DHT_PROTOCOL } from './names.ts'
 
 /** `memory` runs whole networks inside one process (tests); `tcp` is for real deployments. */
 export type PeerTransport = 'tcp' | 'memory'
@@ -18,13 +23,17 @@ export interface PeerOptions {
   transport?: PeerTransport
   /** Multiaddrs to listen on; defaults to an ephemeral loopback TCP port or a unique memory address. */
   listen?: string[]
-  /** Multiaddrs (with /p2p/<peer-id>) dialled at start. */
+  /** Multiaddrs (with /p2p/<peer-id>) to join through; redialled with back-off whenever they drop. */
   bootstrap?: string[]
   privateKey?: PrivateKey
+  /** Upper bound on open connections; the connection manager prunes the least useful beyond it. */
   maxConnections?: number
+  /** Decides which peers and connections are allowed (an operator's deny list; partitions in tests). */
+  connectionGater?: ConnectionGater
+  logger?: Logger
 }
 
-export type NexusServices = { identify: Identify; ping: Ping; pubsub: GossipSub }
+export type NexusServices = { identify: Identify; ping: Ping; pubsub: GossipSub; dht: KadDHT }
 export type NexusPeer = Libp2p<NexusServices>
 
 let memoryAddressCounter = 0
@@ -34,9 +43,45 @@ function defaultListen(transport: PeerTransport): string[] {
   return ['/ip4/127.0.0.1/tcp/0']
 }
 
-/** Creates and starts the libp2p peer that nodes and gateways share: noise, yamux, identify, ping, gossipsub. */
+/**
+ * Peer scoring for the record topics: delivering a record that fails validation costs a peer 10 points,
+ * squared per count, so three forged records put it under gossipsub's graylist threshold (-80) and its
+ * messages are then ignored. Records are rare, so slow mesh delivery is not punished, and peers on one
+ * machine or behind one NAT (a cluster) are not punished for sharing an IP address.
+ */
+function recordTopicScoring() {
+  const recordTopic = createTopicScoreParams({
+    topicWeight: 1,
+    timeInMeshWeight: 0.01,
+    timeInMeshQuantum: 1_000,
+    timeInMeshCap: 100,
+    firstMessageDeliveriesWeight: 0.1,
+    firstMessageDeliveriesDecay: 0.9,
+    firstMessageDeliveriesCap: 100,
+    meshMessageDeliveriesWeight: 0,
+    meshFailurePenaltyWeight: 0,
+    invalidMessageDeliveriesWeight: -10,
+    invalidMessageDeliveriesDecay: 0.9,
+  })
+  return createPeerScoreParams({
+    IPColocationFactorWeight: 0,
+    topics: { [ANNOUNCE_TOPIC]: recordTopic, [DEMAND_TOPIC]: recordTopic },
+  })
+}
+
+/**
+ * Creates and starts the libp2p peer that nodes and gateways share: noise, yamux, identify, ping, gossipsub
+ * with scoring, and a Kademlia DHT under the project's own protocol (never mixed with the public IPFS DHT).
+ */
 export async function createPeer(options: PeerOptions = {}): Promise<NexusPeer> {
   const transport = options.transport ?? 'tcp'
+  const bootstrap = (options.bootstrap ?? []).map((address) => {
+    try {
+      return multiaddr(address)
+    } catch (err) {
+      throw new NexusError('INVALID_CONFIG', `invalid bootstrap address ${address}: ${errorMessage(err)}`)
+    }
+  })
   const peer = await createLibp2p({
     privateKey: options.privateKey,
     addresses: { listen: options.listen ?? defaultListen(transport) },
@@ -44,26 +89,37 @@ export async function createPeer(options: PeerOptions = {}): Promise<NexusPeer> 
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionManager: { maxConnections: options.maxConnections ?? 300 },
+    connectionGater: options.connectionGater,
     services: {
       identify: identify(),
       ping: ping(),
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,
-        // Announcements are small and frequent; flood-publishing our own gets them to direct peers at once.
+        // Records are small and infrequent; flood-publishing our own gets them to every direct peer at once.
         floodPublish: true,
+        scoreParams: recordTopicScoring(),
+      }),
+      dht: kadDHT({
+        protocol: DHT_PROTOCOL,
+        // Nodes and gateways are reachable peers of a private network: serve queries, keep LAN addresses.
+        clientMode: false,
+        peerInfoMapper: passthroughMapper,
+        initialQuerySelfInterval: 100,
       }),
     },
   })
-  for (const address of options.bootstrap ?? []) {
-    try {
-      await peer.dial(multiaddr(address), { signal: AbortSignal.timeout(10_000) })
-    } catch (err) {
-      await peer.stop()
-      throw new NexusError('INVALID_CONFIG', `cannot reach bootstrap peer ${address}: ${errorMessage(err)}`, {
-        cause: err,
-      })
-    }
+  if (bootstrap.length > 0) {
+    const keeper = new BootstrapKeeper(peer, bootstrap, options.logger)
+    peer.addEventListener('stop', () => keeper.stop(), { once: true })
+    await keeper.start()
   }
   return peer
+}
+
+/** Gossipsub's score of a peer (negative once it delivered invalid records); 0 for peers it does not track. */
+export function gossipScore(peer: NexusPeer, peerId: string): number {
+  // The service implements getScore; its published interface does not declare it.
+  const pubsub = peer.services.pubsub as unknown as { getScore(id: string): number }
+  return pubsub.getScore(peerId)
 }

@@ -56,6 +56,21 @@ export const ClosingSchema = z.object({
 })
 export type Closing = z.infer<typeof ClosingSchema>
 
+/**
+ * A liveness probe on a session stream: the gateway sends `ping` when a request has waited long with no frame
+ * from the node; the node answers `pong` from the code that reads the stream, so an answer proves the node
+ * still reads this very stream. No answer in time means a hung node, and the session moves.
+ */
+export const ProbeSchema = z.object({
+  nexus: z.enum(['ping', 'pong']),
+  nonce: z.number().int(),
+})
+export type Probe = z.infer<typeof ProbeSchema>
+
+export function probeFrame(kind: Probe['nexus'], nonce: number): Probe {
+  return { nexus: kind, nonce }
+}
+
 export function isValidServerId(id: string): boolean {
   return ID_PATTERN.test(id)
 }

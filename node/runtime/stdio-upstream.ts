@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
+import { Backoff } from '../../protocol/backoff.ts'
 import type { NexusErrorCode } from '../../protocol/errors.ts'
 import type { StdioServerConfig } from '../config.ts'
-import { Backoff } from './backoff.ts'
 import { type LaunchSpec, resolveLaunch } from './launch.ts'
 import { StdioProcess } from './stdio-process.ts'
 import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from './upstream.ts'

@@ -16,6 +16,11 @@ export interface NetworkOptions {
   /** Overrides for every node's configuration. */
   node?: Omit<NodeConfigInput, 'servers'>
   logger?: Logger
+  /**
+   * `every-node` (default): each gateway dials every node. `first-node`: every peer joins through the first
+   * node only, so the rest of the network is reached through gossip and the DHT, as in a real deployment.
+   */
+  joinThrough?: 'every-node' | 'first-node'
   /** How long to wait for every gateway to learn about every server. */
   readyTimeoutMs?: number
 }
@@ -40,7 +45,10 @@ export async function startNetwork(options: NetworkOptions = {}): Promise<TestNe
   const nodeConfigs =
     typeof options.nodes === 'object'
       ? options.nodes
-      : Array.from({ length: options.nodes ?? 1 }, () => ({ servers: options.servers ?? [] }))
+      : Array.from(
+          { length: options.nodes ?? 1 },
+          (): NodeConfigInput => ({ servers: options.servers ?? [] }),
+        )
   const nodes: NexusNode[] = []
   const gateways: NexusGateway[] = []
   const stop = async () => {
@@ -48,12 +56,19 @@ export async function startNetwork(options: NetworkOptions = {}): Promise<TestNe
     await Promise.allSettled(nodes.map((n) => n.stop()))
   }
   try {
+    const throughFirst = options.joinThrough === 'first-node'
     for (const config of nodeConfigs) {
-      const node = new NexusNode({ ...options.node, ...config, transport }, { logger: options.logger })
+      const bootstrap = throughFirst && nodes.length > 0 ? [nodes[0]!.multiaddrs[0]!] : []
+      const node = new NexusNode(
+        { ...options.node, ...config, transport, bootstrap: [...bootstrap, ...(config.bootstrap ?? [])] },
+        { logger: options.logger },
+      )
       nodes.push(node)
       await node.start()
     }
-    const bootstrap = nodes.map((n) => n.multiaddrs[0]!)
+    const bootstrap = throughFirst
+      ? nodes.slice(0, 1).map((n) => n.multiaddrs[0]!)
+      : nodes.map((n) => n.multiaddrs[0]!)
     for (let i = 0; i < (options.gateways ?? 1); i++) {
       const gateway = new NexusGateway(
         { ...options.gateway, transport, bootstrap, http: { port: 0, ...options.gateway?.http } },

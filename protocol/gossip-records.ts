@@ -1,0 +1,154 @@
+import { EventEmitter } from 'node:events'
+import { type Message, TopicValidatorResult } from '@libp2p/gossipsub'
+import type { PeerId } from '@libp2p/interface'
+import type { Logger } from 'pino'
+import type { NexusPeer } from './peer.ts'
+
+/** The fields every gossiped record carries, whatever its topic. */
+export interface SignedRecord {
+  peerId: string
+  seq: number
+  timestamp: number
+}
+
+export interface FreshnessRules {
+  /** Records signed longer ago than this are dropped: nobody may resurrect a silent peer. */
+  maxAgeMs: number
+  /** Records from further in the future than this are invalid (a broken or lying clock). */
+  maxFutureMs: number
+}
+
+export const DEFAULT_FRESHNESS: FreshnessRules = { maxAgeMs: 30_000, maxFutureMs: 10_000 }
+
+export type Verdict<T> = { result: 'accept'; record: T } | { result: 'ignore' | 'reject'; reason: string }
+
+/**
+ * Decides whether a gossiped record may enter a peer's view and travel on. Forged, malformed and future-dated
+ * records are rejected, which makes gossipsub score down the peer that delivered them. Stale and replayed
+ * records are only ignored: an honest peer may relay an older record that arrives late by another path, and
+ * must not be punished for it; such records go no further either way.
+ */
+export class RecordValidator<T extends SignedRecord> {
+  readonly #decode: (bytes: Uint8Array) => T | undefined
+  readonly #rules: FreshnessRules
+  readonly #now: () => number
+  readonly #lastSeq = new Map<string, { seq: number; at: number }>()
+
+  constructor(decode: (bytes: Uint8Array) => T | undefined, rules: FreshnessRules, now = Date.now) {
+    this.#decode = decode
+    this.#rules = rules
+    this.#now = now
+  }
+
+  validate(signer: string | undefined, data: Uint8Array): Verdict<T> {
+    if (signer === undefined) return { result: 'reject', reason: 'unsigned record' }
+    const record = this.#decode(data)
+    if (record === undefined) return { result: 'reject', reason: 'malformed record' }
+    if (record.peerId !== signer)
+      return { result: 'reject', reason: `record for ${record.peerId} signed by ${signer}` }
+    const now = this.#now()
+    if (record.timestamp > now + this.#rules.maxFutureMs)
+      return { result: 'reject', reason: `timestamp ${record.timestamp - now} ms in the future` }
+    if (record.timestamp < now - this.#rules.maxAgeMs)
+      return { result: 'ignore', reason: `stale record, ${now - record.timestamp} ms old` }
+    const last = this.#lastSeq.get(signer)
+    if (last !== undefined && record.seq <= last.seq)
+      return { result: 'ignore', reason: `sequence number ${record.seq} not above ${last.seq}` }
+    this.#lastSeq.set(signer, { seq: record.seq, at: now })
+    this.#prune(now)
+    return { result: 'accept', record }
+  }
+
+  /** Past `maxAgeMs` the timestamp check alone stops replays, so older sequence numbers can be forgotten. */
+  #prune(now: number): void {
+    if (this.#lastSeq.size < 1024) return
+    for (const [peerId, { at }] of this.#lastSeq) {
+      if (at < now - 2 * this.#rules.maxAgeMs) this.#lastSeq.delete(peerId)
+    }
+  }
+}
+
+export interface GossipRecordEvents<T> {
+  record: [T]
+  invalid: [{ from: string; result: 'ignore' | 'reject'; reason: string }]
+}
+
+/**
+ * One gossipsub topic of signed records: validates every message before gossipsub delivers or forwards it,
+ * and emits the records that pass. `counts` says how many were accepted, ignored and rejected.
+ */
+export class GossipRecords<T extends SignedRecord> extends EventEmitter<GossipRecordEvents<T>> {
+  readonly topic: string
+  readonly counts = { accepted: 0, ignored: 0, rejected: 0 }
+  readonly #peer: NexusPeer
+  readonly #validator: RecordValidator<T>
+  readonly #logger: Logger
+  /** Records decoded during validation, so that delivery does not parse them again. */
+  readonly #validated = new WeakMap<Uint8Array, T>()
+  #subscribed = false
+  readonly #onMessage = (evt: CustomEvent<Message>) => {
+    const message = evt.detail
+    if (message.topic !== this.topic) return
+    const record = this.#validated.get(message.data)
+    if (record !== undefined) this.emit('record', record)
+  }
+
+  constructor(
+    peer: NexusPeer,
+    topic: string,
+    decode: (bytes: Uint8Array) => T | undefined,
+    rules: FreshnessRules,
+    logger: Logger,
+  ) {
+    super()
+    this.#peer = peer
+    this.topic = topic
+    this.#validator = new RecordValidator(decode, rules)
+    this.#logger = logger
+  }
+
+  /** Validates the topic's messages; `subscribe: false` only validates what this peer publishes or relays. */
+  start({ subscribe = true } = {}): void {
+    const pubsub = this.#peer.services.pubsub
+    pubsub.topicValidators.set(this.topic, (from, message) => this.#validate(from, message))
+    pubsub.addEventListener('message', this.#onMessage)
+    if (subscribe) {
+      pubsub.subscribe(this.topic)
+      this.#subscribed = true
+    }
+  }
+
+  stop(): void {
+    const pubsub = this.#peer.services.pubsub
+    pubsub.removeEventListener('message', this.#onMessage)
+    pubsub.topicValidators.delete(this.topic)
+    if (this.#subscribed) pubsub.unsubscribe(this.topic)
+    this.#subscribed = false
+  }
+
+  /** Publishes a record of ours; resolves with the peers it was sent to directly. */
+  async publish(data: Uint8Array): Promise<string[]> {
+    const { recipients } = await this.#peer.services.pubsub.publish(this.topic, data)
+    return recipients.map(String)
+  }
+
+  #validate(propagator: PeerId, message: Message): TopicValidatorResult {
+    const signer = message.type === 'signed' ? message.from.toString() : undefined
+    const verdict = this.#validator.validate(signer, message.data)
+    if (verdict.result === 'accept') {
+      this.counts.accepted++
+      this.#validated.set(message.data, verdict.record)
+      return TopicValidatorResult.Accept
+    }
+    const from = propagator.toString()
+    if (verdict.result === 'reject') {
+      this.counts.rejected++
+      this.#logger.warn({ topic: this.topic, from, signer, reason: verdict.reason }, 'rejected gossip record')
+    } else {
+      this.counts.ignored++
+      this.#logger.debug({ topic: this.topic, from, signer, reason: verdict.reason }, 'ignored gossip record')
+    }
+    this.emit('invalid', { from, result: verdict.result, reason: verdict.reason })
+    return verdict.result === 'reject' ? TopicValidatorResult.Reject : TopicValidatorResult.Ignore
+  }
+}
