@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import { type DemandReport, encodeDemandReport, type ServerDemand } from '../protocol/demand.ts'
-import type { GossipRecords } from '../protocol/gossip-records.ts'
+import { type GossipRecords, nextSeq } from '../protocol/gossip-records.ts'
 import { WIRE_VERSION } from '../protocol/names.ts'
 
 /**
@@ -59,7 +59,7 @@ export class DemandReporter {
       sessions: sessions.get(id) ?? 0,
       callsPerSec: Math.round(((calls.get(id) ?? 0) / seconds) * 1000) / 1000,
     }))
-    this.#seq = Math.max(this.#seq + 1, now * 1000)
+    this.#seq = nextSeq(this.#seq, now)
     const report: DemandReport = {
       v: WIRE_VERSION,
       peerId: this.#peerId,

@@ -1,7 +1,7 @@
 import type { SubscriptionChangeData } from '@libp2p/gossipsub'
 import type { Logger } from 'pino'
 import { type Announcement, encodeAnnouncement } from '../protocol/announcement.ts'
-import type { GossipRecords } from '../protocol/gossip-records.ts'
+import { type GossipRecords, nextSeq } from '../protocol/gossip-records.ts'
 import { ANNOUNCE_TOPIC } from '../protocol/names.ts'
 import type { NexusPeer } from '../protocol/peer.ts'
 
@@ -73,8 +73,7 @@ export class Announcer {
   async announce(): Promise<void> {
     if (this.#stopped) return
     this.#lastAnnouncedAt = Date.now()
-    // Sequence numbers stay increasing across restarts because they start from the clock.
-    this.#seq = Math.max(this.#seq + 1, Date.now() * 1000)
+    this.#seq = nextSeq(this.#seq)
     const announcement: Announcement = {
       ...this.#build(),
       intervalMs: this.#intervalMs,

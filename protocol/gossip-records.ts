@@ -18,6 +18,14 @@ export interface FreshnessRules {
   maxFutureMs: number
 }
 
+/**
+ * The next sequence number for a record of ours. It starts from the clock (microseconds), so that it keeps
+ * increasing across restarts and receivers never mistake a fresh record for a replay.
+ */
+export function nextSeq(previous: number, now = Date.now()): number {
+  return Math.max(previous + 1, now * 1000)
+}
+
 export const DEFAULT_FRESHNESS: FreshnessRules = { maxAgeMs: 30_000, maxFutureMs: 10_000 }
 
 export type Verdict<T> = { result: 'accept'; record: T } | { result: 'ignore' | 'reject'; reason: string }
