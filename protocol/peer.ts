@@ -92,7 +92,11 @@ export async function createPeer(options: PeerOptions = {}): Promise<NexusPeer> 
     connectionGater: options.connectionGater,
     services: {
       identify: identify(),
-      ping: ping(),
+      // Two services ping a peer, possibly at once: libp2p's connection monitor, which drops the whole
+      // connection (every session on it) when a ping fails, and the DHT checking its routing table. With
+      // ping's default of one outbound stream, the second ping fails locally and takes the connection down.
+      // Two is what the ping spec lets a listener accept.
+      ping: ping({ maxOutboundStreams: 2 }),
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,
