@@ -17,8 +17,6 @@ export class DemandReporter {
   #windowStart = Date.now()
   #seq = 0
   #timer: NodeJS.Timeout | undefined
-  /** The last report published, for diagnostics and tests. */
-  lastReport: DemandReport | undefined
 
   constructor(
     topic: GossipRecords<DemandReport>,
@@ -68,7 +66,6 @@ export class DemandReporter {
       seq: this.#seq,
       timestamp: now,
     }
-    this.lastReport = report
     try {
       await this.#topic.publish(encodeDemandReport(report))
     } catch (err) {

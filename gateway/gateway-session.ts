@@ -63,8 +63,6 @@ export class GatewaySession {
   readonly auth: AuthContext
   readonly createdAt = Date.now()
   lastActivity = Date.now()
-  /** How many times the session moved to another node. */
-  failovers = 0
   readonly #init: GatewaySessionInit
   readonly #client: ClientChannel
   readonly #logger: Logger
@@ -239,15 +237,7 @@ export class GatewaySession {
       if (this.#init.retrySafety.isSafe(this.serverId, request.method, request.params)) retry.push(request)
       else unsafe.push(id)
     }
-    await Promise.all(
-      unsafe.map((id) => {
-        this.#inFlight.delete(id)
-        return this.#deliver(
-          errorResponse(id, GatewayErrorCode.NodeFailed, failedMessage, { reason: end.code }),
-          undefined,
-        )
-      }),
-    )
+    await this.#failRequests(unsafe, GatewayErrorCode.NodeFailed, failedMessage, end.code)
     const exclude = new Set([link.peerId])
     let next: NodeLink | undefined
     while (next === undefined) {
@@ -271,7 +261,6 @@ export class GatewaySession {
         exclude.add(candidate.peerId)
       }
     }
-    this.failovers++
     this.#attach(next, retry)
     this.#logger.info(
       { from: link.peerId, to: next.peerId, retried: retry.length, failed: unsafe.length },
@@ -287,9 +276,13 @@ export class GatewaySession {
     })
   }
 
-  async #failInFlight(code: number, message: string, reason?: string): Promise<void> {
-    const ids = [...this.#inFlight.keys()]
-    this.#inFlight.clear()
+  #failInFlight(code: number, message: string, reason?: string): Promise<void> {
+    return this.#failRequests([...this.#inFlight.keys()], code, message, reason)
+  }
+
+  /** Answers the agent's requests with an error; they are no longer in flight. */
+  async #failRequests(ids: RequestId[], code: number, message: string, reason?: string): Promise<void> {
+    for (const id of ids) this.#inFlight.delete(id)
     await Promise.all(
       ids.map((id) =>
         this.#deliver(errorResponse(id, code, message, reason ? { reason } : undefined), undefined),

@@ -48,7 +48,6 @@ interface AnnouncedEntry {
 interface ProvidedEntry {
   servers: Set<string>
   expiresAt: number
-  openedSinceAnnouncement: number
 }
 
 export interface NetworkViewEvents {
@@ -119,7 +118,8 @@ export class NetworkView extends EventEmitter<NetworkViewEvents> {
     if (hosts.length > 0) return hosts
     for (const [peerId, entry] of this.#provided) {
       if (entry.expiresAt >= now && entry.servers.has(serverId) && !this.#announced.has(peerId))
-        hosts.push({ peerId, source: 'dht', openedSinceAnnouncement: entry.openedSinceAnnouncement })
+        // No announcement to correct: routing judges these on the gateway's own counts alone.
+        hosts.push({ peerId, source: 'dht', openedSinceAnnouncement: 0 })
     }
     return hosts
   }
@@ -152,7 +152,7 @@ export class NetworkView extends EventEmitter<NetworkViewEvents> {
 
   /** Counts a session this gateway just opened on a node, until the node's next announcement includes it. */
   noteSessionOpened(peerId: string): void {
-    const entry = this.#announced.get(peerId) ?? this.#provided.get(peerId)
+    const entry = this.#announced.get(peerId)
     if (entry !== undefined) entry.openedSinceAnnouncement++
   }
 
@@ -230,11 +230,7 @@ export class NetworkView extends EventEmitter<NetworkViewEvents> {
   }
 
   #addProvided(peerId: string, serverId: string): void {
-    const entry = this.#provided.get(peerId) ?? {
-      servers: new Set<string>(),
-      expiresAt: 0,
-      openedSinceAnnouncement: 0,
-    }
+    const entry = this.#provided.get(peerId) ?? { servers: new Set<string>(), expiresAt: 0 }
     entry.servers.add(serverId)
     entry.expiresAt = Date.now() + this.#options.dhtEntryTtlMs
     this.#provided.set(peerId, entry)
@@ -253,20 +249,20 @@ export class NetworkView extends EventEmitter<NetworkViewEvents> {
 
   #sweep(): void {
     const now = Date.now()
-    let changed = false
-    for (const [peerId, entry] of this.#announced) {
-      if (entry.expiresAt < now) {
-        this.#announced.delete(peerId)
-        changed = true
-      }
-    }
-    for (const [peerId, entry] of this.#provided) {
-      if (entry.expiresAt < now) {
-        this.#provided.delete(peerId)
-        changed = true
-      }
-    }
+    const announcedExpired = dropExpired(this.#announced, now)
+    const providedExpired = dropExpired(this.#provided, now)
     for (const [serverId, until] of this.#notFound) if (until < now) this.#notFound.delete(serverId)
-    if (changed) this.emit('change')
+    if (announcedExpired || providedExpired) this.emit('change')
   }
+}
+
+/** Removes the entries whose time is up; true if there were any. */
+function dropExpired(entries: Map<string, { expiresAt: number }>, now: number): boolean {
+  let dropped = false
+  for (const [key, entry] of entries) {
+    if (entry.expiresAt >= now) continue
+    entries.delete(key)
+    dropped = true
+  }
+  return dropped
 }

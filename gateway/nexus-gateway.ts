@@ -165,11 +165,6 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     this.logger.info('gateway stopped')
   }
 
-  /** The last demand report this gateway published. */
-  get demandReport(): DemandReport | undefined {
-    return this.#demand?.lastReport
-  }
-
   async isServed(serverId: string): Promise<boolean> {
     return (await this.view.findHosts(serverId)).length > 0
   }

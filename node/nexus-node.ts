@@ -85,18 +85,6 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     return this.peer.getMultiaddrs().map(String)
   }
 
-  get draining(): boolean {
-    return this.#draining
-  }
-
-  /** Gossip records accepted and refused, per topic. */
-  get recordCounts(): {
-    announce: GossipRecords<Announcement>['counts']
-    demand: GossipRecords<DemandReport>['counts']
-  } {
-    return { announce: this.#announcements!.counts, demand: this.#demandReports!.counts }
-  }
-
   /** The latest demand report of every gateway heard from within three of its intervals. */
   demandReports(): DemandReport[] {
     const now = Date.now()
