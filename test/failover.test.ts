@@ -193,3 +193,67 @@ t.test('gateways publish demand reports that nodes receive', async (t) => {
   })
   t.match(report, { servers: [{ id: 'demand', sessions: 1 }] }, 'the report counts the session and its calls')
 })
+
+t.test(
+  'a partition between the gateway and a node: sessions move, then heal and route to it again',
+  async (t) => {
+    const network = await twoNodeNetwork(t)
+    const gateway = network.gateway
+    const { client, transport } = await connectStreamable(gateway.serverUrl('failover'))
+    t.teardown(() => client.close())
+    await client.listTools()
+    const cutOff = nodeOf(network, transport)
+    const other = network.nodes.find((n) => n !== cutOff)!
+
+    const moved = once(gateway, 'failover') as Promise<[FailoverEvent]>
+    network.partition(gateway, cutOff)
+    const [event] = await moved
+    t.match(event, { from: cutOff.peerId, to: other.peerId }, 'the session moved off the unreachable node')
+    t.match(textOf(await client.callTool({ name: 'whoami', arguments: {} })), /pid \d+/, 'and goes on')
+
+    const during: Client[] = []
+    t.teardown(() => Promise.all(during.map((c) => c.close())))
+    for (let i = 0; i < 3; i++) {
+      const opened = await connectStreamable(gateway.serverUrl('failover'))
+      during.push(opened.client)
+      await opened.client.callTool({ name: 'whoami', arguments: {} })
+      t.equal(nodeOf(network, opened.transport), other, `session ${i + 1} opened during the partition works`)
+    }
+
+    network.heal()
+    // The gateway needs the node's announcements again (its own redial, or gossip relayed by the other node).
+    await waitForHost(network, cutOff)
+    const after = await connectStreamable(gateway.serverUrl('failover'))
+    t.teardown(() => after.client.close())
+    await after.client.callTool({ name: 'whoami', arguments: {} })
+    t.equal(
+      nodeOf(network, after.transport),
+      cutOff,
+      'after healing, the gateway routes a new session to the node again (it is the less loaded one)',
+    )
+  },
+)
+
+/** Resolves once the gateway has a fresh announcement from the node that shows it less loaded than before. */
+function waitForHost(network: TestNetwork, node: NexusNode, timeoutMs = 90_000): Promise<void> {
+  const view = network.gateway.view
+  const { promise, resolve, reject } = Promise.withResolvers<void>()
+  const check = () => {
+    const host = view.hostsOf('failover').find((h) => h.peerId === node.peerId)
+    if (
+      host === undefined ||
+      !network.gateway.peer.getConnections().some((c) => c.remotePeer.toString() === node.peerId)
+    )
+      return
+    clearTimeout(timer)
+    view.off('change', check)
+    resolve()
+  }
+  const timer = setTimeout(() => {
+    view.off('change', check)
+    reject(new Error(`the gateway did not reach ${node.peerId} again within ${timeoutMs} ms`))
+  }, timeoutMs)
+  view.on('change', check)
+  check()
+  return promise
+}

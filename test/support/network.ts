@@ -1,9 +1,12 @@
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { Logger } from 'pino'
 import type { GatewayConfigInput } from '../../gateway/config.ts'
 import { NexusGateway } from '../../gateway/nexus-gateway.ts'
 import type { NodeConfigInput, ServerConfigInput } from '../../node/config.ts'
 import { NexusNode } from '../../node/nexus-node.ts'
 import type { PeerTransport } from '../../protocol/peer.ts'
+import { Partitions } from './partitions.ts'
 
 export interface NetworkOptions {
   /** How many nodes, each hosting `servers`; or one configuration per node. */
@@ -32,7 +35,22 @@ export interface TestNetwork {
   gateway: NexusGateway
   /** Waits until every gateway knows a live host for each server. */
   waitForServers(serverIds: string[], timeoutMs?: number): Promise<void>
+  /**
+   * Cuts two peers of the network apart, as a network partition would: their connections drop at once and
+   * neither can reach the other (directly) until `heal()`.
+   */
+  partition(a: NetworkPeer, b: NetworkPeer): void
+  /** Ends every partition; the peers find each other again by their own means. */
+  heal(): void
   stop(): Promise<void>
+}
+
+export type NetworkPeer = NexusNode | NexusGateway
+
+/** A fresh identity for a peer, and the gater that lets test partitions cut it off from others. */
+async function identity(partitions: Partitions) {
+  const privateKey = await generateKeyPair('Ed25519')
+  return { privateKey, connectionGater: partitions.gaterFor(peerIdFromPrivateKey(privateKey).toString()) }
 }
 
 /**
@@ -51,6 +69,7 @@ export async function startNetwork(options: NetworkOptions = {}): Promise<TestNe
         )
   const nodes: NexusNode[] = []
   const gateways: NexusGateway[] = []
+  const partitions = new Partitions()
   const stop = async () => {
     await Promise.allSettled(gateways.map((g) => g.stop()))
     await Promise.allSettled(nodes.map((n) => n.stop()))
@@ -61,7 +80,7 @@ export async function startNetwork(options: NetworkOptions = {}): Promise<TestNe
       const bootstrap = throughFirst && nodes.length > 0 ? [nodes[0]!.multiaddrs[0]!] : []
       const node = new NexusNode(
         { ...options.node, ...config, transport, bootstrap: [...bootstrap, ...(config.bootstrap ?? [])] },
-        { logger: options.logger },
+        { logger: options.logger, ...(await identity(partitions)) },
       )
       nodes.push(node)
       await node.start()
@@ -72,7 +91,7 @@ export async function startNetwork(options: NetworkOptions = {}): Promise<TestNe
     for (let i = 0; i < (options.gateways ?? 1); i++) {
       const gateway = new NexusGateway(
         { ...options.gateway, transport, bootstrap, http: { port: 0, ...options.gateway?.http } },
-        { logger: options.logger },
+        { logger: options.logger, ...(await identity(partitions)) },
       )
       gateways.push(gateway)
       await gateway.start()
@@ -82,7 +101,15 @@ export async function startNetwork(options: NetworkOptions = {}): Promise<TestNe
     }
     const served = [...new Set(nodeConfigs.flatMap((c) => (c.servers ?? []).map((s) => s.id)))]
     await waitForServers(served)
-    return { nodes, gateways, gateway: gateways[0]!, waitForServers, stop }
+    return {
+      nodes,
+      gateways,
+      gateway: gateways[0]!,
+      waitForServers,
+      partition: (a, b) => partitions.cut(a.peer, b.peer),
+      heal: () => partitions.heal(),
+      stop,
+    }
   } catch (err) {
     await stop()
     throw err
