@@ -7,6 +7,7 @@ import { createPeer, gossipScore, type NexusPeer } from '../protocol/peer.ts'
 import { connectStreamable } from './support/clients.ts'
 import { fixtureServerConfig } from './support/fixture-server.ts'
 import { startNetwork } from './support/network.ts'
+import { waitFor } from './support/wait.ts'
 
 // Stdio servers with no warm pool: twenty nodes host the fixture without starting a process until asked.
 const idleFixture = { ...fixtureServerConfig(), warmPool: 0 }
@@ -24,23 +25,6 @@ t.teardown(network.stop)
 
 function hostCount(gateway: NexusGateway): number {
   return gateway.view.hostsOf('conformance').length
-}
-
-function waitFor(check: () => boolean, emitter: NodeJS.EventEmitter, event: string, timeoutMs: number) {
-  return new Promise<void>((resolve, reject) => {
-    const onEvent = () => {
-      if (!check()) return
-      clearTimeout(timer)
-      emitter.off(event, onEvent)
-      resolve()
-    }
-    const timer = setTimeout(() => {
-      emitter.off(event, onEvent)
-      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${event}`))
-    }, timeoutMs)
-    emitter.on(event, onEvent)
-    onEvent()
-  })
 }
 
 t.test(`${NODES + GATEWAYS} peers: every gateway's view converges on every node`, async (t) => {

@@ -9,6 +9,7 @@ import type { NexusNode } from '../node/nexus-node.ts'
 import { connectStreamable } from './support/clients.ts'
 import { fixtureHttpServerConfig } from './support/fixture-server.ts'
 import { startNetwork, type TestNetwork } from './support/network.ts'
+import { waitFor } from './support/wait.ts'
 
 const failoverFixture = {
   id: 'failover',
@@ -234,26 +235,16 @@ t.test(
   },
 )
 
-/** Resolves once the gateway has a fresh announcement from the node that shows it less loaded than before. */
+/** Resolves once the gateway knows the node as a host again and is connected to it. */
 function waitForHost(network: TestNetwork, node: NexusNode, timeoutMs = 90_000): Promise<void> {
-  const view = network.gateway.view
-  const { promise, resolve, reject } = Promise.withResolvers<void>()
-  const check = () => {
-    const host = view.hostsOf('failover').find((h) => h.peerId === node.peerId)
-    if (
-      host === undefined ||
-      !network.gateway.peer.getConnections().some((c) => c.remotePeer.toString() === node.peerId)
-    )
-      return
-    clearTimeout(timer)
-    view.off('change', check)
-    resolve()
-  }
-  const timer = setTimeout(() => {
-    view.off('change', check)
-    reject(new Error(`the gateway did not reach ${node.peerId} again within ${timeoutMs} ms`))
-  }, timeoutMs)
-  view.on('change', check)
-  check()
-  return promise
+  const gateway = network.gateway
+  return waitFor(
+    () =>
+      gateway.view.hostsOf('failover').some((h) => h.peerId === node.peerId) &&
+      gateway.peer.getConnections().some((c) => c.remotePeer.toString() === node.peerId),
+    gateway.view,
+    'change',
+    timeoutMs,
+    `the gateway to reach ${node.peerId} again`,
+  )
 }

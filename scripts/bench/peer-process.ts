@@ -1,6 +1,6 @@
 /**
  * One peer of the benchmark's Nexus network — the node or the gateway — in a process of its own, as they run in
- * production: apart from each other and from the agents. Driven over the IPC channel by `run.ts`.
+ * production: apart from each other and from the agents. Driven over the IPC channel by `peer-handle.ts`.
  *
  * `node <stdio|http> <warmPool> <maxSessions>`: a node over TCP hosting the fixture as `bench`, either one
  * process per session from a warm pool (`stdio`) or one process over streamable HTTP relaying every session.
@@ -13,10 +13,23 @@ import { fixtureHttpServerConfig, fixtureServerConfig } from '../../test/support
 export type BenchUpstream = 'stdio' | 'http'
 export const BENCH_SERVER = 'bench'
 
-export type PeerRequest = { type: 'pool-settled'; size: number } | { type: 'stop' }
-export type PeerReply = { type: 'ready'; address: string } | { type: 'pool-settled' }
+export type PeerRequest =
+  | { type: 'pool-settled'; size: number }
+  /** The process's memory after a full garbage collection (when run with --expose-gc), and its sessions. */
+  | { type: 'memory' }
+  | { type: 'stop' }
+export type PeerReply =
+  | { type: 'ready'; address: string }
+  | { type: 'pool-settled' }
+  | { type: 'memory'; heapUsed: number; rss: number; sessions: number }
 
 const send = (reply: PeerReply) => process.send!(reply)
+
+function memory(sessions: number): PeerReply {
+  globalThis.gc?.()
+  const { heapUsed, rss } = process.memoryUsage()
+  return { type: 'memory', heapUsed, rss, sessions }
+}
 
 async function startNode(upstream: BenchUpstream, warmPool: number, maxSessions: number) {
   const server =
@@ -36,6 +49,8 @@ async function startNode(upstream: BenchUpstream, warmPool: number, maxSessions:
     if (request.type === 'pool-settled') {
       await poolSettled(upstream === 'stdio' ? request.size : 0)
       send({ type: 'pool-settled' })
+    } else if (request.type === 'memory') {
+      send(memory(node.sessions.size))
     } else {
       await node.stop()
       process.disconnect()
@@ -49,6 +64,7 @@ async function startGateway(bootstrap: string) {
   await gateway.start()
   await gateway.view.waitForServer(BENCH_SERVER, 15_000)
   process.on('message', async (request: PeerRequest) => {
+    if (request.type === 'memory') return send(memory(gateway.sessions.size))
     if (request.type !== 'stop') return
     await gateway.stop()
     process.disconnect()

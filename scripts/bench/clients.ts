@@ -1,0 +1,33 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+
+/** Opens `count` MCP sessions over streamable HTTP, `batch` at a time (each may start a server process). */
+export async function openClients(url: string, count: number, batch = 8): Promise<Client[]> {
+  const clients: Client[] = []
+  try {
+    for (let i = 0; i < count; i += batch) {
+      const opened = await Promise.all(
+        Array.from({ length: Math.min(batch, count - i) }, async () => {
+          const client = new Client({ name: 'bench', version: '1.0.0' })
+          await client.connect(new StreamableHTTPClientTransport(new URL(url)))
+          return client
+        }),
+      )
+      clients.push(...opened)
+    }
+  } catch (err) {
+    await closeClients(clients)
+    throw err
+  }
+  return clients
+}
+
+/** Ends each session (DELETE) so that the node frees its slot now rather than at the idle timeout. */
+export async function closeClients(clients: Client[]): Promise<void> {
+  await Promise.all(
+    clients.map(async (c) => {
+      await (c.transport as StreamableHTTPClientTransport | undefined)?.terminateSession().catch(() => {})
+      await c.close()
+    }),
+  )
+}

@@ -1,0 +1,140 @@
+/**
+ * Announcement convergence in a 50-peer network in this process (libp2p's memory transport: real libp2p,
+ * noise, yamux, gossipsub and DHT, no sockets). Every peer joined through one node, as in a deployment, and
+ * learnt the rest through gossip and the DHT.
+ *
+ * - `join`: one more node starts (the 51st peer, which leaves again after each trial); from its start until every
+ *   other peer holds its announcement.
+ * - `steady`: every announcement the nodes publish in a window; from its timestamp until the last of the
+ *   other peers accepted it, and the share of (announcement, peer) pairs delivered at all.
+ */
+import { EventEmitter } from 'node:events'
+import { NexusNode } from '../../node/nexus-node.ts'
+import { decodeAnnouncement } from '../../protocol/announcement.ts'
+import { ANNOUNCE_TOPIC } from '../../protocol/names.ts'
+import type { NexusPeer } from '../../protocol/peer.ts'
+import { fixtureServerConfig } from '../../test/support/fixture-server.ts'
+import { startNetwork } from '../../test/support/network.ts'
+import { waitFor, withTimeout } from '../../test/support/wait.ts'
+import { distribution, round } from './stats.ts'
+
+const PEERS = Number(process.env.BENCH_PEERS ?? 50)
+const GATEWAYS = 5
+const JOIN_TRIALS = Number(process.env.BENCH_JOIN_TRIALS ?? 10)
+const STEADY_WINDOW_MS = 10_000
+const ANNOUNCE_INTERVAL_MS = 2_000
+// Nodes host the fixture without starting a process until a session asks for one.
+const SERVER = { ...fixtureServerConfig(), warmPool: 0 }
+
+/** When each peer first accepted each announcement: `publisher/seq` → receiver → Date.now(). */
+class Deliveries {
+  readonly seen = new Map<string, Map<string, number>>()
+  readonly published = new Map<string, { peerId: string; timestamp: number }>()
+  /** Publisher → the peers that hold some announcement of it. */
+  readonly holders = new Map<string, Set<string>>()
+  /** Fires after every delivery; waiters re-check their condition. */
+  readonly events = new EventEmitter()
+
+  watch(peer: NexusPeer): void {
+    const receiver = peer.peerId.toString()
+    peer.services.pubsub.addEventListener('message', (evt) => {
+      if (evt.detail.topic !== ANNOUNCE_TOPIC) return
+      const announcement = decodeAnnouncement(evt.detail.data)
+      if (announcement === undefined) return
+      const key = `${announcement.peerId}/${announcement.seq}`
+      this.published.set(key, { peerId: announcement.peerId, timestamp: announcement.timestamp })
+      let receivers = this.seen.get(key)
+      if (receivers === undefined) this.seen.set(key, (receivers = new Map()))
+      if (!receivers.has(receiver)) receivers.set(receiver, Date.now())
+      let holders = this.holders.get(announcement.peerId)
+      if (holders === undefined) this.holders.set(announcement.peerId, (holders = new Set()))
+      holders.add(receiver)
+      this.events.emit('delivery')
+    })
+  }
+}
+
+export async function benchConvergence() {
+  const deliveries = new Deliveries()
+  const startedAt = performance.now()
+  const network = await startNetwork({
+    nodes: PEERS - GATEWAYS,
+    gateways: GATEWAYS,
+    servers: [SERVER],
+    joinThrough: 'first-node',
+    node: { announceIntervalMs: ANNOUNCE_INTERVAL_MS },
+    readyTimeoutMs: 60_000,
+  })
+  const extra: NexusNode[] = []
+  try {
+    const peers = [...network.nodes.map((n) => n.peer), ...network.gateways.map((g) => g.peer)]
+    for (const peer of peers) deliveries.watch(peer)
+    const nodeCount = network.nodes.length
+    await Promise.all(
+      network.gateways.map((g) =>
+        waitFor(() => g.view.hostsOf(SERVER.id).length === nodeCount, g.view, 'change', 120_000),
+      ),
+    )
+    const settledMs = performance.now() - startedAt
+
+    // Steady state: every announcement published in the window, to every other peer.
+    const windowStart = Date.now() + 1_000
+    const windowEnd = windowStart + STEADY_WINDOW_MS
+    await new Promise((resolve) => setTimeout(resolve, windowEnd - Date.now() + 3 * ANNOUNCE_INTERVAL_MS))
+    const steady: number[] = []
+    let pairs = 0
+    let delivered = 0
+    for (const [key, { peerId, timestamp }] of deliveries.published) {
+      if (timestamp < windowStart || timestamp > windowEnd) continue
+      const receivers = deliveries.seen.get(key)!
+      const others = peers.length - 1
+      pairs += others
+      delivered += receivers.size
+      if (receivers.size === others && !receivers.has(peerId))
+        steady.push(Math.max(...receivers.values()) - timestamp)
+    }
+
+    // Joins: a new node bootstraps through a random existing one; time until every other peer holds its record.
+    const joins: number[] = []
+    for (let i = 0; i < JOIN_TRIALS; i++) {
+      const through = network.nodes[Math.floor(Math.random() * network.nodes.length)]!
+      const node = new NexusNode({
+        transport: 'memory',
+        bootstrap: [through.multiaddrs[0]!],
+        announceIntervalMs: ANNOUNCE_INTERVAL_MS,
+        servers: [SERVER],
+      })
+      const t0 = performance.now()
+      await node.start()
+      extra.push(node)
+      const id = node.peerId
+      await withTimeout(
+        waitFor(
+          () => peers.every((p) => deliveries.holders.get(id)?.has(p.peerId.toString())),
+          deliveries.events,
+          'delivery',
+          60_000,
+        ),
+        60_000,
+        'a new node to be known by all',
+      )
+      joins.push(performance.now() - t0)
+      // Keep the network at its size: the newcomer leaves before the next one joins.
+      extra.pop()
+      await node.stop()
+    }
+    return {
+      peers: PEERS,
+      nodes: nodeCount,
+      gateways: GATEWAYS,
+      transport: 'memory (one process)',
+      announceIntervalMs: ANNOUNCE_INTERVAL_MS,
+      networkSettledMs: round(settledMs),
+      join: distribution(joins),
+      steady: { ...distribution(steady), deliveredShare: round(delivered / Math.max(1, pairs), 4) },
+    }
+  } finally {
+    await Promise.all(extra.map((n) => n.stop()))
+    await network.stop()
+  }
+}

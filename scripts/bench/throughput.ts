@@ -1,0 +1,98 @@
+/**
+ * tools/call throughput and latency through gateway + node, against the same server reached directly, in the
+ * same run.
+ *
+ * Direct: SDK client → streamable HTTP → the fixture server (one process serving every session).
+ * Nexus:  SDK client → streamable HTTP → gateway → libp2p (TCP, noise, yamux) → node → the fixture, hosted
+ *         two ways: `http`, the same single process over streamable HTTP (like for like: what Nexus adds), and
+ *         `stdio`, one server process per session from a warm pool (how stdio servers run anywhere).
+ * The gateway and the node each run in a process of their own, apart from the clients, as in production.
+ */
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { startDirectFixture } from '../../test/support/fixture-server.ts'
+import { closeClients, openClients } from './clients.ts'
+import { startPeerProcesses } from './peer-handle.ts'
+import type { BenchUpstream } from './peer-process.ts'
+import { percentile, round } from './stats.ts'
+
+const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number)
+const UPSTREAMS = (process.env.BENCH_UPSTREAMS ?? 'http,stdio').split(',') as BenchUpstream[]
+const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3_000)
+const WARMUP_CALLS = 20
+const WARM_POOL = 16
+
+interface Measurement {
+  calls: number
+  errors: number
+  throughputPerSec: number
+  p50Ms: number
+  p99Ms: number
+}
+
+async function measure(url: string, concurrency: number, settle: () => Promise<void>): Promise<Measurement> {
+  const clients = await openClients(url, concurrency)
+  await settle()
+  const call = (client: Client) => client.callTool({ name: 'test_simple_text', arguments: {} })
+  for (const client of clients)
+    for (let i = 0; i < WARMUP_CALLS / Math.min(concurrency, 4); i++) await call(client)
+  const latencies: number[] = []
+  let errors = 0
+  const started = performance.now()
+  const deadline = started + DURATION_MS
+  await Promise.all(
+    clients.map(async (client) => {
+      while (performance.now() < deadline) {
+        const t0 = performance.now()
+        try {
+          await call(client)
+          latencies.push(performance.now() - t0)
+        } catch {
+          errors++
+        }
+      }
+    }),
+  )
+  const elapsed = performance.now() - started
+  await closeClients(clients)
+  latencies.sort((a, b) => a - b)
+  return {
+    calls: latencies.length,
+    errors,
+    throughputPerSec: round((latencies.length / elapsed) * 1000),
+    p50Ms: round(percentile(latencies, 50)),
+    p99Ms: round(percentile(latencies, 99)),
+  }
+}
+
+export async function benchThroughput() {
+  const direct = await startDirectFixture()
+  const results = []
+  try {
+    for (const upstream of UPSTREAMS) {
+      const network = await startPeerProcesses(upstream, {
+        warmPool: WARM_POOL,
+        maxSessions: Math.max(...CONCURRENCY) + WARM_POOL,
+      })
+      try {
+        for (const concurrency of CONCURRENCY) {
+          // The network's warm pool starting up must not eat into the direct run's CPU either.
+          const directResult = await measure(direct.url, concurrency, () => network.settle())
+          const nexusResult = await measure(network.url, concurrency, () => network.settle())
+          results.push({
+            upstream,
+            concurrency,
+            direct: directResult,
+            nexus: nexusResult,
+            throughputRatio: round(nexusResult.throughputPerSec / directResult.throughputPerSec),
+            addedP50Ms: round(nexusResult.p50Ms - directResult.p50Ms),
+          })
+        }
+      } finally {
+        await network.stop()
+      }
+    }
+  } finally {
+    await direct.stop()
+  }
+  return { tool: 'test_simple_text', durationMsPerRun: DURATION_MS, results }
+}
