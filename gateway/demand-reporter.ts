@@ -3,6 +3,9 @@ import { type DemandReport, encodeDemandReport, type ServerDemand } from '../pro
 import { type GossipRecords, nextSeq } from '../protocol/gossip-records.ts'
 import { WIRE_VERSION } from '../protocol/names.ts'
 
+/** Call rates are averaged over this many intervals: smoother input, and a lost report loses no calls. */
+const RATE_WINDOWS = 3
+
 /**
  * Counts what agents ask of each server through this gateway and publishes it as a demand report every
  * interval: the allocator's input for how many replicas each server needs.
@@ -15,6 +18,8 @@ export class DemandReporter {
   readonly #logger: Logger
   #calls = new Map<string, number>()
   #windowStart = Date.now()
+  /** The calls counted in each of the last few intervals, newest last. */
+  #history: { calls: Map<string, number>; seconds: number }[] = []
   #seq = 0
   #timer: NodeJS.Timeout | undefined
 
@@ -46,10 +51,13 @@ export class DemandReporter {
 
   async publish(): Promise<void> {
     const now = Date.now()
-    const seconds = Math.max(0.001, (now - this.#windowStart) / 1000)
-    const calls = this.#calls
+    this.#history.push({ calls: this.#calls, seconds: Math.max(0.001, (now - this.#windowStart) / 1000) })
+    if (this.#history.length > RATE_WINDOWS) this.#history.shift()
     this.#calls = new Map()
     this.#windowStart = now
+    const seconds = this.#history.reduce((sum, h) => sum + h.seconds, 0)
+    const calls = new Map<string, number>()
+    for (const h of this.#history) for (const [id, n] of h.calls) calls.set(id, (calls.get(id) ?? 0) + n)
     const sessions = this.#sessionsPerServer()
     const ids = [...new Set([...sessions.keys(), ...calls.keys()])].sort()
     const servers: ServerDemand[] = ids.map((id) => ({

@@ -5,8 +5,18 @@ import { type GossipRecords, nextSeq } from '../protocol/gossip-records.ts'
 import { ANNOUNCE_TOPIC } from '../protocol/names.ts'
 import type { NexusPeer } from '../protocol/peer.ts'
 
-const NEWCOMER_RETRIES = 20
-const NEWCOMER_RETRY_MS = 50
+/** How many announcements may pass before a newcomer that none of them reached is given up on. */
+const NEWCOMER_ATTEMPTS = 5
+/** The first announcement for newcomers waits this long, so that one covers a burst of subscriptions. */
+const NEWCOMER_DELAY_MS = 100
+/**
+ * At most one announcement per this gap for newcomers' sake. Every announcement is a record for the whole
+ * network, and while a network forms every peer is a newcomer to every node: unbounded, that is N² records
+ * each verified by N peers.
+ */
+const NEWCOMER_GAP_MS = 1_000
+/** At most one announcement per this gap (or a quarter interval) on change: each costs every peer a verification. */
+const MIN_GAP_MS = 500
 
 export type AnnouncementBody = Omit<Announcement, 'seq' | 'timestamp' | 'intervalMs'>
 
@@ -25,13 +35,14 @@ export class Announcer {
   #seq = 0
   #lastAnnouncedAt = 0
   #stopped = true
-  /** Peers that just subscribed and have not been sent an announcement yet. */
+  /** Peers that just subscribed and that no announcement reached yet, with the announcements tried since. */
   readonly #newcomers = new Map<string, number>()
-  #retry: NodeJS.Timeout | undefined
+  #newcomerTimer: NodeJS.Timeout | undefined
+  #lastForNewcomersAt = 0
   readonly #onSubscriptionChange = (evt: CustomEvent<SubscriptionChangeData>) => {
     if (!evt.detail.subscriptions.some((s) => s.topic === ANNOUNCE_TOPIC && s.subscribe)) return
     this.#newcomers.set(evt.detail.peerId.toString(), 0)
-    this.announceSoon()
+    this.#scheduleForNewcomers()
   }
 
   constructor(
@@ -62,7 +73,7 @@ export class Announcer {
   announceSoon(): void {
     if (this.#scheduled || this.#stopped) return
     this.#scheduled = true
-    const minGapMs = Math.min(250, this.#intervalMs / 4)
+    const minGapMs = Math.min(MIN_GAP_MS, this.#intervalMs / 4)
     const wait = Math.max(0, this.#lastAnnouncedAt + minGapMs - Date.now())
     setTimeout(() => {
       this.#scheduled = false
@@ -80,35 +91,44 @@ export class Announcer {
       seq: this.#seq,
       timestamp: Date.now(),
     }
+    let recipients: string[] = []
     try {
-      const recipients = await this.#topic.publish(encodeAnnouncement(announcement))
-      for (const peerId of recipients) this.#newcomers.delete(peerId)
+      recipients = await this.#topic.publish(encodeAnnouncement(announcement))
     } catch (err) {
       this.#logger.debug({ err }, 'announcement not published')
     }
-    this.#retryForNewcomers()
+    this.#settleNewcomers(recipients)
   }
 
   /**
    * A peer's subscription can arrive before gossipsub has its own stream to that peer open, and a record
-   * published then does not reach it. Announce again shortly, a few times, until every newcomer got one.
+   * published then does not reach it. Newcomers that this announcement reached are done; the others wait for
+   * the next one, which comes within a second, up to a few times. One that missed them all still gets the next
+   * periodic record, and gossipsub's gossip offers it the recent ones.
    */
-  #retryForNewcomers(): void {
+  #settleNewcomers(recipients: string[]): void {
+    for (const peerId of recipients) this.#newcomers.delete(peerId)
     for (const [peerId, attempts] of this.#newcomers) {
-      if (attempts >= NEWCOMER_RETRIES) this.#newcomers.delete(peerId)
+      if (attempts + 1 >= NEWCOMER_ATTEMPTS) this.#newcomers.delete(peerId)
       else this.#newcomers.set(peerId, attempts + 1)
     }
-    if (this.#newcomers.size === 0 || this.#retry !== undefined || this.#stopped) return
-    this.#retry = setTimeout(() => {
-      this.#retry = undefined
-      this.announceSoon()
-    }, NEWCOMER_RETRY_MS)
+    this.#scheduleForNewcomers()
+  }
+
+  #scheduleForNewcomers(): void {
+    if (this.#newcomerTimer !== undefined || this.#stopped || this.#newcomers.size === 0) return
+    const wait = Math.max(NEWCOMER_DELAY_MS, this.#lastForNewcomersAt + NEWCOMER_GAP_MS - Date.now())
+    this.#newcomerTimer = setTimeout(() => {
+      this.#newcomerTimer = undefined
+      this.#lastForNewcomersAt = Date.now()
+      void this.announce()
+    }, wait)
   }
 
   stop(): void {
     this.#stopped = true
     clearInterval(this.#timer)
-    clearTimeout(this.#retry)
+    clearTimeout(this.#newcomerTimer)
     this.#peer.services.pubsub.removeEventListener('subscription-change', this.#onSubscriptionChange)
   }
 }

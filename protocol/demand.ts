@@ -3,12 +3,12 @@ import { decodeRecord } from './announcement.ts'
 import { WIRE_VERSION } from './names.ts'
 import { encodeJson } from './session-handshake.ts'
 
-/** What agents ask of one server through one gateway, over the gateway's last reporting interval. */
+/** What agents ask of one server through one gateway, over the gateway's last three reporting intervals. */
 export const ServerDemandSchema = z.object({
   id: z.string().min(1).max(128),
   /** Sessions open now. */
   sessions: z.number().int().min(0),
-  /** Requests per second from agents, averaged over the interval. */
+  /** Requests per second from agents, averaged over the last three intervals. */
   callsPerSec: z.number().min(0),
 })
 export type ServerDemand = z.infer<typeof ServerDemandSchema>

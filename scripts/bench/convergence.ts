@@ -9,6 +9,7 @@
  *   other peers accepted it, and the share of (announcement, peer) pairs delivered at all.
  */
 import { EventEmitter } from 'node:events'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { NexusNode } from '../../node/nexus-node.ts'
 import { decodeAnnouncement } from '../../protocol/announcement.ts'
 import { ANNOUNCE_TOPIC } from '../../protocol/names.ts'
@@ -22,7 +23,7 @@ const PEERS = Number(process.env.BENCH_PEERS ?? 50)
 const GATEWAYS = 5
 const JOIN_TRIALS = Number(process.env.BENCH_JOIN_TRIALS ?? 10)
 const STEADY_WINDOW_MS = 10_000
-const ANNOUNCE_INTERVAL_MS = 2_000
+const ANNOUNCE_INTERVAL_MS = Number(process.env.BENCH_ANNOUNCE_INTERVAL_MS ?? 2_000)
 // Nodes host the fixture without starting a process until a session asks for one.
 const SERVER = { ...fixtureServerConfig(), warmPool: 0 }
 
@@ -77,10 +78,18 @@ export async function benchConvergence() {
     )
     const settledMs = performance.now() - startedAt
 
-    // Steady state: every announcement published in the window, to every other peer.
+    // Steady state: every announcement published in the window, to every other peer. The process's CPU use
+    // and event-loop delay say whether the simulated network had the CPU it needed.
     const windowStart = Date.now() + 1_000
     const windowEnd = windowStart + STEADY_WINDOW_MS
+    const lag = monitorEventLoopDelay({ resolution: 10 })
+    lag.enable()
+    const cpuBefore = process.cpuUsage()
+    const wallBefore = performance.now()
     await new Promise((resolve) => setTimeout(resolve, windowEnd - Date.now() + 3 * ANNOUNCE_INTERVAL_MS))
+    const cpu = process.cpuUsage(cpuBefore)
+    const cpuShare = (cpu.user + cpu.system) / 1000 / (performance.now() - wallBefore)
+    lag.disable()
     const steady: number[] = []
     let pairs = 0
     let delivered = 0
@@ -132,6 +141,11 @@ export async function benchConvergence() {
       networkSettledMs: round(settledMs),
       join: distribution(joins),
       steady: { ...distribution(steady), deliveredShare: round(delivered / Math.max(1, pairs), 4) },
+      process: {
+        cpuCoresBusy: round(cpuShare, 2),
+        eventLoopDelayP50Ms: round(lag.percentile(50) / 1e6),
+        eventLoopDelayP99Ms: round(lag.percentile(99) / 1e6),
+      },
     }
   } finally {
     await Promise.all(extra.map((n) => n.stop()))
