@@ -4,7 +4,7 @@ import type { Logger } from 'pino'
 import { errorMessage, NexusError } from '../protocol/errors.ts'
 import { FramedStream } from '../protocol/framed-stream.ts'
 import { MCP_STREAM_PROTOCOL } from '../protocol/names.ts'
-import type { NexusPeer } from '../protocol/peer.ts'
+import { MAX_STREAMS_PER_CONNECTION, type NexusPeer } from '../protocol/peer.ts'
 import {
   type AuthContext,
   ClosingSchema,
@@ -157,7 +157,7 @@ export async function connectToHost(
     try {
       const stream = await peer.dialProtocol(peerIdFromString(host.peerId), MCP_STREAM_PROTOCOL, {
         signal: AbortSignal.timeout(options.handshakeTimeoutMs),
-        maxOutboundStreams: 100_000,
+        maxOutboundStreams: MAX_STREAMS_PER_CONNECTION,
       })
       framed = new FramedStream(stream)
       framed.sendJson(openFrame(options.serverId, options.sessionId, options.auth))

@@ -17,6 +17,14 @@ import { BootstrapKeeper } from './bootstrap-keeper.ts'
 import { errorMessage, NexusError } from './errors.ts'
 import { ANNOUNCE_TOPIC, DEMAND_TOPIC, DHT_PROTOCOL } from './names.ts'
 
+/**
+ * Streams one connection may carry each way. Every MCP session is a stream, so a gateway may hold thousands on
+ * one node; yamux's default of 1,000 is too few, and when it runs out even libp2p's keep-alive ping cannot open
+ * a stream, fails, and the connection monitor drops the connection with every session on it. Each protocol's
+ * own limit (a node's session slots for the MCP protocol) still bounds what a peer may open.
+ */
+export const MAX_STREAMS_PER_CONNECTION = 100_000
+
 /** `memory` runs whole networks inside one process (tests); `tcp` is for real deployments. */
 export type PeerTransport = 'tcp' | 'memory'
 
@@ -88,7 +96,12 @@ export async function createPeer(options: PeerOptions = {}): Promise<NexusPeer> 
     addresses: { listen: options.listen ?? defaultListen(transport) },
     transports: [transport === 'memory' ? memory() : tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    streamMuxers: [
+      yamux({
+        maxInboundStreams: MAX_STREAMS_PER_CONNECTION,
+        maxOutboundStreams: MAX_STREAMS_PER_CONNECTION,
+      }),
+    ],
     connectionManager: { maxConnections: options.maxConnections ?? 300 },
     connectionGater: options.connectionGater,
     services: {

@@ -162,3 +162,29 @@ t.test('node handshake: unknown servers and malformed first frames are refused w
   t.same(decodeJson(bytes('{"x":1}')), { x: 1 })
   t.throws(() => decodeJson(bytes('{')), { code: 'MALFORMED_FRAME' })
 })
+
+t.test(
+  'one connection carries more than a thousand session streams, and keeps its keep-alive ping',
+  async (t) => {
+    const HOLD = '/nexus/test/hold/1.0.0'
+    const STREAMS = 1_100
+    const server = await createPeer({ transport: 'memory' })
+    t.teardown(() => server.stop())
+    let accepted = 0
+    await server.handle(HOLD, () => void accepted++, { maxInboundStreams: STREAMS + 10 })
+    const client = await createPeer({
+      transport: 'memory',
+      bootstrap: [server.getMultiaddrs()[0]!.toString()],
+    })
+    t.teardown(() => client.stop())
+    const streams = []
+    for (let i = 0; i < STREAMS; i++)
+      streams.push(await client.dialProtocol(server.peerId, HOLD, { maxOutboundStreams: STREAMS + 10 }))
+    t.equal(streams.length, STREAMS, `${STREAMS} streams open on one connection`)
+    t.equal(client.getConnections(server.peerId).length, 1)
+    // libp2p's connection monitor pings over a new stream; if none can be opened it drops the connection.
+    t.ok((await client.services.ping.ping(server.peerId)) >= 0, 'a ping still gets through')
+    t.equal(client.getConnections(server.peerId)[0]!.status, 'open', 'the connection stays up')
+    t.ok(accepted > 0)
+  },
+)

@@ -17,6 +17,11 @@ const OPEN_BATCH = 50
 async function holdSessions(url: string) {
   const clients: Client[] = []
   let openErrors = 0
+  const errorKinds = new Map<string, number>()
+  const noteError = (err: unknown) => {
+    const kind = String((err as Error)?.message ?? err).slice(0, 160)
+    errorKinds.set(kind, (errorKinds.get(kind) ?? 0) + 1)
+  }
   const openStarted = performance.now()
   for (let i = 0; i < SESSIONS; i += OPEN_BATCH) {
     const opened = await Promise.allSettled(
@@ -28,7 +33,10 @@ async function holdSessions(url: string) {
     )
     for (const result of opened) {
       if (result.status === 'fulfilled') clients.push(result.value)
-      else openErrors++
+      else {
+        openErrors++
+        noteError(result.reason)
+      }
     }
   }
   const openMs = performance.now() - openStarted
@@ -41,8 +49,9 @@ async function holdSessions(url: string) {
       try {
         await client.callTool({ name: 'test_simple_text', arguments: {} })
         latencies.push(performance.now() - t0)
-      } catch {
+      } catch (err) {
         callErrors++
+        noteError(err)
       }
     }),
   )
@@ -56,6 +65,7 @@ async function holdSessions(url: string) {
       openAllMs: round(openMs),
       callAllMs: round(callsMs),
       callLatency: distribution(latencies),
+      ...(errorKinds.size > 0 ? { errors: Object.fromEntries(errorKinds) } : {}),
     },
   }
 }
