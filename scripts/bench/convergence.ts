@@ -44,15 +44,21 @@ class Deliveries {
       if (announcement === undefined) return
       const key = `${announcement.peerId}/${announcement.seq}`
       this.published.set(key, { peerId: announcement.peerId, timestamp: announcement.timestamp })
-      let receivers = this.seen.get(key)
-      if (receivers === undefined) this.seen.set(key, (receivers = new Map()))
+      const receivers = getOrCreate(this.seen, key, () => new Map<string, number>())
       if (!receivers.has(receiver)) receivers.set(receiver, Date.now())
-      let holders = this.holders.get(announcement.peerId)
-      if (holders === undefined) this.holders.set(announcement.peerId, (holders = new Set()))
-      holders.add(receiver)
+      getOrCreate(this.holders, announcement.peerId, () => new Set<string>()).add(receiver)
       this.events.emit('delivery')
     })
   }
+}
+
+function getOrCreate<K, V>(map: Map<K, V>, key: K, create: () => V): V {
+  let value = map.get(key)
+  if (value === undefined) {
+    value = create()
+    map.set(key, value)
+  }
+  return value
 }
 
 export async function benchConvergence() {
