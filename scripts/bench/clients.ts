@@ -1,17 +1,20 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 
+/** Opens one MCP session over streamable HTTP. */
+export async function openClient(url: string): Promise<Client> {
+  const client = new Client({ name: 'bench', version: '1.0.0' })
+  await client.connect(new StreamableHTTPClientTransport(new URL(url)))
+  return client
+}
+
 /** Opens `count` MCP sessions over streamable HTTP, `batch` at a time (each may start a server process). */
 export async function openClients(url: string, count: number, batch = 8): Promise<Client[]> {
   const clients: Client[] = []
   try {
     for (let i = 0; i < count; i += batch) {
       const opened = await Promise.all(
-        Array.from({ length: Math.min(batch, count - i) }, async () => {
-          const client = new Client({ name: 'bench', version: '1.0.0' })
-          await client.connect(new StreamableHTTPClientTransport(new URL(url)))
-          return client
-        }),
+        Array.from({ length: Math.min(batch, count - i) }, () => openClient(url)),
       )
       clients.push(...opened)
     }

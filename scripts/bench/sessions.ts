@@ -4,10 +4,9 @@
  * and measures the gateway's memory per session, with the same sessions held directly against the server
  * in the same run for comparison.
  */
-import { Client } from '@modelcontextprotocol/sdk/client/index.js'
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { startDirectFixture } from '../../test/support/fixture-server.ts'
-import { closeClients } from './clients.ts'
+import { closeClients, openClient } from './clients.ts'
 import { startPeerProcesses } from './peer-handle.ts'
 import { distribution, round } from './stats.ts'
 
@@ -25,11 +24,7 @@ async function holdSessions(url: string) {
   const openStarted = performance.now()
   for (let i = 0; i < SESSIONS; i += OPEN_BATCH) {
     const opened = await Promise.allSettled(
-      Array.from({ length: Math.min(OPEN_BATCH, SESSIONS - i) }, async () => {
-        const client = new Client({ name: 'bench', version: '1.0.0' })
-        await client.connect(new StreamableHTTPClientTransport(new URL(url)))
-        return client
-      }),
+      Array.from({ length: Math.min(OPEN_BATCH, SESSIONS - i) }, () => openClient(url)),
     )
     for (const result of opened) {
       if (result.status === 'fulfilled') clients.push(result.value)
