@@ -1,5 +1,6 @@
 import * as z from 'zod/v4'
 import { NexusError } from '../protocol/errors.ts'
+import { TrustConfigSchema } from '../trust/trust-config.ts'
 
 export const GatewayConfigSchema = z.object({
   /** libp2p transport and addresses, as for nodes. */
@@ -69,6 +70,8 @@ export const GatewayConfigSchema = z.object({
     .prefault({}),
   /** How often the gateway publishes its demand report (sessions and call rates per server). */
   demandIntervalMs: z.number().int().min(100).default(2_000),
+  /** The whitelist: the gateway routes only to nodes that announce a whitelisted manifest for the server. */
+  trust: TrustConfigSchema.prefault({}),
 })
 export type GatewayConfig = z.infer<typeof GatewayConfigSchema>
 export type GatewayConfigInput = z.input<typeof GatewayConfigSchema>

@@ -229,6 +229,17 @@ export class GatewaySession {
     if (this.#closing !== undefined || this.#link !== link) return
     this.#link = undefined
     this.#pending ??= []
+    if (end.code === 'SERVER_REVOKED') {
+      // Moving would not help: no node may serve a server the whitelist withdrew.
+      this.#logger.warn({ node: link.peerId, ...end }, 'server revoked; ending the session')
+      await this.#failInFlight(
+        GatewayErrorCode.NodeFailed,
+        `the server was withdrawn: ${end.reason}`,
+        end.code,
+      )
+      await this.close()
+      return
+    }
     this.#logger.warn({ node: link.peerId, ...end }, 'node ended the session; moving it')
     const failedMessage = `the node serving this session failed (${end.reason}); the request may or may not have been executed`
     const retry: JSONRPCMessage[] = []

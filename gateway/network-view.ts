@@ -39,6 +39,16 @@ export interface NetworkViewOptions {
   dhtEntryTtlMs: number
 }
 
+/** Which announced servers the gateway may route to: the whitelist's decision. */
+export interface HostAdmission {
+  /** A node announced this server with this manifest hash. */
+  announced(server: HostedServer): boolean
+  /** A DHT provider record names the server; its manifest is not known yet. */
+  provided(serverId: string): boolean
+}
+
+export const ADMIT_ALL: HostAdmission = { announced: () => true, provided: () => true }
+
 interface AnnouncedEntry {
   announcement: Announcement
   expiresAt: number
@@ -62,6 +72,9 @@ export class NetworkView extends EventEmitter<NetworkViewEvents> {
   readonly #peer: NexusPeer
   readonly #options: NetworkViewOptions
   readonly #logger: Logger
+  readonly #admission: HostAdmission
+  /** `peer/server/hash` of refused announcements already logged, so that each is logged once. */
+  readonly #refusedLogged = new Set<string>()
   /** The validated announce topic: its counts and `invalid` events say what was refused and why. */
   readonly announcements: GossipRecords<Announcement>
   readonly #announced = new Map<string, AnnouncedEntry>()
@@ -71,11 +84,12 @@ export class NetworkView extends EventEmitter<NetworkViewEvents> {
   readonly #notFound = new Map<string, number>()
   #sweeper: NodeJS.Timeout | undefined
 
-  constructor(peer: NexusPeer, options: NetworkViewOptions, logger: Logger) {
+  constructor(peer: NexusPeer, options: NetworkViewOptions, logger: Logger, admission = ADMIT_ALL) {
     super()
     this.#peer = peer
     this.#options = options
     this.#logger = logger
+    this.#admission = admission
     this.announcements = new GossipRecords(
       peer,
       ANNOUNCE_TOPIC,
@@ -106,7 +120,7 @@ export class NetworkView extends EventEmitter<NetworkViewEvents> {
       const { announcement } = entry
       if (entry.expiresAt < now || announcement.draining) continue
       const server = announcement.servers.find((s) => s.id === serverId)
-      if (server === undefined) continue
+      if (server === undefined || !this.#admits(announcement.peerId, server)) continue
       hosts.push({
         peerId: announcement.peerId,
         source: 'gossip',
@@ -115,7 +129,7 @@ export class NetworkView extends EventEmitter<NetworkViewEvents> {
         openedSinceAnnouncement: entry.openedSinceAnnouncement,
       })
     }
-    if (hosts.length > 0) return hosts
+    if (hosts.length > 0 || !this.#admission.provided(serverId)) return hosts
     for (const [peerId, entry] of this.#provided) {
       if (entry.expiresAt >= now && entry.servers.has(serverId) && !this.#announced.has(peerId))
         // No announcement to correct: routing judges these on the gateway's own counts alone.
@@ -143,10 +157,12 @@ export class NetworkView extends EventEmitter<NetworkViewEvents> {
     const ids = new Set<string>()
     const now = Date.now()
     for (const { announcement, expiresAt } of this.#announced.values()) {
-      if (expiresAt >= now && !announcement.draining) for (const s of announcement.servers) ids.add(s.id)
+      if (expiresAt >= now && !announcement.draining)
+        for (const s of announcement.servers) if (this.#admits(announcement.peerId, s)) ids.add(s.id)
     }
     for (const entry of this.#provided.values())
-      if (entry.expiresAt >= now) for (const id of entry.servers) ids.add(id)
+      if (entry.expiresAt >= now)
+        for (const id of entry.servers) if (this.#admission.provided(id)) ids.add(id)
     return [...ids].sort()
   }
 
@@ -184,6 +200,20 @@ export class NetworkView extends EventEmitter<NetworkViewEvents> {
       }, timeoutMs)
       this.on('change', onChange)
     })
+  }
+
+  #admits(peerId: string, server: HostedServer): boolean {
+    if (this.#admission.announced(server)) return true
+    const key = `${peerId}/${server.id}@${server.version}/${server.manifestHash}`
+    if (!this.#refusedLogged.has(key)) {
+      if (this.#refusedLogged.size > 10_000) this.#refusedLogged.clear()
+      this.#refusedLogged.add(key)
+      this.#logger.warn(
+        { node: peerId, server: `${server.id}@${server.version}`, manifestHash: server.manifestHash },
+        'node announces a manifest that is not whitelisted; not routing there',
+      )
+    }
+    return false
   }
 
   #receive(announcement: Announcement): void {

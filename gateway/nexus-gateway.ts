@@ -10,13 +10,15 @@ import { createLogger } from '../protocol/logger.ts'
 import { DEMAND_TOPIC } from '../protocol/names.ts'
 import { createPeer, type NexusPeer } from '../protocol/peer.ts'
 import type { AuthContext } from '../protocol/session-handshake.ts'
+import { type OpenedWhitelist, openWhitelist } from '../trust/open-whitelist.ts'
+import type { Whitelist } from '../trust/whitelist.ts'
 import { type GatewayConfig, type GatewayConfigInput, parseGatewayConfig } from './config.ts'
 import { DemandReporter } from './demand-reporter.ts'
 import { type ClientChannel, type FailoverEvent, GatewaySession } from './gateway-session.ts'
 import type { LocalLoad } from './host-selection.ts'
 import { sendHttpError, sendJson } from './http-responses.ts'
 import { LEGACY_MESSAGES_PATH, LegacySseEndpoint } from './legacy-sse-endpoint.ts'
-import { NetworkView } from './network-view.ts'
+import { ADMIT_ALL, type HostAdmission, NetworkView } from './network-view.ts'
 import { connectToHost } from './node-link.ts'
 import { isLoopbackHost, refuseByOrigin } from './origin-guard.ts'
 import { RetrySafety } from './retry-safety.ts'
@@ -51,6 +53,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
   readonly #retrySafety = new RetrySafety()
   #peer: NexusPeer | undefined
   #view: NetworkView | undefined
+  #trust: OpenedWhitelist | undefined
   #demandRecords: GossipRecords<DemandReport> | undefined
   #demand: DemandReporter | undefined
   #probing = new Set<GatewaySession>()
@@ -94,7 +97,24 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     return `${this.url}/sse/${serverId}`
   }
 
+  /** The whitelist this gateway routes by (loaded at start). */
+  get whitelist(): Whitelist {
+    if (this.#trust === undefined) throw new NexusError('STOPPED', 'gateway is not started')
+    return this.#trust.whitelist
+  }
+
+  #admission(): HostAdmission {
+    if (this.config.trust.allowUnverified) return ADMIT_ALL
+    const whitelist = this.whitelist
+    return {
+      announced: (server) => whitelist.allows(server.id, server.version, server.manifestHash),
+      provided: (serverId) => whitelist.allowsSomeVersion(serverId),
+    }
+  }
+
   async start(): Promise<void> {
+    this.#trust = await openWhitelist(this.config.trust, this.logger)
+    this.#trust.whitelist.on('change', () => this.#view?.emit('change'))
     this.#peer = await createPeer({
       transport: this.config.transport,
       listen: this.config.listen,
@@ -104,7 +124,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       connectionGater: this.#options.connectionGater,
       logger: this.logger,
     })
-    this.#view = new NetworkView(this.#peer, this.config.discovery, this.logger)
+    this.#view = new NetworkView(this.#peer, this.config.discovery, this.logger, this.#admission())
     this.#view.start()
     this.#demandRecords = new GossipRecords(
       this.#peer,
@@ -159,6 +179,8 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     this.#view?.stop()
     this.#demandRecords?.stop()
     await this.#peer?.stop()
+    await this.#trust?.close()
+    this.#trust = undefined
     this.#http = undefined
     this.#view = undefined
     this.#peer = undefined

@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml'
 import * as z from 'zod/v4'
 import { NexusError } from '../protocol/errors.ts'
 import { isValidServerId } from '../protocol/session-handshake.ts'
+import { TrustConfigSchema } from '../trust/trust-config.ts'
 
 const ServerIdSchema = z
   .string()
@@ -58,14 +59,43 @@ export const HttpServerConfigSchema = z
 export const ServerConfigSchema = z.union([StdioServerConfigSchema, HttpServerConfigSchema])
 export type StdioServerConfig = z.infer<typeof StdioServerConfigSchema>
 export type HttpServerConfig = z.infer<typeof HttpServerConfigSchema>
+/** How the runtime starts a server: from a whitelisted manifest, or (development only) from the config. */
 export type ServerConfig = z.infer<typeof ServerConfigSchema>
-export type ServerConfigInput = z.input<typeof ServerConfigSchema>
+
+/**
+ * A whitelisted server the node hosts: its signed manifest says what runs; the operator adds only the values
+ * of the variables the manifest allows, and how many warm instances to keep.
+ */
+export const WhitelistedServerSchema = z
+  .object({
+    id: ServerIdSchema,
+    /** A version from the whitelist; the last one listed by default. */
+    version: z.string().min(1).optional(),
+    /** Appended to the manifest's arguments, when the manifest allows the operator to add any. */
+    args: z.array(z.string()).default([]),
+    env: EnvSchema,
+    passEnv: z.array(z.string()).default([]),
+    cwd: z.string().optional(),
+    warmPool: z.number().int().min(0).max(64).default(1),
+  })
+  .strict()
+export type WhitelistedServer = z.infer<typeof WhitelistedServerSchema>
+
+/** A server entry of the node's configuration: a whitelisted server by id, or an unverified launch config. */
+export const HostedServerConfigSchema = z.union([WhitelistedServerSchema, ServerConfigSchema])
+export type HostedServerConfig = z.infer<typeof HostedServerConfigSchema>
+export type ServerConfigInput = z.input<typeof HostedServerConfigSchema>
+
+export function isWhitelistedServer(server: HostedServerConfig): server is WhitelistedServer {
+  return !('transport' in server)
+}
 
 export const NodeConfigSchema = z.object({
   transport: z.enum(['tcp', 'memory']).default('tcp'),
   listen: z.array(z.string()).optional(),
   bootstrap: z.array(z.string()).default([]),
-  servers: z.array(ServerConfigSchema).default([]),
+  servers: z.array(HostedServerConfigSchema).default([]),
+  trust: TrustConfigSchema.prefault({}),
   /** Session slots this node offers across all its servers. */
   maxSessions: z.number().int().min(1).default(256),
   announceIntervalMs: z.number().int().min(100).default(2_000),
@@ -89,6 +119,13 @@ export function parseNodeConfig(input: unknown): NodeConfig {
     if (ids.has(server.id))
       throw new NexusError('INVALID_CONFIG', `server id ${server.id} is configured twice`)
     ids.add(server.id)
+    if (!isWhitelistedServer(server) && !result.data.trust.allowUnverified)
+      throw new NexusError(
+        'INVALID_CONFIG',
+        `server ${server.id} gives its own launch configuration, but a node runs only whitelisted manifests: ` +
+          'list it by id (and version) so that its signed manifest decides how it runs, or set ' +
+          'trust.allowUnverified (development only)',
+      )
   }
   return result.data
 }

@@ -11,37 +11,27 @@ export interface DemoServersOptions {
   warmPool?: number
 }
 
-/** The four reference servers from npm that the demo network and the end-to-end tests host. */
+/**
+ * The four reference servers from npm that the demo network and the end-to-end tests host. They are whitelisted
+ * by the embedded whitelist (`trust/default-whitelist.json`): their signed manifests say how they run; this
+ * adds only the operator's part (where the memory server keeps its file, which folder the filesystem server
+ * may touch).
+ */
 export function demoServers(options: DemoServersOptions = {}): ServerConfigInput[] {
   const scratch = mkdtempSync(join(tmpdir(), 'nexus-demo-'))
   const warmPool = options.warmPool ?? 1
   return [
-    {
-      id: 'everything',
-      transport: 'stdio',
-      package: '@modelcontextprotocol/server-everything',
-      args: ['stdio'],
-      warmPool,
-    },
-    {
-      id: 'memory',
-      transport: 'stdio',
-      package: '@modelcontextprotocol/server-memory',
-      env: { MEMORY_FILE_PATH: options.memoryFile ?? join(scratch, 'memory.jsonl') },
-      warmPool,
-    },
-    {
-      id: 'filesystem',
-      transport: 'stdio',
-      package: '@modelcontextprotocol/server-filesystem',
-      args: [options.filesystemRoot ?? scratch],
-      warmPool,
-    },
-    {
-      id: 'sequential-thinking',
-      transport: 'stdio',
-      package: '@modelcontextprotocol/server-sequential-thinking',
-      warmPool,
-    },
+    { id: 'everything', warmPool },
+    { id: 'memory', env: { MEMORY_FILE_PATH: options.memoryFile ?? join(scratch, 'memory.jsonl') }, warmPool },
+    { id: 'filesystem', args: [options.filesystemRoot ?? scratch], warmPool },
+    { id: 'sequential-thinking', warmPool },
   ]
 }
+
+/** How each reference server's manifest is made: `npm run whitelist:default` signs them. */
+export const DEMO_MANIFESTS = [
+  { spec: '@modelcontextprotocol/server-everything', args: ['stdio'] },
+  { spec: '@modelcontextprotocol/server-memory', env: ['MEMORY_FILE_PATH'] },
+  { spec: '@modelcontextprotocol/server-filesystem', operatorArgs: true },
+  { spec: '@modelcontextprotocol/server-sequential-thinking' },
+] as const

@@ -16,13 +16,15 @@ import {
   type RefusalCode,
   refusedFrame,
 } from '../protocol/session-handshake.ts'
+import { type OpenedWhitelist, openWhitelist } from '../trust/open-whitelist.ts'
+import type { Whitelist } from '../trust/whitelist.ts'
 import { type AnnouncementBody, Announcer } from './announcer.ts'
 import { type NodeConfig, type NodeConfigInput, parseNodeConfig } from './config.ts'
+import { HostedServers, type ServerRefusal } from './hosted-servers.ts'
 import { MachineLoad } from './machine-load.ts'
 import { NodeSession } from './node-session.ts'
 import { ProviderRecords } from './provider-records.ts'
 import { ProcessRuntime, type Runtime } from './runtime/process-runtime.ts'
-import { serverHash } from './server-hash.ts'
 
 export interface NexusNodeOptions {
   logger?: Logger
@@ -37,6 +39,10 @@ export interface NexusNodeEvents {
   'session-refused': [{ serverId: string; code: RefusalCode }]
   /** The node's provider record for a server is in the DHT. */
   provided: [{ id: string; version: string }]
+  /** A configured server is not run: its manifest is not trusted, or its package is not what it pins. */
+  'server-refused': [ServerRefusal]
+  /** A server that ran stopped because the whitelist no longer allows it (revoked on chain, curator removed). */
+  'server-withdrawn': [ServerRefusal]
 }
 
 /**
@@ -54,7 +60,13 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
   readonly #options: NexusNodeOptions
   readonly #machineLoad = new MachineLoad()
   readonly #demand = new Map<string, DemandReport>()
-  readonly #hashes: Map<string, string>
+  /** Manifest hash of every server the node runs, by id: what it announces. */
+  #hashes = new Map<string, string>()
+  /** Configured servers the node does not run, and why. */
+  readonly refusedServers = new Map<string, ServerRefusal>()
+  #trust: OpenedWhitelist | undefined
+  #hosted: HostedServers | undefined
+  #reconciling: Promise<void> = Promise.resolve()
   #peer: NexusPeer | undefined
   #announcements: GossipRecords<Announcement> | undefined
   #demandReports: GossipRecords<DemandReport> | undefined
@@ -69,7 +81,12 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     this.logger = options.logger ?? createLogger('node')
     this.runtime = options.runtime ?? new ProcessRuntime(this.logger)
     this.#options = options
-    this.#hashes = new Map(this.config.servers.map((c) => [c.id, serverHash(c)]))
+  }
+
+  /** The whitelist this node enforces (loaded at start). */
+  get whitelist(): Whitelist {
+    if (this.#trust === undefined) throw new NexusError('STOPPED', 'node is not started')
+    return this.#trust.whitelist
   }
 
   get peer(): NexusPeer {
@@ -92,7 +109,14 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
   }
 
   async start(): Promise<void> {
-    await this.runtime.ensure(this.config.servers)
+    this.#trust = await openWhitelist(this.config.trust, this.logger)
+    this.#hosted = new HostedServers(this.#trust.whitelist)
+    try {
+      await this.#applyServers()
+    } catch (err) {
+      await this.#trust.close()
+      throw err
+    }
     try {
       this.#peer = await createPeer({
         transport: this.config.transport,
@@ -105,6 +129,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       })
     } catch (err) {
       await this.runtime.stop()
+      await this.#trust.close()
       throw err
     }
     await this.#peer.handle(MCP_STREAM_PROTOCOL, (stream, connection) => this.#onStream(stream, connection), {
@@ -141,6 +166,9 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     this.#announcer.start()
     // A server that went down must leave the announcement at once, and come back as soon as it is up.
     this.runtime.onStatusChange(() => this.#announcer?.announceSoon())
+    this.#trust.whitelist.on('change', () => {
+      this.#reconciling = this.#reconciling.then(() => this.#reconcile())
+    })
     this.logger.info({ peerId: this.peerId, addrs: this.multiaddrs }, 'node started')
   }
 
@@ -157,6 +185,8 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     this.#announcer?.stop()
     this.#announcements?.stop()
     this.#demandReports?.stop()
+    await this.#trust?.close()
+    await this.#reconciling
     await this.#peer.unhandle(MCP_STREAM_PROTOCOL)
     await this.runtime.stop()
     await this.#peer.stop()
@@ -172,6 +202,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     this.#peer = undefined
     for (const connection of peer.getConnections()) connection.abort(new Error('node crashed'))
     await peer.stop()
+    await this.#trust?.close()
     await this.runtime.stop()
   }
 
@@ -183,6 +214,56 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     this.#hung = true
     this.#announcer?.stop()
     for (const session of this.sessions.values()) session.simulateHang()
+  }
+
+  /** Runs exactly the configured servers the whitelist allows and whose packages check out. */
+  async #applyServers(outcome?: Awaited<ReturnType<HostedServers['resolve']>>): Promise<ServerRefusal[]> {
+    const { resolved, refused } = outcome ?? (await this.#hosted!.resolve(this.config.servers))
+    const fresh: ServerRefusal[] = []
+    for (const refusal of refused) {
+      if (!this.refusedServers.has(refusal.id)) fresh.push(refusal)
+      this.refusedServers.set(refusal.id, refusal)
+    }
+    for (const { config } of resolved) this.refusedServers.delete(config.id)
+    for (const refusal of fresh) {
+      this.logger.error({ serverId: refusal.id, code: refusal.code }, `server refused: ${refusal.reason}`)
+      this.emit('server-refused', refusal)
+    }
+    this.#hashes = new Map(resolved.map((r) => [r.config.id, r.manifestHash]))
+    await this.runtime.ensure(resolved.map((r) => r.config))
+    return fresh
+  }
+
+  /**
+   * The whitelist changed: servers it no longer allows stop at once — their sessions end with the reason, so
+   * that gateways tell agents rather than move them — and the node announces what it runs now.
+   */
+  async #reconcile(): Promise<void> {
+    if (this.#peer === undefined) return
+    const before = new Set(this.#hashes.keys())
+    try {
+      const outcome = await this.#hosted!.resolve(this.config.servers)
+      const kept = new Set(outcome.resolved.map((r) => r.config.id))
+      const reasons = new Map(outcome.refused.map((r) => [r.id, r.reason]))
+      await Promise.all(
+        [...this.sessions.values()]
+          .filter((s) => before.has(s.serverId) && !kept.has(s.serverId))
+          .map((s) =>
+            s.close(
+              'SERVER_REVOKED',
+              `server ${s.serverId} is no longer whitelisted: ${reasons.get(s.serverId)}`,
+            ),
+          ),
+      )
+      // Announce the withdrawal before the processes are gone, so gateways stop routing there first.
+      this.#hashes = new Map([...this.#hashes].filter(([id]) => kept.has(id)))
+      this.#announcer?.announceSoon()
+      const withdrawn = await this.#applyServers(outcome)
+      for (const refusal of withdrawn.filter((r) => before.has(r.id))) this.emit('server-withdrawn', refusal)
+    } catch (err) {
+      this.logger.error({ err: errorMessage(err) }, 'cannot apply the whitelist change')
+    }
+    this.#announcer?.announceSoon()
   }
 
   async #drainSessions(): Promise<void> {
@@ -204,7 +285,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       inFlight += session.inFlight.size
     }
     const freeSlots = Math.max(0, this.config.maxSessions - this.sessions.size)
-    const ready = this.runtime.status().filter((s) => s.ready)
+    const ready = this.runtime.status().filter((s) => s.ready && this.#hashes.has(s.id))
     // Provider records follow what is announced; a failed provide is retried here, once per interval.
     this.#providers?.update(ready)
     return {

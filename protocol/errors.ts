@@ -16,6 +16,14 @@ export type NexusErrorCode =
   | 'NODE_FAILED'
   | 'INVALID_CONFIG'
   | 'STOPPED'
+  /** A manifest is invalid, unsigned, signed by someone untrusted, or not in the whitelist. */
+  | 'UNTRUSTED_MANIFEST'
+  /** An installed package's files differ from what its manifest pins. */
+  | 'PACKAGE_TAMPERED'
+  /** The whitelist revoked the server's manifest. */
+  | 'SERVER_REVOKED'
+  /** The chain that holds the registry cannot be reached or answered something unexpected. */
+  | 'CHAIN_UNAVAILABLE'
 
 export class NexusError extends Error {
   readonly code: NexusErrorCode

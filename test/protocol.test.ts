@@ -132,6 +132,7 @@ t.test('node configuration errors name the offending fields', async (t) => {
 t.test('a node refuses to start a server whose package is not installed', async (t) => {
   const node = new NexusNode({
     transport: 'memory',
+    trust: { allowUnverified: true },
     servers: [{ id: 'a', transport: 'stdio', package: 'not-installed-anywhere-xyz' }],
   })
   await t.rejects(node.start(), /npm package not-installed-anywhere-xyz is not installed/)

@@ -17,7 +17,7 @@ export interface ResolvedPackage {
 }
 
 /** Finds the directory of an installed npm package, even when its `exports` hide `package.json`. */
-function findPackageDir(name: string, searchFrom: string[]): string | undefined {
+export function findPackageDir(name: string, searchFrom: string[]): string | undefined {
   for (const from of searchFrom) {
     const require = createRequire(join(from, 'noop.js'))
     for (const base of require.resolve.paths(name) ?? []) {
@@ -28,10 +28,14 @@ function findPackageDir(name: string, searchFrom: string[]): string | undefined 
   return undefined
 }
 
+/** Where packages are looked up: the working directory's node_modules, then this project's. */
+export function defaultSearchPaths(): string[] {
+  return [process.cwd(), join(dirname(new URL(import.meta.url).pathname), '..', '..')]
+}
+
 /** Resolves the executable of an installed npm package (its `bin`), as `npx` would but without the network. */
 export function resolvePackageBin(name: string, bin?: string, searchFrom?: string[]): ResolvedPackage {
-  const projectRoot = join(dirname(new URL(import.meta.url).pathname), '..', '..')
-  const dir = findPackageDir(name, searchFrom ?? [process.cwd(), projectRoot])
+  const dir = findPackageDir(name, searchFrom ?? defaultSearchPaths())
   if (dir === undefined) {
     throw new NexusError('INVALID_CONFIG', `npm package ${name} is not installed (run npm install ${name})`)
   }

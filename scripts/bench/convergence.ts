@@ -143,6 +143,7 @@ async function measure(peerCount: number, intervalMs: number) {
       const through = network.nodes[Math.floor(Math.random() * network.nodes.length)]!
       const node = new NexusNode({
         transport: 'memory',
+        trust: { allowUnverified: true },
         bootstrap: [through.multiaddrs[0]!],
         announceIntervalMs: intervalMs,
         servers: [SERVER],

@@ -33,6 +33,7 @@ class FailoverRig {
   readonly gateway = new NexusGateway({
     transport: 'tcp',
     http: { port: 0 },
+    trust: { allowUnverified: true },
     failover: { probeAfterMs: PROBE_AFTER_MS, probeTimeoutMs: PROBE_TIMEOUT_MS },
   })
   readonly nodes: NexusNode[] = []
@@ -46,6 +47,7 @@ class FailoverRig {
   async addNode(): Promise<void> {
     const node = new NexusNode({
       transport: 'tcp',
+      trust: { allowUnverified: true },
       bootstrap: [this.gateway.peer.getMultiaddrs()[0]!.toString()],
       servers: [SERVER],
     })

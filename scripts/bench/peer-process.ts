@@ -36,7 +36,12 @@ async function startNode(upstream: BenchUpstream, warmPool: number, maxSessions:
     upstream === 'http'
       ? fixtureHttpServerConfig(BENCH_SERVER)
       : { ...fixtureServerConfig(BENCH_SERVER), warmPool }
-  const node = new NexusNode({ transport: 'tcp', maxSessions, servers: [server] })
+  const node = new NexusNode({
+    transport: 'tcp',
+    maxSessions,
+    servers: [server],
+    trust: { allowUnverified: true },
+  })
   await node.start()
   /** Resolves once the warm pool is refilled, so that process start-ups do not overlap a timed run. */
   const poolSettled = (size: number) =>
@@ -60,7 +65,12 @@ async function startNode(upstream: BenchUpstream, warmPool: number, maxSessions:
 }
 
 async function startGateway(bootstrap: string) {
-  const gateway = new NexusGateway({ transport: 'tcp', bootstrap: [bootstrap], http: { port: 0 } })
+  const gateway = new NexusGateway({
+    transport: 'tcp',
+    bootstrap: [bootstrap],
+    http: { port: 0 },
+    trust: { allowUnverified: true },
+  })
   await gateway.start()
   await gateway.view.waitForServer(BENCH_SERVER, 15_000)
   process.on('message', async (request: PeerRequest) => {

@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import type { GatewayConfigInput } from '../../gateway/config.ts'
 import { NexusGateway } from '../../gateway/nexus-gateway.ts'
 import type { NodeConfigInput, ServerConfigInput } from '../../node/config.ts'
+import type { TrustConfigInput } from '../../trust/trust-config.ts'
 import { NexusNode } from '../../node/nexus-node.ts'
 import type { PeerTransport } from '../../protocol/peer.ts'
 import { Partitions } from './partitions.ts'
@@ -24,6 +25,11 @@ export interface NetworkOptions {
    * node only, so the rest of the network is reached through gossip and the DHT, as in a real deployment.
    */
   joinThrough?: 'every-node' | 'first-node'
+  /**
+   * Whitelist settings for every peer. By default the embedded whitelist is enforced; when some node hosts a
+   * server by launch configuration (a test fixture, not a signed manifest), unverified servers are allowed.
+   */
+  trust?: TrustConfigInput
   /** How long to wait for every gateway to learn about every server. */
   readyTimeoutMs?: number
 }
@@ -67,6 +73,8 @@ export async function startNetwork(options: NetworkOptions = {}): Promise<TestNe
           { length: options.nodes ?? 1 },
           (): NodeConfigInput => ({ servers: options.servers ?? [] }),
         )
+  const unverified = nodeConfigs.some((c) => (c.servers ?? []).some((s) => 'transport' in s))
+  const trust = options.trust ?? (unverified ? { allowUnverified: true } : {})
   const nodes: NexusNode[] = []
   const gateways: NexusGateway[] = []
   const partitions = new Partitions()
@@ -79,7 +87,13 @@ export async function startNetwork(options: NetworkOptions = {}): Promise<TestNe
     for (const config of nodeConfigs) {
       const bootstrap = throughFirst && nodes.length > 0 ? [nodes[0]!.multiaddrs[0]!] : []
       const node = new NexusNode(
-        { ...options.node, ...config, transport, bootstrap: [...bootstrap, ...(config.bootstrap ?? [])] },
+        {
+          trust,
+          ...options.node,
+          ...config,
+          transport,
+          bootstrap: [...bootstrap, ...(config.bootstrap ?? [])],
+        },
         { logger: options.logger, ...(await identity(partitions)) },
       )
       nodes.push(node)
@@ -90,7 +104,7 @@ export async function startNetwork(options: NetworkOptions = {}): Promise<TestNe
       : nodes.map((n) => n.multiaddrs[0]!)
     for (let i = 0; i < (options.gateways ?? 1); i++) {
       const gateway = new NexusGateway(
-        { ...options.gateway, transport, bootstrap, http: { port: 0, ...options.gateway?.http } },
+        { trust, ...options.gateway, transport, bootstrap, http: { port: 0, ...options.gateway?.http } },
         { logger: options.logger, ...(await identity(partitions)) },
       )
       gateways.push(gateway)

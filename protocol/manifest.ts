@@ -1,0 +1,134 @@
+import { keccak256, toUtf8Bytes } from 'ethers'
+import * as z from 'zod/v4'
+import { canonicalJson } from './canonical-json.ts'
+import { NexusError } from './errors.ts'
+import { isValidServerId } from './session-handshake.ts'
+
+/** An exact npm version: no ranges, tags or `latest`, so that a manifest names one tarball only. */
+const EXACT_VERSION = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/
+const NPM_NAME = /^(?:@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*$/
+const NPM_SPEC = /^npm:((?:@[^/@]+\/)?[^/@]+)@(.+)$/
+const OCI_SPEC = /^oci:([a-z0-9][a-z0-9._\-/:]*)@sha256:([0-9a-f]{64})$/
+const SHA512_SRI = /^sha512-[A-Za-z0-9+/]{86}==$/
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+export type PackageRef =
+  | { kind: 'npm'; name: string; version: string }
+  | { kind: 'oci'; image: string; digest: string }
+
+/** Parses `npm:<name>@<exact version>` or `oci:<image>@sha256:<digest>`; throws a message naming what is wrong. */
+export function parsePackageRef(spec: string): PackageRef {
+  const npm = NPM_SPEC.exec(spec)
+  if (npm !== null) {
+    const [, name, version] = npm as unknown as [string, string, string]
+    if (!NPM_NAME.test(name)) throw new Error(`"${name}" is not a valid npm package name`)
+    if (!EXACT_VERSION.test(version))
+      throw new Error(`npm version "${version}" is not exact (a range or tag is not allowed)`)
+    return { kind: 'npm', name, version }
+  }
+  const oci = OCI_SPEC.exec(spec)
+  if (oci !== null) return { kind: 'oci', image: oci[1]!, digest: `sha256:${oci[2]}` }
+  throw new Error(`"${spec}" is neither npm:<name>@<exact version> nor oci:<image>@sha256:<64 hex digits>`)
+}
+
+export const ResourcesSchema = z
+  .object({
+    /** CPU cores one instance needs (0.25 = a quarter of a core). */
+    cpu: z.number().positive().max(256).default(0.25),
+    memoryMiB: z.number().int().positive().max(1_048_576).default(256),
+  })
+  .strict()
+
+export const ManifestSchema = z
+  .object({
+    id: z.string().refine(isValidServerId, 'lower-case letters, digits, ".", "_" or "-", at most 128'),
+    version: z.string().regex(EXACT_VERSION, 'an exact version such as 1.2.3'),
+    package: z.string().superRefine((spec, ctx) => {
+      try {
+        parsePackageRef(spec)
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message })
+      }
+    }),
+    /** The npm registry's integrity of the tarball (`dist.integrity`). */
+    integrity: z.string().regex(SHA512_SRI, 'sha512-<base64> as npm reports it').optional(),
+    /** Hash of the unpacked package's files (see `package-files.ts`), checked on the node before a start. */
+    files: z.string().regex(SHA512_SRI, 'sha512-<base64>').optional(),
+    transport: z.enum(['stdio', 'streamable-http']),
+    /** Which executable of an npm package to run, when it has several. */
+    bin: z.string().min(1).max(128).optional(),
+    /** The command inside an OCI image; an npm package runs its `bin` with the node's Node.js. */
+    command: z.array(z.string().max(4096)).max(64).optional(),
+    args: z.array(z.string().max(4096)).max(256).default([]),
+    /** Whether the operator may append arguments (say, the folders a filesystem server may touch). */
+    operatorArgs: z.boolean().default(false),
+    /** Names of the environment variables the server may receive; values come from the operator. */
+    env: z.array(z.string().regex(ENV_NAME)).max(256).default([]),
+    /** For streamable HTTP: where the server listens, and the variable that tells it its port. */
+    http: z
+      .object({
+        path: z.string().startsWith('/').max(1024).default('/mcp'),
+        portEnv: z.string().regex(ENV_NAME).default('PORT'),
+      })
+      .strict()
+      .optional(),
+    resources: ResourcesSchema.default({ cpu: 0.25, memoryMiB: 256 }),
+    /** What the curators found when they reviewed this version. */
+    notes: z.array(z.string().max(4096)).max(64).default([]),
+  })
+  .strict()
+  .superRefine((m, ctx) => {
+    const ref = safePackageRef(m.package)
+    if (ref?.kind === 'npm') {
+      if (m.integrity === undefined)
+        ctx.addIssue({ code: 'custom', path: ['integrity'], message: 'an npm package needs its integrity' })
+      if (m.files === undefined)
+        ctx.addIssue({ code: 'custom', path: ['files'], message: 'an npm package needs its files hash' })
+      if (m.command !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['command'],
+          message: 'an npm package runs its bin, not a command',
+        })
+    }
+    if (ref?.kind === 'oci' && (m.integrity !== undefined || m.files !== undefined))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['package'],
+        message: 'an OCI image is pinned by its digest alone',
+      })
+    if (new Set(m.env).size !== m.env.length)
+      ctx.addIssue({ code: 'custom', path: ['env'], message: 'a variable is listed twice' })
+  })
+
+export type Manifest = z.infer<typeof ManifestSchema>
+export type ManifestInput = z.input<typeof ManifestSchema>
+
+function safePackageRef(spec: string): PackageRef | undefined {
+  try {
+    return parsePackageRef(spec)
+  } catch {
+    return undefined
+  }
+}
+
+/** Validates a manifest (with defaults filled in), naming every offending field in one error. */
+export function parseManifest(input: unknown, where = 'manifest'): Manifest {
+  const result = ManifestSchema.safeParse(input)
+  if (!result.success)
+    throw new NexusError('UNTRUSTED_MANIFEST', `invalid ${where}:\n${z.prettifyError(result.error)}`)
+  return result.data
+}
+
+/** The manifest's package, already validated by the schema. */
+export function manifestPackage(manifest: Manifest): PackageRef {
+  return parsePackageRef(manifest.package)
+}
+
+/**
+ * keccak256 of the canonical JSON of the manifest with its defaults filled in: what curators sign and the
+ * registry anchors, and what nodes announce. Two encodings of the same manifest hash the same.
+ */
+export function manifestHash(manifest: Manifest): string {
+  return keccak256(toUtf8Bytes(canonicalJson(manifest)))
+}

@@ -1,0 +1,146 @@
+import { EventEmitter } from 'node:events'
+import { getAddress, Interface, type JsonRpcProvider, type Log } from 'ethers'
+import type { Logger } from 'pino'
+import { errorMessage, NexusError } from '../protocol/errors.ts'
+import { Registry, type RegistryRecord } from './registry.ts'
+import { registryArtifact } from './registry-artifact.ts'
+
+/** What the registry says at one block: the curator set and every published (id, version). */
+export interface RegistryState {
+  block: number
+  chainId: number
+  curators: Set<string>
+  /** Keyed by `id@version`. */
+  records: Map<string, RegistryRecord>
+}
+
+export interface RegistryFollowerOptions {
+  provider: JsonRpcProvider
+  address: string
+  /** How often to look for a new block. A revocation takes effect within one poll of its block. */
+  pollIntervalMs: number
+  logger: Logger
+  /** Blocks per `eth_getLogs` request when catching up. */
+  logRange?: number
+}
+
+export interface RegistryFollowerEvents {
+  update: [RegistryState]
+}
+
+/**
+ * Rebuilds the registry's state from its events, from the block it was deployed in, and then follows new
+ * blocks. Replaying from deployment on every start means a revocation made while the follower was down is
+ * never missed. When the chain cannot be reached, the last state stays in force and the follower retries.
+ */
+export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
+  readonly #options: RegistryFollowerOptions
+  readonly #iface = new Interface(registryArtifact().abi)
+  #state: RegistryState | undefined
+  #timer: NodeJS.Timeout | undefined
+  #polling: Promise<void> | undefined
+  #stopped = false
+
+  constructor(options: RegistryFollowerOptions) {
+    super()
+    this.#options = options
+  }
+
+  get state(): RegistryState {
+    if (this.#state === undefined) throw new NexusError('STOPPED', 'the registry follower is not started')
+    return this.#state
+  }
+
+  /** Replays every event up to the current block; throws CHAIN_UNAVAILABLE when that cannot be done. */
+  async start(): Promise<RegistryState> {
+    const { provider, address } = this.#options
+    let chainId: number
+    let fromBlock: number
+    try {
+      chainId = Number((await provider.getNetwork()).chainId)
+      const code = await provider.getCode(address)
+      if (code === '0x') throw new Error(`no contract at ${address}`)
+      fromBlock = await new Registry(address, provider).deployedBlock()
+    } catch (err) {
+      throw new NexusError('CHAIN_UNAVAILABLE', `cannot read the registry: ${errorMessage(err)}`, {
+        cause: err,
+      })
+    }
+    this.#state = { block: fromBlock - 1, chainId, curators: new Set(), records: new Map() }
+    await this.#catchUp()
+    this.#schedule()
+    return this.#state
+  }
+
+  stop(): Promise<void> {
+    this.#stopped = true
+    clearTimeout(this.#timer)
+    return this.#polling ?? Promise.resolve()
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return
+    this.#timer = setTimeout(() => {
+      this.#polling = this.#catchUp()
+        .catch((err) =>
+          this.#options.logger.warn({ err: errorMessage(err) }, 'registry follow failed; retrying'),
+        )
+        .finally(() => {
+          this.#polling = undefined
+          this.#schedule()
+        })
+    }, this.#options.pollIntervalMs)
+  }
+
+  async #catchUp(): Promise<void> {
+    const state = this.#state!
+    const { provider, address } = this.#options
+    const head = await provider.getBlockNumber()
+    if (head <= state.block) return
+    const range = this.#options.logRange ?? 5_000
+    let changed = false
+    for (let from = state.block + 1; from <= head; from += range) {
+      const to = Math.min(head, from + range - 1)
+      const logs = await provider.getLogs({ address, fromBlock: from, toBlock: to })
+      for (const log of logs) changed = this.#apply(log) || changed
+      state.block = to
+    }
+    if (changed) this.emit('update', state)
+  }
+
+  #apply(log: Log): boolean {
+    const event = this.#iface.parseLog(log)
+    if (event === null) return false
+    const state = this.#state!
+    const args = event.args
+    switch (event.name) {
+      case 'CuratorAdded':
+        state.curators.add(getAddress(args.curator as string))
+        return true
+      case 'CuratorRemoved':
+        state.curators.delete(getAddress(args.curator as string))
+        return true
+      case 'Published':
+        state.records.set(`${args.id}@${args.version}`, {
+          id: args.id as string,
+          version: args.version as string,
+          manifestHash: args.manifestHash as string,
+          status: 'active',
+          publishedBlock: log.blockNumber,
+          revokedBlock: 0,
+          reason: '',
+        })
+        return true
+      case 'Revoked': {
+        const record = state.records.get(`${args.id}@${args.version}`)
+        if (record === undefined) return false
+        record.status = 'revoked'
+        record.revokedBlock = log.blockNumber
+        record.reason = args.reason as string
+        return true
+      }
+      default:
+        return false
+    }
+  }
+}
