@@ -82,9 +82,20 @@ export const WhitelistedServerSchema = z
 export type WhitelistedServer = z.infer<typeof WhitelistedServerSchema>
 
 /** A server entry of the node's configuration: a whitelisted server by id, or an unverified launch config. */
-export const HostedServerConfigSchema = z.union([WhitelistedServerSchema, ServerConfigSchema])
-export type HostedServerConfig = z.infer<typeof HostedServerConfigSchema>
-export type ServerConfigInput = z.input<typeof HostedServerConfigSchema>
+export type HostedServerConfig = WhitelistedServer | ServerConfig
+export type ServerConfigInput = z.input<typeof WhitelistedServerSchema> | z.input<typeof ServerConfigSchema>
+
+/**
+ * Validates one server entry against the schema its shape calls for (a launch configuration has a transport),
+ * so that errors name the entry's own fields rather than every alternative.
+ */
+const HostedServerConfigSchema = z.looseObject({}).transform((entry, ctx): HostedServerConfig => {
+  const schema = 'transport' in entry ? ServerConfigSchema : WhitelistedServerSchema
+  const result = schema.safeParse(entry)
+  if (result.success) return result.data
+  for (const issue of result.error.issues) ctx.addIssue({ ...issue, path: issue.path } as never)
+  return z.NEVER
+})
 
 export function isWhitelistedServer(server: HostedServerConfig): server is WhitelistedServer {
   return !('transport' in server)
@@ -107,7 +118,9 @@ export const NodeConfigSchema = z.object({
   maxConnections: z.number().int().min(1).default(300),
 })
 export type NodeConfig = z.infer<typeof NodeConfigSchema>
-export type NodeConfigInput = z.input<typeof NodeConfigSchema>
+export type NodeConfigInput = Omit<z.input<typeof NodeConfigSchema>, 'servers'> & {
+  servers?: ServerConfigInput[]
+}
 
 /** Validates a node configuration, naming every offending field in one error. */
 export function parseNodeConfig(input: unknown): NodeConfig {
@@ -119,14 +132,15 @@ export function parseNodeConfig(input: unknown): NodeConfig {
     if (ids.has(server.id))
       throw new NexusError('INVALID_CONFIG', `server id ${server.id} is configured twice`)
     ids.add(server.id)
-    if (!isWhitelistedServer(server) && !result.data.trust.allowUnverified)
-      throw new NexusError(
-        'INVALID_CONFIG',
-        `server ${server.id} gives its own launch configuration, but a node runs only whitelisted manifests: ` +
-          'list it by id (and version) so that its signed manifest decides how it runs, or set ' +
-          'trust.allowUnverified (development only)',
-      )
   }
+  const unverified = result.data.servers.find((s) => !isWhitelistedServer(s))
+  if (unverified !== undefined && !result.data.trust.allowUnverified)
+    throw new NexusError(
+      'INVALID_CONFIG',
+      `server ${unverified.id} gives its own launch configuration, but a node runs only whitelisted manifests: ` +
+        'list it by id (and version) so that its signed manifest decides how it runs, or set ' +
+        'trust.allowUnverified (development only)',
+    )
   return result.data
 }
 

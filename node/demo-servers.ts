@@ -22,7 +22,11 @@ export function demoServers(options: DemoServersOptions = {}): ServerConfigInput
   const warmPool = options.warmPool ?? 1
   return [
     { id: 'everything', warmPool },
-    { id: 'memory', env: { MEMORY_FILE_PATH: options.memoryFile ?? join(scratch, 'memory.jsonl') }, warmPool },
+    {
+      id: 'memory',
+      env: { MEMORY_FILE_PATH: options.memoryFile ?? join(scratch, 'memory.jsonl') },
+      warmPool,
+    },
     { id: 'filesystem', args: [options.filesystemRoot ?? scratch], warmPool },
     { id: 'sequential-thinking', warmPool },
   ]

@@ -1,30 +1,86 @@
 #!/usr/bin/env node
 import { parseCli } from '../protocol/cli-args.ts'
+import { errorMessage } from '../protocol/errors.ts'
+import { manifestCommand, registryCommand } from './nexus-trust.ts'
 
 const USAGE = `
 Usage: nexus <command> [options]
 
 Administration of a Nexus network.
 
-Commands:
-  servers --gateway <url>   list the servers a gateway can route to, with their live hosts
-  help                      show this help
+Servers:
+  servers --gateway <url>          list the servers a gateway can route to, with their live hosts
+
+Manifests (the whitelist's entries):
+  manifest create <npm spec | file.tgz> [--id <id>] [--transport stdio|streamable-http] [--bin <name>]
+                  [--arg <a>]... [--env <NAME>]... [--operator-args] [--cpu <cores>] [--memory-mib <n>]
+                  [--note <text>]... [--from-registry] [-o <file>]
+                                   the manifest of an npm package at an exact version, with its integrity and
+                                   files hash (from the copy installed here, the registry, or a tarball)
+  manifest hash <file>             the manifest hash (keccak256 of its canonical JSON)
+  manifest sign <file> [--chain-id <n>] [-o <file>]
+                                   add your EIP-712 signature to a manifest, signed manifest or whitelist
+  manifest verify <file> [--curator <address>]... [--chain-id <n>] [--rpc <url> --registry <address>]
+                  [--installed]    check signatures (and the registry, and the installed packages)
+
+Registry (on chain; --rpc <url> and, but for deploy, --registry <address>):
+  registry deploy [--governance <address>]
+  registry publish <file>          anchor the manifests of a manifest or whitelist file
+  registry revoke <id> <version> --reason <text>
+  registry list [--json]
+  registry add-curator <address> | remove-curator <address>
+  registry transfer-governance <address> | accept-governance
+
+Keys: --keystore <file> with NEXUS_KEYSTORE_PASSWORD, or NEXUS_PRIVATE_KEY. They are never printed.
 `
 
-const { values, positionals } = parseCli(USAGE, { gateway: { type: 'string', short: 'g' } })
-const command = positionals[0] ?? 'help'
-if (command === 'servers') {
+const { values, positionals } = parseCli(USAGE, {
+  gateway: { type: 'string', short: 'g' },
+  output: { type: 'string', short: 'o' },
+  id: { type: 'string' },
+  transport: { type: 'string' },
+  bin: { type: 'string' },
+  arg: { type: 'string', multiple: true },
+  env: { type: 'string', multiple: true },
+  'operator-args': { type: 'boolean' },
+  cpu: { type: 'string' },
+  'memory-mib': { type: 'string' },
+  note: { type: 'string', multiple: true },
+  'from-registry': { type: 'boolean' },
+  'chain-id': { type: 'string' },
+  curator: { type: 'string', multiple: true },
+  keystore: { type: 'string' },
+  rpc: { type: 'string' },
+  registry: { type: 'string' },
+  governance: { type: 'string' },
+  reason: { type: 'string' },
+  installed: { type: 'boolean' },
+  json: { type: 'boolean' },
+})
+const [command = 'help', sub, ...args] = positionals
+
+async function listServers(): Promise<number> {
   const base = values.gateway ?? 'http://127.0.0.1:8080'
-  try {
-    const response = await fetch(new URL('/servers', base))
-    const body = (await response.json()) as { servers: { id: string; hosts: number }[] }
-    for (const server of body.servers)
-      process.stdout.write(`${server.id}\t${server.hosts} host(s)\t${base}/mcp/${server.id}\n`)
-  } catch (err) {
-    process.stderr.write(`nexus: cannot reach gateway ${base}: ${(err as Error).message}\n`)
-    process.exit(1)
+  const response = await fetch(new URL('/servers', base)).catch((err: Error) => {
+    throw new Error(`cannot reach gateway ${base}: ${err.message}`)
+  })
+  const body = (await response.json()) as { servers: { id: string; hosts: number }[] }
+  for (const server of body.servers)
+    process.stdout.write(`${server.id}\t${server.hosts} host(s)\t${base}/mcp/${server.id}\n`)
+  return 0
+}
+
+try {
+  let code: number
+  if (command === 'servers') code = await listServers()
+  else if (command === 'manifest') code = await manifestCommand(sub, args, values)
+  else if (command === 'registry') code = await registryCommand(sub, args, values)
+  else {
+    process.stdout.write(`${USAGE.trim()}\n`)
+    code = command === 'help' ? 0 : 2
   }
-} else {
-  process.stdout.write(`${USAGE.trim()}\n`)
-  if (command !== 'help') process.exit(2)
+  process.exit(code)
+} catch (err) {
+  process.stderr.write(`nexus: ${errorMessage(err)}\n`)
+  process.exit(1)
 }

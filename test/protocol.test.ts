@@ -127,6 +127,23 @@ t.test('node configuration errors name the offending fields', async (t) => {
       }),
     /configured twice/,
   )
+  t.throws(
+    () => parseNodeConfig({ servers: [{ id: 'a', transport: 'stdio', command: 'x' }] }),
+    /runs only whitelisted manifests/,
+    'a launch configuration without a manifest needs trust.allowUnverified',
+  )
+  t.throws(() => parseNodeConfig({ servers: [{ id: 'a', comand: 'x' }] }), /Unrecognized key: "comand"/)
+  t.throws(
+    () => parseNodeConfig({ trust: { chainRpc: 'http://127.0.0.1:8545' } }),
+    /set both chainRpc and registry/,
+  )
+  t.match(
+    parseNodeConfig({
+      servers: [{ id: 'a', transport: 'stdio', command: 'x' }],
+      trust: { allowUnverified: true },
+    }).servers[0],
+    { id: 'a', command: 'x' },
+  )
 })
 
 t.test('a node refuses to start a server whose package is not installed', async (t) => {

@@ -76,7 +76,11 @@ export async function startLocalChain(options: LocalChainOptions = {}): Promise<
   // Keep draining its output so that a full pipe never blocks it.
   child.stdout.resume()
   child.stderr.resume()
-  const provider = new JsonRpcProvider(url, undefined, { staticNetwork: true, pollingInterval: 100 })
+  const provider = new JsonRpcProvider(url, undefined, {
+    staticNetwork: true,
+    pollingInterval: 100,
+    cacheTimeout: -1,
+  })
   const chainId = Number((await provider.getNetwork()).chainId)
   const mnemonic = Mnemonic.fromPhrase(ANVIL_MNEMONIC)
   return {

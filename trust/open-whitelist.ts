@@ -37,7 +37,10 @@ export async function openWhitelist(config: TrustConfig, logger: Logger): Promis
     logRefusals(whitelist, logger)
     return { whitelist, close: async () => {} }
   }
-  const provider = new JsonRpcProvider(config.chainRpc, undefined, { pollingInterval: config.pollIntervalMs })
+  const provider = new JsonRpcProvider(config.chainRpc, undefined, {
+    pollingInterval: config.pollIntervalMs,
+    cacheTimeout: -1,
+  })
   const follower = new RegistryFollower({
     provider,
     address: config.registry,

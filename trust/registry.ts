@@ -3,6 +3,7 @@ import {
   ContractFactory,
   type ContractRunner,
   getAddress,
+  Interface,
   isError,
   type Signer,
   type TransactionReceipt,
@@ -48,7 +49,9 @@ function toRecord(raw: RawRecord): RegistryRecord {
 /** Turns a reverted call into an error that names the contract's reason (NotGovernance(0x…), …). */
 function explain(err: unknown, action: string): never {
   if (isError(err, 'CALL_EXCEPTION')) {
-    const revert = err.revert
+    // ethers does not always decode a custom error from a failed gas estimate; the revert data is there.
+    const revert =
+      err.revert ?? (err.data ? new Interface(registryArtifact().abi).parseError(err.data) : null)
     const reason = revert ? `${revert.name}(${revert.args.join(', ')})` : (err.reason ?? err.shortMessage)
     throw new NexusError('CHAIN_UNAVAILABLE', `registry refused to ${action}: ${reason}`, { cause: err })
   }

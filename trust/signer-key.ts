@@ -20,7 +20,10 @@ export async function loadSigner(source: KeySource, provider?: Provider): Promis
     try {
       json = readFileSync(source.keystore, 'utf8')
     } catch (err) {
-      throw new NexusError('INVALID_CONFIG', `cannot read keystore ${source.keystore}: ${(err as Error).message}`)
+      throw new NexusError(
+        'INVALID_CONFIG',
+        `cannot read keystore ${source.keystore}: ${(err as Error).message}`,
+      )
     }
     try {
       const wallet = await Wallet.fromEncryptedJson(json, password)

@@ -4,9 +4,9 @@ import type { Logger } from 'pino'
 import type { GatewayConfigInput } from '../../gateway/config.ts'
 import { NexusGateway } from '../../gateway/nexus-gateway.ts'
 import type { NodeConfigInput, ServerConfigInput } from '../../node/config.ts'
-import type { TrustConfigInput } from '../../trust/trust-config.ts'
 import { NexusNode } from '../../node/nexus-node.ts'
 import type { PeerTransport } from '../../protocol/peer.ts'
+import type { TrustConfigInput } from '../../trust/trust-config.ts'
 import { Partitions } from './partitions.ts'
 
 export interface NetworkOptions {
