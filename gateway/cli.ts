@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
 import { parseCli, stopOnSignals } from '../protocol/cli-args.ts'
 import { errorMessage } from '../protocol/errors.ts'
+import { TRUST_CLI_OPTIONS, TRUST_CLI_USAGE, trustFromCli } from '../trust/trust-config.ts'
 import { type GatewayConfigInput, parseGatewayConfig } from './config.ts'
 import { NexusGateway } from './nexus-gateway.ts'
 
@@ -20,6 +21,7 @@ Options:
       --bootstrap <multiaddr>
                             peer to join through, with /p2p/<peer-id>; repeatable
   -h, --help                show this help
+${TRUST_CLI_USAGE}
 
 Environment: NEXUS_LOG_LEVEL (trace|debug|info|warn|error|silent, default info).
 `
@@ -30,6 +32,7 @@ const { values } = parseCli(USAGE, {
   port: { type: 'string', short: 'p' },
   listen: { type: 'string', multiple: true },
   bootstrap: { type: 'string', multiple: true },
+  ...TRUST_CLI_OPTIONS,
 })
 try {
   const base = (values.config ? parseYaml(readFileSync(values.config, 'utf8')) : {}) as GatewayConfigInput
@@ -37,6 +40,7 @@ try {
     ...base,
     listen: values.listen ?? base.listen,
     bootstrap: [...(base.bootstrap ?? []), ...(values.bootstrap ?? [])],
+    trust: trustFromCli(values, base.trust),
     http: {
       ...base.http,
       ...(values.host ? { host: values.host } : {}),

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseCli, stopOnSignals } from '../protocol/cli-args.ts'
 import { errorMessage } from '../protocol/errors.ts'
+import { TRUST_CLI_OPTIONS, TRUST_CLI_USAGE, trustFromCli } from '../trust/trust-config.ts'
 import { loadNodeConfigFile, type NodeConfigInput } from './config.ts'
 import { NexusNode } from './nexus-node.ts'
 
@@ -16,6 +17,7 @@ Options:
       --bootstrap <multiaddr>
                            peer to join through, with /p2p/<peer-id>; repeatable
   -h, --help               show this help
+${TRUST_CLI_USAGE}
 
 Environment: NEXUS_LOG_LEVEL (trace|debug|info|warn|error|silent, default info).
 `
@@ -24,6 +26,7 @@ const { values } = parseCli(USAGE, {
   config: { type: 'string', short: 'c' },
   listen: { type: 'string', multiple: true },
   bootstrap: { type: 'string', multiple: true },
+  ...TRUST_CLI_OPTIONS,
 })
 try {
   const base: NodeConfigInput = values.config ? loadNodeConfigFile(values.config) : {}
@@ -31,6 +34,7 @@ try {
     ...base,
     listen: values.listen ?? base.listen,
     bootstrap: [...(base.bootstrap ?? []), ...(values.bootstrap ?? [])],
+    trust: trustFromCli(values, base.trust),
   })
   await node.start()
   process.stdout.write(`nexus-node ${node.peerId} listening on ${node.multiaddrs.join(' ')}\n`)

@@ -7,28 +7,39 @@ import { demoServers } from '../node/demo-servers.ts'
 import { parseCli, stopOnSignals } from '../protocol/cli-args.ts'
 import { errorMessage } from '../protocol/errors.ts'
 import { startNetwork } from '../test/support/network.ts'
+import { type LocalRegistry, startLocalRegistry } from '../trust/local-registry.ts'
+import { DEFAULT_WHITELIST_PATH } from '../trust/trust-config.ts'
+import { readWhitelistFile } from '../trust/whitelist-file.ts'
 
 const { values } = parseCli(
   `
-Usage: npm start [-- --port <port>]
+Usage: npm start [-- --port <port>] [-- --chain]
 
 Starts one gateway and two nodes on this machine, hosting the everything, memory, filesystem and
 sequential-thinking MCP servers. The gateway listens on 127.0.0.1:<port> (default 8080, or $PORT).
+Nodes run what the embedded signed whitelist allows. With --chain, a local chain (anvil) is started, the
+registry deployed and the four manifests published there, and every peer follows the registry instead.
 `,
-  { port: { type: 'string', short: 'p' } },
+  { port: { type: 'string', short: 'p' }, chain: { type: 'boolean' } },
 )
 const port = Number(values.port ?? process.env.PORT ?? 8080)
 process.env.NEXUS_LOG_LEVEL ??= 'warn'
 
+let registry: LocalRegistry | undefined
 try {
   const started = Date.now()
+  if (values.chain) registry = await startLocalRegistry(readWhitelistFile(DEFAULT_WHITELIST_PATH).manifests)
   const network = await startNetwork({
     transport: 'tcp',
     nodes: 2,
     servers: demoServers(),
     gateway: { http: { port } },
+    trust: registry?.trust,
   })
-  stopOnSignals(() => network.stop())
+  stopOnSignals(async () => {
+    await network.stop()
+    await registry?.stop()
+  })
   const gateway = network.gateway
   const ids = gateway.view.serverIds()
   const lines = [
@@ -49,11 +60,23 @@ try {
     ),
     '',
     `Try it: npx @modelcontextprotocol/inspector --transport http --server-url ${gateway.serverUrl('everything')}`,
+    ...(registry === undefined
+      ? [
+          'Whitelist: the embedded signed whitelist (npm start -- --chain follows an on-chain registry instead).',
+        ]
+      : [
+          `Registry ${registry.registry.address} on ${registry.chain.url} (chain ${registry.chain.chainId}).`,
+          "Revoke a server and watch the nodes stop it (the governance key is anvil's public dev key 0):",
+          `  NEXUS_PRIVATE_KEY=${registry.governance.privateKey} npx nexus registry revoke memory ` +
+            `${network.nodes[0]!.whitelist.resolve('memory').manifest.version} --reason demo ` +
+            `--rpc ${registry.chain.url} --registry ${registry.registry.address}`,
+        ]),
     'Press Ctrl-C to stop.',
     '',
   ]
   process.stdout.write(lines.join('\n'))
 } catch (err) {
   process.stderr.write(`npm start: ${errorMessage(err)}\n`)
+  await registry?.stop()
   process.exit(1)
 }

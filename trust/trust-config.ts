@@ -44,3 +44,31 @@ export const TrustConfigSchema = z
   })
 export type TrustConfig = z.infer<typeof TrustConfigSchema>
 export type TrustConfigInput = z.input<typeof TrustConfigSchema>
+
+/** The trust options both peer CLIs take, and what they override in the configuration file. */
+export const TRUST_CLI_OPTIONS = {
+  whitelist: { type: 'string' },
+  curator: { type: 'string', multiple: true },
+  'chain-rpc': { type: 'string' },
+  registry: { type: 'string' },
+} as const
+
+export const TRUST_CLI_USAGE = `
+Whitelist (see README, "Trust"):
+      --whitelist <file>     signed manifests (default: the embedded whitelist of the reference servers)
+      --curator <address>    trusted curator, repeatable (offline whitelist only)
+      --chain-rpc <url>      follow the registry on this chain ...
+      --registry <address>   ... at this address`
+
+export function trustFromCli(
+  values: { whitelist?: string; curator?: string[]; 'chain-rpc'?: string; registry?: string },
+  base: TrustConfigInput = {},
+): TrustConfigInput {
+  return {
+    ...base,
+    ...(values.whitelist !== undefined ? { whitelist: values.whitelist } : {}),
+    ...(values.curator !== undefined ? { curators: values.curator } : {}),
+    ...(values['chain-rpc'] !== undefined ? { chainRpc: values['chain-rpc'] } : {}),
+    ...(values.registry !== undefined ? { registry: values.registry } : {}),
+  }
+}
