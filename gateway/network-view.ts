@@ -41,8 +41,8 @@ export interface NetworkViewOptions {
 
 /** Which announced servers the gateway may route to: the whitelist's decision. */
 export interface HostAdmission {
-  /** A node announced this server with this manifest hash. */
-  announced(server: HostedServer): boolean
+  /** A node announced (or, opening a session, declared) this server with this manifest hash. */
+  announced(server: Pick<HostedServer, 'id' | 'version' | 'manifestHash'>): boolean
   /** A DHT provider record names the server; its manifest is not known yet. */
   provided(serverId: string): boolean
 }

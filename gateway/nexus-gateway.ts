@@ -222,6 +222,9 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
             handshakeTimeoutMs: this.config.handshakeTimeoutMs,
             exclude,
             random: this.#options.random,
+            admits: this.config.trust.allowUnverified
+              ? undefined
+              : (server) => this.whitelist.allows(server.id, server.version, server.manifestHash),
           },
           logger,
         ),

@@ -131,6 +131,8 @@ export interface ConnectOptions {
   /** Hosts not to try (e.g. the one that just failed). */
   exclude?: Set<string>
   random?: () => number
+  /** Whether the server a node declares on accepting may be used (the whitelist); anything by default. */
+  admits?: (server: { id: string; version: string; manifestHash: string }) => boolean
 }
 
 /**
@@ -166,6 +168,16 @@ export async function connectToHost(
         await framed.nextFrame(options.handshakeTimeoutMs),
         'open reply',
       )
+      if (
+        reply.type === 'accepted' &&
+        options.admits !== undefined &&
+        (reply.server === undefined || !options.admits({ id: options.serverId, ...reply.server }))
+      ) {
+        // A host known from the DHT alone was admitted unseen; this is where its manifest is checked.
+        failures.push(`${host.peerId} runs a manifest of it that is not whitelisted`)
+        await framed.close()
+        continue
+      }
       if (reply.type === 'accepted') {
         view.noteSessionOpened(host.peerId)
         return new NodeLink(host.peerId, framed, logger)

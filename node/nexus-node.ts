@@ -360,7 +360,14 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       this.emit('session-closed', s)
     })
     this.sessions.set(session.id, session)
-    framed.sendJson(acceptedFrame(open.serverId))
+    const version = this.runtime.status().find((s) => s.id === open.serverId)?.version
+    const manifestHash = this.#hashes.get(open.serverId)
+    framed.sendJson(
+      acceptedFrame(
+        open.serverId,
+        version !== undefined && manifestHash !== undefined ? { version, manifestHash } : undefined,
+      ),
+    )
     this.#announcer?.announceSoon()
     this.emit('session-opened', session)
   }

@@ -39,6 +39,10 @@ const AcceptedSchema = z.object({
   v: z.literal(WIRE_VERSION),
   type: z.literal('accepted'),
   serverId: z.string(),
+  /** What the node runs for it, so that the gateway can check it against its whitelist before relaying. */
+  server: z
+    .object({ version: z.string().max(64), manifestHash: z.string().regex(/^0x[0-9a-f]{64}$/) })
+    .optional(),
 })
 const RefusedSchema = z.object({
   v: z.literal(WIRE_VERSION),
@@ -103,8 +107,11 @@ export function openFrame(serverId: string, sessionId: string, auth: AuthContext
   return { v: WIRE_VERSION, type: 'open', serverId, sessionId, auth }
 }
 
-export function acceptedFrame(serverId: string): OpenReply {
-  return { v: WIRE_VERSION, type: 'accepted', serverId }
+export function acceptedFrame(
+  serverId: string,
+  server?: { version: string; manifestHash: string },
+): OpenReply {
+  return { v: WIRE_VERSION, type: 'accepted', serverId, server }
 }
 
 export function refusedFrame(code: RefusalCode, message: string): OpenReply {

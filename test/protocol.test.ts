@@ -176,7 +176,10 @@ t.test('node handshake: unknown servers and malformed first frames are refused w
     code: 'PROTOCOL_VIOLATION',
   })
   t.match(await ask({ v: 99, hello: true }), { type: 'refused', code: 'PROTOCOL_VIOLATION' })
-  t.match(await ask(openFrame('conformance', 'session-00000002', { principal: 'p' })), { type: 'accepted' })
+  t.match(await ask(openFrame('conformance', 'session-00000002', { principal: 'p' })), {
+    type: 'accepted',
+    server: { version: '0.0.0', manifestHash: /^0x[0-9a-f]{64}$/ },
+  })
   t.same(decodeJson(bytes('{"x":1}')), { x: 1 })
   t.throws(() => decodeJson(bytes('{')), { code: 'MALFORMED_FRAME' })
 })

@@ -5,8 +5,10 @@ import { join } from 'node:path'
 import { type Signer, Wallet } from 'ethers'
 import t from 'tap'
 import { NexusGateway } from '../gateway/nexus-gateway.ts'
+import { connectToHost } from '../gateway/node-link.ts'
 import { NexusNode } from '../node/nexus-node.ts'
 import type { ProcessRuntime } from '../node/runtime/process-runtime.ts'
+import { createLogger } from '../protocol/logger.ts'
 import { parseManifest } from '../protocol/manifest.ts'
 import { createManifest } from '../trust/manifest-create.ts'
 import { type SignedManifest, signManifest } from '../trust/manifest-signature.ts'
@@ -167,6 +169,35 @@ t.test('a gateway does not route to a node whose announced manifest is not white
   t.same(gateway.view.hostsOf('conformance'), [], 'the announced server is not routable')
   t.notOk(gateway.view.serverIds().includes('conformance'))
   await t.rejects(connectStreamable(gateway.serverUrl('conformance')), 'an agent cannot reach it')
+})
+
+t.test('opening a session, the gateway checks the manifest the node declares', async (t) => {
+  // Hosts known from the DHT alone are admitted before their manifest is known; the accept frame settles it.
+  const network = await startNetwork({ nodes: 1, servers: [fixtureServerConfig()] })
+  t.teardown(network.stop)
+  const { gateway } = network
+  const announced = gateway.view.hostsOf('conformance')[0]!.server!
+  const connect = (admits: (s: { manifestHash: string }) => boolean) =>
+    connectToHost(
+      gateway.peer,
+      gateway.view,
+      () => ({ sessions: 0, inFlight: 0 }),
+      {
+        serverId: 'conformance',
+        sessionId: `session-${Date.now()}`,
+        auth: { principal: 't' },
+        handshakeTimeoutMs: 5_000,
+        admits,
+      },
+      createLogger('test'),
+    )
+  await t.rejects(
+    connect(() => false),
+    { code: 'NO_HOST', message: /runs a manifest of it that is not whitelisted/ },
+  )
+  const link = await connect((s) => s.manifestHash === announced.manifestHash)
+  t.ok(link, 'the declared manifest is the announced one, and a whitelist that holds it admits it')
+  await link.close()
 })
 
 t.test('manifest files from the CLI: create, sign, verify; tampering is caught', async (t) => {
