@@ -6,7 +6,7 @@ import { type Manifest, manifestPackage } from '../protocol/manifest.ts'
 import { directoryDigests, filesHash } from './package-files.ts'
 
 /** npm's record of what it installed: `node_modules/.package-lock.json`, keyed by `node_modules/<name>`. */
-function lockedIntegrity(packageDir: string, name: string): string | undefined {
+export function lockedIntegrity(packageDir: string, name: string): string | undefined {
   const nodeModules = join(packageDir, ...name.split('/').map(() => '..'))
   const lockPath = join(nodeModules, '.package-lock.json')
   if (!existsSync(lockPath)) return undefined

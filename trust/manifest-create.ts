@@ -1,5 +1,4 @@
 import { execFile } from 'node:child_process'
-import { createHash } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -7,7 +6,8 @@ import { promisify } from 'node:util'
 import { defaultSearchPaths, findPackageDir } from '../node/runtime/package-bin.ts'
 import { NexusError } from '../protocol/errors.ts'
 import { type Manifest, parseManifest } from '../protocol/manifest.ts'
-import { directoryDigests, filesHash, tarballFiles, tarballIntegrity } from './package-files.ts'
+import { lockedIntegrity } from './installed-package.ts'
+import { digestsOf, directoryDigests, filesHash, tarballFiles, tarballIntegrity } from './package-files.ts'
 
 export interface ManifestOptions {
   id?: string
@@ -49,16 +49,11 @@ function fromTarball(tarball: Uint8Array, where: string): PackedPackage {
   const files = tarballFiles(tarball)
   const manifest = files.get('package.json')
   if (manifest === undefined) throw new NexusError('INVALID_CONFIG', `${where} has no package/package.json`)
-  const digests = new Map([...files].map(([path, data]) => [path, createSha512Hex(data)] as [string, string]))
   return {
     pkg: JSON.parse(Buffer.from(manifest).toString('utf8')) as PackageJson,
     integrity: tarballIntegrity(tarball),
-    files: filesHash(digests),
+    files: filesHash(digestsOf(files)),
   }
-}
-
-function createSha512Hex(data: Uint8Array): string {
-  return createHash('sha512').update(data).digest('hex')
 }
 
 /** Downloads the tarball with npm and checks it against the registry's integrity. */
@@ -92,12 +87,7 @@ async function fromRegistry(name: string, version: string | undefined): Promise<
 
 async function fromInstalled(dir: string, name: string): Promise<PackedPackage | undefined> {
   const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as PackageJson
-  const lockPath = join(dir, ...name.split('/').map(() => '..'), '.package-lock.json')
-  if (!existsSync(lockPath)) return undefined
-  const lock = JSON.parse(readFileSync(lockPath, 'utf8')) as {
-    packages?: Record<string, { integrity?: string }>
-  }
-  const integrity = lock.packages?.[`node_modules/${name}`]?.integrity
+  const integrity = lockedIntegrity(dir, name)
   if (integrity === undefined) return undefined
   return { pkg, integrity, files: filesHash(await directoryDigests(dir)) }
 }

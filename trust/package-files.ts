@@ -98,6 +98,10 @@ export function tarballFiles(tarball: Uint8Array): Map<string, Uint8Array> {
   return files
 }
 
+export function digestsOf(files: Map<string, Uint8Array>): FileDigests {
+  return new Map([...files].map(([path, data]) => [path, sha512Hex(data)]))
+}
+
 export function tarballDigests(tarball: Uint8Array): FileDigests {
-  return new Map([...tarballFiles(tarball)].map(([path, data]) => [path, sha512Hex(data)]))
+  return digestsOf(tarballFiles(tarball))
 }

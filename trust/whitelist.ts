@@ -27,6 +27,10 @@ export function label(id: string, version: string): string {
   return `${id}@${version}`
 }
 
+function revokedReason(key: string, record: { revokedBlock: number; reason: string }): string {
+  return `${key} was revoked in block ${record.revokedBlock}: ${record.reason || 'no reason given'}`
+}
+
 /**
  * Decides which manifests may run. Offline (no registry): every manifest that enough trusted curators signed.
  * With a registry: the curators are the registry's, and a manifest must also be published there under the same
@@ -62,7 +66,7 @@ export function evaluateWhitelist(
         continue
       }
       if (record.status === 'revoked') {
-        const reason = `${key} was revoked in block ${record.revokedBlock}: ${record.reason || 'no reason given'}`
+        const reason = revokedReason(key, record)
         refused.set(key, { code: 'SERVER_REVOKED', reason })
         continue
       }
@@ -79,7 +83,7 @@ export function evaluateWhitelist(
       if (active.has(key) || refused.has(key)) continue
       const reason =
         record.status === 'revoked'
-          ? `${key} was revoked in block ${record.revokedBlock}: ${record.reason || 'no reason given'}`
+          ? revokedReason(key, record)
           : `${key} is published in the registry, but no signed manifest for it was provided`
       refused.set(key, {
         code: record.status === 'revoked' ? 'SERVER_REVOKED' : 'UNTRUSTED_MANIFEST',
