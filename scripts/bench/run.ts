@@ -2,18 +2,21 @@
 /**
  * `npm run bench`: prints one JSON document on stdout with the results of each suite (`BENCH_SUITES`, default
  * all, in this order):
+ * - `allocation`: allocator time for 10–1,000 nodes × 50–500 servers, churn when a node leaves or joins
  * - `throughput`: tools/call through gateway + node against the same server reached directly (`throughput.ts`)
  * - `sessions`: 1,000 concurrent sessions held through one gateway, errors and memory (`sessions.ts`)
  * - `failover`: node killed or hung → next successful call, over 20 trials each (`failover.ts`)
  * - `convergence`: announcement propagation in a 50-peer network (`convergence.ts`)
  */
 import { cpus } from 'node:os'
+import { runAllocationBench } from './allocation.ts'
 import { benchConvergence } from './convergence.ts'
 import { benchFailover } from './failover.ts'
 import { benchSessions } from './sessions.ts'
 import { benchThroughput } from './throughput.ts'
 
 const SUITES = {
+  allocation: runAllocationBench,
   throughput: benchThroughput,
   sessions: benchSessions,
   failover: benchFailover,
