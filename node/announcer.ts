@@ -38,6 +38,8 @@ export class Announcer {
   /** Peers that just subscribed and that no announcement reached yet, with the announcements tried since. */
   readonly #newcomers = new Map<string, number>()
   #newcomerTimer: NodeJS.Timeout | undefined
+  /** Sees every announcement this node makes (gossipsub does not deliver a peer's own records to it). */
+  onAnnounce: ((announcement: Announcement) => void) | undefined
   #lastForNewcomersAt = 0
   readonly #onSubscriptionChange = (evt: CustomEvent<SubscriptionChangeData>) => {
     if (!evt.detail.subscriptions.some((s) => s.topic === ANNOUNCE_TOPIC && s.subscribe)) return
@@ -91,6 +93,7 @@ export class Announcer {
       seq: this.#seq,
       timestamp: Date.now(),
     }
+    this.onAnnounce?.(announcement)
     let recipients: string[] = []
     try {
       recipients = await this.#topic.publish(encodeAnnouncement(announcement))

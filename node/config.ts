@@ -107,6 +107,39 @@ export const NodeConfigSchema = z.object({
   bootstrap: z.array(z.string()).default([]),
   servers: z.array(HostedServerConfigSchema).default([]),
   trust: TrustConfigSchema.prefault({}),
+  /**
+   * Network allocation: the node hosts what the allocator assigns it among the whitelisted servers (the
+   * `servers` entries then only give the operator's settings for them). Off: it hosts `servers` as listed.
+   */
+  allocation: z
+    .object({
+      enabled: z.boolean().default(false),
+      /** Length of an epoch; every peer computes the assignment once per epoch. */
+      epochMs: z.number().int().min(200).default(10_000),
+      /** How long after an epoch boundary to compute, so that the records signed before it arrived. */
+      settleMs: z.number().int().min(0).default(1_000),
+      policy: z
+        .object({
+          minReplicas: z.number().int().min(1).max(64),
+          maxReplicas: z.number().int().min(1).max(1024),
+          idleReplicas: z.number().int().min(0).max(64),
+          sessionsPerReplica: z.number().positive(),
+          callsPerReplica: z.number().positive(),
+          targetUtilisation: z.number().positive().max(1),
+          shrinkHysteresis: z.number().min(0).max(4),
+        })
+        .partial()
+        .strict()
+        .default({}),
+    })
+    .strict()
+    .prefault({}),
+  /** Told to the allocator: replicas of a server go to distinct operators where possible. */
+  labels: z
+    .object({ operator: z.string().max(128).optional(), region: z.string().max(128).optional() })
+    .default({}),
+  /** What this node offers servers; by default the machine's cores and memory. */
+  resources: z.object({ cpu: z.number().positive(), memoryMiB: z.number().int().positive() }).optional(),
   /** Session slots this node offers across all its servers. */
   maxSessions: z.number().int().min(1).default(256),
   announceIntervalMs: z.number().int().min(100).default(2_000),

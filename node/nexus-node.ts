@@ -1,6 +1,8 @@
-import { EventEmitter } from 'node:events'
+import { EventEmitter, once } from 'node:events'
+import { availableParallelism, totalmem } from 'node:os'
 import type { Connection, ConnectionGater, PrivateKey, Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
+import type { Assignment } from '../allocator/types.ts'
 import { type Announcement, decodeAnnouncement } from '../protocol/announcement.ts'
 import { type DemandReport, decodeDemandReport } from '../protocol/demand.ts'
 import { errorMessage, NexusError } from '../protocol/errors.ts'
@@ -22,6 +24,7 @@ import { type AnnouncementBody, Announcer } from './announcer.ts'
 import { type NodeConfig, type NodeConfigInput, parseNodeConfig } from './config.ts'
 import { HostedServers, type ServerRefusal } from './hosted-servers.ts'
 import { MachineLoad } from './machine-load.ts'
+import { NodeAllocation } from './node-allocation.ts'
 import { NodeSession } from './node-session.ts'
 import { ProviderRecords } from './provider-records.ts'
 import { ProcessRuntime, type Runtime } from './runtime/process-runtime.ts'
@@ -43,6 +46,10 @@ export interface NexusNodeEvents {
   'server-refused': [ServerRefusal]
   /** A server that ran stopped because the whitelist no longer allows it (revoked on chain, curator removed). */
   'server-withdrawn': [ServerRefusal]
+  /** This node computed the assignment of an epoch (network allocation only). */
+  assignment: [Assignment]
+  /** The servers this node runs changed to follow its share of the assignment. */
+  'share-applied': [{ epoch: number; servers: string[] }]
 }
 
 /**
@@ -66,6 +73,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
   readonly refusedServers = new Map<string, ServerRefusal>()
   #trust: OpenedWhitelist | undefined
   #hosted: HostedServers | undefined
+  #allocation: NodeAllocation | undefined
   #reconciling: Promise<void> = Promise.resolve()
   #peer: NexusPeer | undefined
   #announcements: GossipRecords<Announcement> | undefined
@@ -81,6 +89,11 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     this.logger = options.logger ?? createLogger('node')
     this.runtime = options.runtime ?? new ProcessRuntime(this.logger)
     this.#options = options
+  }
+
+  /** The latest assignment this node computed (network allocation only). */
+  get assignment(): Assignment | undefined {
+    return this.#allocation?.assignment
   }
 
   /** The whitelist this node enforces (loaded at start). */
@@ -111,7 +124,15 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
   async start(): Promise<void> {
     this.#trust = await openWhitelist(this.config.trust, this.logger)
     this.#hosted = new HostedServers(this.#trust.whitelist)
+    if (this.config.allocation.enabled)
+      this.#allocation = new NodeAllocation(
+        this.config,
+        this.#trust.whitelist,
+        () => this.peerId,
+        this.logger,
+      )
     try {
+      await this.#allocation?.refreshEligible(this.#hosted)
       await this.#applyServers()
     } catch (err) {
       await this.#trust.close()
@@ -166,9 +187,8 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     this.#announcer.start()
     // A server that went down must leave the announcement at once, and come back as soon as it is up.
     this.runtime.onStatusChange(() => this.#announcer?.announceSoon())
-    this.#trust.whitelist.on('change', () => {
-      this.#reconciling = this.#reconciling.then(() => this.#reconcile())
-    })
+    this.#trust.whitelist.on('change', () => this.#scheduleReconcile())
+    if (this.#allocation !== undefined) this.#followAllocation(this.#allocation)
     this.logger.info({ peerId: this.peerId, addrs: this.multiaddrs }, 'node started')
   }
 
@@ -182,6 +202,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     this.#draining = true
     this.#announcer?.announceSoon()
     await this.#drainSessions()
+    this.#allocation?.stop()
     this.#announcer?.stop()
     this.#announcements?.stop()
     this.#demandReports?.stop()
@@ -197,6 +218,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
   /** Simulates a crash for failure tests: the network goes first, with no goodbye to anyone. */
   async crash(): Promise<void> {
     if (this.#peer === undefined) return
+    this.#allocation?.stop()
     this.#announcer?.stop()
     const peer = this.#peer
     this.#peer = undefined
@@ -218,7 +240,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
 
   /** Runs exactly the configured servers the whitelist allows and whose packages check out. */
   async #applyServers(outcome?: Awaited<ReturnType<HostedServers['resolve']>>): Promise<ServerRefusal[]> {
-    const { resolved, refused } = outcome ?? (await this.#hosted!.resolve(this.config.servers))
+    const { resolved, refused } = outcome ?? (await this.#hosted!.resolve(this.#wantedServers()))
     const fresh: ServerRefusal[] = []
     for (const refusal of refused) {
       if (!this.refusedServers.has(refusal.id)) fresh.push(refusal)
@@ -234,36 +256,90 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     return fresh
   }
 
+  /** What the node should run: its configured servers, or with network allocation, its share. */
+  #wantedServers() {
+    return this.#allocation?.wanted() ?? this.config.servers
+  }
+
+  #scheduleReconcile(): void {
+    this.#reconciling = this.#reconciling.then(() => this.#reconcile())
+  }
+
+  /** Records what the network gossips for the allocator, and follows this node's share of each epoch. */
+  #followAllocation(allocation: NodeAllocation): void {
+    this.#announcements!.on('record', (a) => allocation.state.addAnnouncement(a))
+    this.#demandReports!.on('record', (r) => allocation.state.addDemand(r))
+    this.#announcer!.onAnnounce = (a) => allocation.state.addAnnouncement(a)
+    allocation.on('assignment', ({ assignment, changed }) => {
+      this.emit('assignment', assignment)
+      if (changed) this.#scheduleReconcile()
+      // Peers compare the hash each node announces: divergence shows at once.
+      this.#announcer?.announceSoon()
+    })
+    allocation.start()
+  }
+
   /**
-   * The whitelist changed: servers it no longer allows stop at once — their sessions end with the reason, so
-   * that gateways tell agents rather than move them — and the node announces what it runs now.
+   * Brings what runs in line with what should run (the whitelist changed, or this node's share did). A server
+   * the whitelist no longer allows stops at once: its sessions end with the reason, so that gateways tell
+   * agents rather than move them. A server the allocator moved elsewhere is handed over: its sessions finish
+   * their requests and move once another node announces it. Either way the node first stops announcing it.
    */
   async #reconcile(): Promise<void> {
     if (this.#peer === undefined) return
     const before = new Set(this.#hashes.keys())
     try {
-      const outcome = await this.#hosted!.resolve(this.config.servers)
+      await this.#allocation?.refreshEligible(this.#hosted!)
+      const outcome = await this.#hosted!.resolve(this.#wantedServers())
       const kept = new Set(outcome.resolved.map((r) => r.config.id))
-      const reasons = new Map(outcome.refused.map((r) => [r.id, r.reason]))
+      const refusals = new Map(outcome.refused.map((r) => [r.id, r.reason]))
+      this.#hashes = new Map([...this.#hashes].filter(([id]) => kept.has(id)))
+      this.#announcer?.announceSoon()
       await Promise.all(
         [...this.sessions.values()]
           .filter((s) => before.has(s.serverId) && !kept.has(s.serverId))
-          .map((s) =>
-            s.close(
-              'SERVER_REVOKED',
-              `server ${s.serverId} is no longer whitelisted: ${reasons.get(s.serverId)}`,
-            ),
-          ),
+          .map((s) => {
+            const revoked = this.#revocationOf(s.serverId, refusals)
+            if (revoked !== undefined)
+              return s.close('SERVER_REVOKED', `server ${s.serverId} is no longer whitelisted: ${revoked}`)
+            return this.#handOver(s)
+          }),
       )
-      // Announce the withdrawal before the processes are gone, so gateways stop routing there first.
-      this.#hashes = new Map([...this.#hashes].filter(([id]) => kept.has(id)))
-      this.#announcer?.announceSoon()
       const withdrawn = await this.#applyServers(outcome)
       for (const refusal of withdrawn.filter((r) => before.has(r.id))) this.emit('server-withdrawn', refusal)
+      const epoch = this.#allocation?.assignment?.epoch
+      if (epoch !== undefined) this.emit('share-applied', { epoch, servers: [...this.#hashes.keys()].sort() })
     } catch (err) {
-      this.logger.error({ err: errorMessage(err) }, 'cannot apply the whitelist change')
+      this.logger.error({ err: errorMessage(err) }, 'cannot apply the change of servers')
     }
     this.#announcer?.announceSoon()
+  }
+
+  /** Why a server that stops running is no longer allowed, or undefined when it is only moved elsewhere. */
+  #revocationOf(serverId: string, refusals: Map<string, string>): string | undefined {
+    if (this.#allocation === undefined) return refusals.get(serverId) ?? 'refused'
+    try {
+      this.whitelist.resolve(serverId)
+      return undefined
+    } catch (err) {
+      return errorMessage(err)
+    }
+  }
+
+  /**
+   * Ends a session of a server this node no longer runs, without cutting it: once its requests are answered
+   * and another node announces the server, it closes with NODE_DRAINING and the gateway moves it there. After
+   * `drainTimeoutMs` it is moved regardless.
+   */
+  async #handOver(session: NodeSession): Promise<void> {
+    const deadline = AbortSignal.timeout(this.config.drainTimeoutMs)
+    const timedOut = new Promise<void>((resolve) => deadline.addEventListener('abort', () => resolve()))
+    await Promise.race([session.whenIdle(), timedOut])
+    const state = this.#allocation!.state
+    const elsewhere = () => state.hostsOf(session.serverId, Date.now()).some((peer) => peer !== this.peerId)
+    while (!elsewhere() && !deadline.aborted && this.#announcements !== undefined)
+      await once(this.#announcements, 'record', { signal: deadline }).catch(() => {})
+    await session.close('NODE_DRAINING', `server ${session.serverId} moved to other nodes`)
   }
 
   async #drainSessions(): Promise<void> {
@@ -299,6 +375,16 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
         sessions: perServer.get(s.id) ?? 0,
         freeSlots: this.#draining ? 0 : freeSlots,
       })),
+      resources: this.config.resources ?? {
+        cpu: availableParallelism(),
+        memoryMiB: Math.floor(totalmem() / 1_048_576),
+      },
+      labels: this.config.labels,
+      eligible: this.#allocation?.eligible,
+      assignment:
+        this.#allocation?.assignment === undefined
+          ? undefined
+          : { epoch: this.#allocation.assignment.epoch, hash: this.#allocation.assignment.hash },
       load: {
         sessions: this.sessions.size,
         capacity: this.config.maxSessions,

@@ -39,6 +39,15 @@ export const AnnouncementSchema = z.object({
   servers: z.array(HostedServerSchema).max(1024),
   load: NodeLoadSchema,
   draining: z.boolean(),
+  /** What the node offers the allocator: CPU cores and memory for servers, and who runs it where. */
+  resources: z.object({ cpu: z.number().min(0), memoryMiB: z.number().min(0) }).optional(),
+  labels: z
+    .object({ operator: z.string().max(128).optional(), region: z.string().max(128).optional() })
+    .optional(),
+  /** Whitelisted servers this node can run (installed and verified); absent when it takes no allocation. */
+  eligible: z.array(z.string().max(128)).max(4096).optional(),
+  /** The assignment this node computed for its latest epoch, so that peers that disagree can be seen. */
+  assignment: z.object({ epoch: z.number().int().min(0), hash: z.string().max(80) }).optional(),
   /** How often the node announces; receivers forget it after three intervals of silence. */
   intervalMs: z.number().int().min(50).max(600_000),
   /** Strictly increasing per node, so that receivers drop reordered or replayed records. */

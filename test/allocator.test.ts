@@ -183,8 +183,8 @@ t.test(
     }
     t.same([...seen], [6], 'demand wavering around the threshold keeps 6 replicas')
     const withHeadroom = Math.ceil((threshold * 0.5 * (1 + DEFAULT_POLICY.shrinkHysteresis)) / perReplica)
-  t.equal(count(threshold * 0.5, 6), withHeadroom, 'a real fall shrinks, to the count that leaves headroom')
-  t.equal(count(threshold * 0.5, withHeadroom), withHeadroom, 'and stays there')
+    t.equal(count(threshold * 0.5, 6), withHeadroom, 'a real fall shrinks, to the count that leaves headroom')
+    t.equal(count(threshold * 0.5, withHeadroom), withHeadroom, 'and stays there')
     t.equal(count(0, 6), DEFAULT_POLICY.idleReplicas, 'no demand: the idle replica count')
     t.equal(count(1e9), DEFAULT_POLICY.maxReplicas, 'never above maxReplicas')
   },

@@ -18,8 +18,10 @@ export interface Runtime {
   stop(): Promise<void>
 }
 
+/** Whether two configurations start the same processes; the warm pool size can change in place. */
 function sameLaunch(a: ServerConfig, b: ServerConfig): boolean {
-  return JSON.stringify(a) === JSON.stringify(b)
+  const launch = (c: ServerConfig) => JSON.stringify({ ...c, warmPool: undefined })
+  return launch(a) === launch(b)
 }
 
 export interface ProcessRuntimeEvents {
@@ -52,7 +54,9 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
     await Promise.all(retired.map((u) => u.stop()))
     const started: Upstream[] = []
     for (const config of wanted.values()) {
-      if (this.#upstreams.has(config.id)) continue
+      const running = this.#upstreams.get(config.id)
+      if (running !== undefined && config.transport === 'stdio') running.resize?.(config.warmPool)
+      if (running !== undefined) continue
       const upstream =
         config.transport === 'stdio'
           ? new StdioUpstream(config, this.#logger, this.#events)

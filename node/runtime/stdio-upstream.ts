@@ -21,9 +21,11 @@ export class StdioUpstream implements Upstream {
   #refillTimer: NodeJS.Timeout | undefined
   #restarts = 0
   #stopped = false
+  #warmPool: number
 
   constructor(config: StdioServerConfig, logger: Logger, events?: UpstreamEvents) {
     this.config = config
+    this.#warmPool = config.warmPool
     this.#logger = logger.child({ server: config.id })
     this.#events = events
   }
@@ -41,6 +43,12 @@ export class StdioUpstream implements Upstream {
     const session = new StdioSession(proc, () => this.#active.delete(session))
     this.#active.add(session)
     return session
+  }
+
+  resize(warmPool: number): void {
+    this.#warmPool = warmPool
+    for (const extra of this.#idle.splice(warmPool)) void extra.stop()
+    if (this.#spec !== undefined && this.#refillTimer === undefined) this.#refill()
   }
 
   status(): UpstreamStatus {
@@ -72,7 +80,7 @@ export class StdioUpstream implements Upstream {
 
   #refill(): void {
     this.#refillTimer = undefined
-    while (!this.#stopped && this.#idle.length < this.config.warmPool) {
+    while (!this.#stopped && this.#idle.length < this.#warmPool) {
       const proc = this.#spawn()
       proc.onExit = (description) => this.#onIdleExit(proc, description)
       this.#idle.push(proc)

@@ -44,5 +44,7 @@ export interface Upstream {
   start(): Promise<void>
   stop(): Promise<void>
   open(): Promise<UpstreamSession>
+  /** Keeps this many warm instances from now on, without touching running sessions (stdio only). */
+  resize?(warmPool: number): void
   status(): UpstreamStatus
 }

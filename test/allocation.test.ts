@@ -1,0 +1,122 @@
+import t from 'tap'
+import type { Assignment } from '../allocator/types.ts'
+import { demoServers } from '../node/demo-servers.ts'
+import type { NexusNode } from '../node/nexus-node.ts'
+import { connectStreamable } from './support/clients.ts'
+import { startNetwork } from './support/network.ts'
+import { waitFor } from './support/wait.ts'
+
+const SERVERS = ['everything', 'memory', 'filesystem', 'sequential-thinking']
+// Small replicas, so that a dozen sessions are "high demand": 4 sessions per replica at 70% → 3 replicas for 7.
+const policy = { sessionsPerReplica: 4, minReplicas: 2, idleReplicas: 1 }
+
+const network = await startNetwork({
+  nodes: [0, 1, 2].map((i) => ({
+    servers: demoServers({ warmPool: 0 }),
+    labels: { operator: `operator-${i}` },
+  })),
+  node: { allocation: { enabled: true, epochMs: 1_000, settleMs: 300, policy }, announceIntervalMs: 500 },
+  gateway: { demandIntervalMs: 250 },
+  readyTimeoutMs: 30_000,
+})
+t.teardown(network.stop)
+const { gateway } = network
+
+/** Every node's assignment hash, by epoch. */
+const hashes = new Map<number, Map<string, string>>()
+for (const node of network.nodes)
+  node.on('assignment', (a: Assignment) => {
+    const byNode = hashes.get(a.epoch) ?? new Map<string, string>()
+    byNode.set(node.peerId, a.hash)
+    hashes.set(a.epoch, byNode)
+  })
+const hostCount = (serverId: string) => gateway.view.hostsOf(serverId).length
+const hosting = (node: NexusNode, serverId: string) => node.runtime.has(serverId)
+
+t.test(
+  'with no static list, every whitelisted server gets hosted, and all nodes agree on each epoch',
+  async (t) => {
+    for (const id of SERVERS) t.ok(hostCount(id) >= 1, `${id} is hosted somewhere`)
+    await waitFor(
+      () => [...hashes.values()].filter((byNode) => byNode.size === 3).length >= 3,
+      network.nodes[0]!,
+      'assignment',
+      15_000,
+      'three epochs computed by all three nodes',
+    )
+    const complete = [...hashes].filter(([, byNode]) => byNode.size === 3)
+    for (const [epoch, byNode] of complete)
+      t.equal(new Set(byNode.values()).size, 1, `epoch ${epoch}: the same assignment hash on every node`)
+    const announced = gateway.view.hostsOf('everything')[0]!
+    t.ok(announced.load, 'nodes announce their load as before')
+  },
+)
+
+t.test(
+  'demand rises: more replicas on more nodes; it falls: a replica is handed over, no session cut',
+  async (t) => {
+    t.equal(hostCount('everything'), 1, 'an idle server has one replica')
+    const clients = await Promise.all(
+      Array.from({ length: 12 }, () => connectStreamable(gateway.serverUrl('everything'))),
+    )
+    t.teardown(() => Promise.all(clients.map(({ client }) => client.close())))
+    await waitFor(
+      () => hostCount('everything') === 3,
+      gateway.view,
+      'change',
+      20_000,
+      'three replicas of everything',
+    )
+    t.equal(network.nodes.filter((n) => hosting(n, 'everything')).length, 3, 'every node runs it')
+    // Spread new sessions over the replicas, then keep one session on each node and close the rest.
+    const more = await Promise.all(
+      Array.from({ length: 12 }, () => connectStreamable(gateway.serverUrl('everything'))),
+    )
+    const all = [...clients, ...more]
+    const nodeOf = (sessionId: string | undefined) =>
+      network.nodes.find((n) => sessionId !== undefined && n.sessions.has(sessionId))
+    const kept = network.nodes.map((node) => all.find((c) => nodeOf(c.transport.sessionId) === node))
+    t.ok(
+      kept.every((c) => c !== undefined),
+      'each node serves at least one session',
+    )
+    // Ending a session (DELETE) is what lowers the gateway's demand report.
+  const end = async ({ client, transport }: (typeof all)[number]) => {
+    await transport.terminateSession()
+    await client.close()
+  }
+  await Promise.all(all.filter((c) => !kept.includes(c)).map(end))
+    t.teardown(() => Promise.all(kept.map((c) => c!.client.close())))
+    // 3 sessions need 2 replicas: one node hands its session over and stops the server.
+    await waitFor(() => hostCount('everything') === 2, gateway.view, 'change', 20_000, 'two replicas again')
+    await waitFor(
+      () => network.nodes.filter((n) => hosting(n, 'everything')).length === 2,
+      gateway.view,
+      'change',
+      20_000,
+      'the third replica stopped',
+    )
+    for (const [i, c] of kept.entries()) {
+      const result = await c!.client.callTool({ name: 'echo', arguments: { message: `still ${i}` } })
+      t.match(result, { content: [{ text: new RegExp(`still ${i}`) }] }, `session ${i} goes on`)
+    }
+  },
+)
+
+t.test('a node leaves: its servers are re-placed on the others', async (t) => {
+  const leaving = network.nodes.find((n) => SERVERS.some((id) => hosting(n, id)))!
+  const carried = SERVERS.filter((id) => hosting(leaving, id))
+  await leaving.stop()
+  const rest = network.nodes.filter((n) => n !== leaving)
+  await waitFor(
+    () => SERVERS.every((id) => rest.some((n) => hosting(n, id)) && hostCount(id) >= 1),
+    gateway.view,
+    'change',
+    20_000,
+    'every server hosted by the remaining nodes',
+  )
+  t.pass(`${carried.join(', ')} moved off the leaving node`)
+  const { client } = await connectStreamable(gateway.serverUrl(carried[0] ?? 'everything'))
+  t.teardown(() => client.close())
+  t.ok((await client.listTools()).tools.length > 0, 'a new session reaches a re-placed server')
+})
