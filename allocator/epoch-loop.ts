@@ -9,6 +9,8 @@ export interface EpochLoopOptions {
   epochMs: number
   /** How long after a boundary to wait for the records signed before it to reach every peer. */
   settleMs: number
+  /** How long a node must have been announcing before the allocator counts it. */
+  joinDelayMs: number
   policy?: Partial<AllocationPolicy>
 }
 
@@ -65,7 +67,10 @@ export class EpochLoop extends EventEmitter<EpochLoopEvents> {
 
   #compute(epoch: number, boundary: number): void {
     try {
-      const input = this.#state.snapshot(epoch, boundary, this.#servers(), this.#options.policy)
+      const { joinDelayMs, policy } = this.#options
+      // Records count for two epochs at least: a late or lost one must not change the input.
+      const windowMs = 2 * this.#options.epochMs
+      const input = this.#state.snapshot(epoch, boundary, this.#servers(), joinDelayMs, windowMs, policy)
       const assignment = allocate(input)
       this.#state.prune(boundary - 10 * this.#options.epochMs)
       this.latest = assignment

@@ -17,14 +17,20 @@ function remember<T extends { timestamp: number }>(
   history.set(peerId, records)
 }
 
-/** The peer's latest record signed at or before the boundary, if it was still fresh then. */
+/**
+ * The peer's latest record signed at or before the boundary, if it was still fresh then: within three of the
+ * peer's intervals, and never less than `minWindowMs` (a few lost or late records must not make a peer, or
+ * its demand, vanish for an epoch: the assignment would flap).
+ */
 function asOf<T extends { timestamp: number; intervalMs: number }>(
   records: T[],
   boundary: number,
+  minWindowMs = 0,
 ): T | undefined {
   let latest: T | undefined
   for (const record of records) if (record.timestamp <= boundary) latest = record
-  return latest !== undefined && latest.timestamp > boundary - 3 * latest.intervalMs ? latest : undefined
+  if (latest === undefined) return undefined
+  return latest.timestamp > boundary - Math.max(3 * latest.intervalMs, minWindowMs) ? latest : undefined
 }
 
 /**
@@ -63,20 +69,24 @@ export class NetworkState {
   }
 
   /**
-   * The allocator's input for an epoch: the nodes that take allocations (they announce `eligible`), live and
-   * not draining at the boundary; demand summed over gateways; how many replicas each server had then.
+   * The allocator's input for an epoch: the nodes that take allocations (they announce `eligible`), live,
+   * not draining and started at least `joinDelayMs` before the boundary; demand summed over gateways; how many replicas each server had then.
    */
   snapshot(
     epoch: number,
     boundary: number,
     servers: readonly AllocatorServer[],
+    joinDelayMs: number,
+    windowMs: number,
     policy?: Partial<AllocationPolicy>,
   ): AllocationInput {
     const nodes: AllocatorNode[] = []
     const current: Record<string, number> = {}
     for (const records of this.#announcements.values()) {
-      const a = asOf(records, boundary)
+      const a = asOf(records, boundary, windowMs)
       if (a === undefined || a.draining || a.eligible === undefined) continue
+      // A node that just started may not have reached every peer yet: it joins once it surely has.
+      if (a.startedAt === undefined || a.startedAt > boundary - joinDelayMs) continue
       nodes.push({
         id: a.peerId,
         capacity: a.load.capacity,
@@ -92,7 +102,7 @@ export class NetworkState {
     // Summed in peer id order: float addition depends on order, and every peer must get the same bits.
     const gateways = [...this.#demand.keys()].sort()
     for (const records of gateways.map((g) => this.#demand.get(g)!)) {
-      const report = asOf(records, boundary)
+      const report = asOf(records, boundary, windowMs)
       if (report === undefined) continue
       for (const s of report.servers) {
         const d = demand[s.id] ?? { sessions: 0, callsPerSec: 0 }

@@ -144,7 +144,9 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     this.#demand.start()
     this.#streamable = new StreamableEndpoint(this, this.config, this.logger)
     this.#legacy = new LegacySseEndpoint(this, this.config, this.logger)
-    const http = createServer((req, res) => void this.#route(req, res))
+    // Idle keep-alive sockets stay open longer than clients keep them (undici: 4 s), so that a client never
+    // reuses a socket the server is closing at that moment (which it would see as ECONNRESET).
+    const http = createServer({ keepAliveTimeout: 65_000 }, (req, res) => void this.#route(req, res))
     this.#http = http
     try {
       await new Promise<void>((resolve, reject) => {

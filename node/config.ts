@@ -118,6 +118,11 @@ export const NodeConfigSchema = z.object({
       epochMs: z.number().int().min(200).default(10_000),
       /** How long after an epoch boundary to compute, so that the records signed before it arrived. */
       settleMs: z.number().int().min(0).default(1_000),
+      /**
+       * A node counts for allocation once it has announced for this long, so that every peer has its records;
+       * until then it computes assignments but neither applies nor announces them.
+       */
+      joinDelayMs: z.number().int().min(0).default(6_000),
       policy: z
         .object({
           minReplicas: z.number().int().min(1).max(64),

@@ -91,6 +91,11 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     this.#options = options
   }
 
+  /** Network allocation's state on this node (undefined when the node hosts a static list). */
+  get allocation(): NodeAllocation | undefined {
+    return this.#allocation
+  }
+
   /** The latest assignment this node computed (network allocation only). */
   get assignment(): Assignment | undefined {
     return this.#allocation?.assignment
@@ -267,7 +272,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
 
   /** Records what the network gossips for the allocator, and follows this node's share of each epoch. */
   #followAllocation(allocation: NodeAllocation): void {
-    this.#announcements!.on('record', (a) => allocation.state.addAnnouncement(a))
+    this.#announcements!.on('record', (a) => allocation.observe(a))
     this.#demandReports!.on('record', (r) => allocation.state.addDemand(r))
     this.#announcer!.onAnnounce = (a) => allocation.state.addAnnouncement(a)
     allocation.on('assignment', ({ assignment, changed }) => {
@@ -295,15 +300,17 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       const refusals = new Map(outcome.refused.map((r) => [r.id, r.reason]))
       this.#hashes = new Map([...this.#hashes].filter(([id]) => kept.has(id)))
       this.#announcer?.announceSoon()
+      const leaving = new Map<string, NodeSession[]>()
+      for (const session of this.sessions.values())
+        if (before.has(session.serverId) && !kept.has(session.serverId))
+          leaving.set(session.serverId, [...(leaving.get(session.serverId) ?? []), session])
       await Promise.all(
-        [...this.sessions.values()]
-          .filter((s) => before.has(s.serverId) && !kept.has(s.serverId))
-          .map((s) => {
-            const revoked = this.#revocationOf(s.serverId, refusals)
-            if (revoked !== undefined)
-              return s.close('SERVER_REVOKED', `server ${s.serverId} is no longer whitelisted: ${revoked}`)
-            return this.#handOver(s)
-          }),
+        [...leaving].map(async ([serverId, sessions]) => {
+          const revoked = this.#revocationOf(serverId, refusals)
+          if (revoked === undefined) return this.#handOver(serverId, sessions)
+          const reason = `server ${serverId} is no longer whitelisted: ${revoked}`
+          await Promise.all(sessions.map((s) => s.close('SERVER_REVOKED', reason)))
+        }),
       )
       const withdrawn = await this.#applyServers(outcome)
       for (const refusal of withdrawn.filter((r) => before.has(r.id))) this.emit('server-withdrawn', refusal)
@@ -327,19 +334,23 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
   }
 
   /**
-   * Ends a session of a server this node no longer runs, without cutting it: once its requests are answered
-   * and another node announces the server, it closes with NODE_DRAINING and the gateway moves it there. After
-   * `drainTimeoutMs` it is moved regardless.
+   * Ends the sessions of a server this node no longer runs, without cutting them: once another node announces
+   * the server and a session's requests are answered, it closes with NODE_DRAINING and the gateway moves it
+   * there. After `drainTimeoutMs` they are moved regardless.
    */
-  async #handOver(session: NodeSession): Promise<void> {
+  async #handOver(serverId: string, sessions: NodeSession[]): Promise<void> {
     const deadline = AbortSignal.timeout(this.config.drainTimeoutMs)
     const timedOut = new Promise<void>((resolve) => deadline.addEventListener('abort', () => resolve()))
-    await Promise.race([session.whenIdle(), timedOut])
     const state = this.#allocation!.state
-    const elsewhere = () => state.hostsOf(session.serverId, Date.now()).some((peer) => peer !== this.peerId)
+    const elsewhere = () => state.hostsOf(serverId, Date.now()).some((peer) => peer !== this.peerId)
     while (!elsewhere() && !deadline.aborted && this.#announcements !== undefined)
       await once(this.#announcements, 'record', { signal: deadline }).catch(() => {})
-    await session.close('NODE_DRAINING', `server ${session.serverId} moved to other nodes`)
+    await Promise.all(
+      sessions.map(async (session) => {
+        await Promise.race([session.whenIdle(), timedOut])
+        await session.close('NODE_DRAINING', `server ${serverId} moved to other nodes`)
+      }),
+    )
   }
 
   async #drainSessions(): Promise<void> {
@@ -381,6 +392,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       },
       labels: this.config.labels,
       eligible: this.#allocation?.eligible,
+      startedAt: this.#allocation?.startedAt,
       assignment:
         this.#allocation?.assignment === undefined
           ? undefined
@@ -416,7 +428,8 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     }
     serverId = open.serverId
     if (this.#draining) return refuse('NODE_DRAINING', 'this node is draining and accepts no new sessions')
-    if (!this.runtime.has(open.serverId))
+    // A server still running for sessions handed over to other nodes is not offered any more.
+    if (!this.runtime.has(open.serverId) || !this.#hashes.has(open.serverId))
       return refuse('UNKNOWN_SERVER', `server ${open.serverId} is not hosted on this node`)
     if (this.sessions.size >= this.config.maxSessions)
       return refuse('NODE_FULL', 'this node has no free session slot')

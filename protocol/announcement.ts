@@ -46,6 +46,8 @@ export const AnnouncementSchema = z.object({
     .optional(),
   /** Whitelisted servers this node can run (installed and verified); absent when it takes no allocation. */
   eligible: z.array(z.string().max(128)).max(4096).optional(),
+  /** When the node started: the allocator counts it only once every peer has surely heard of it. */
+  startedAt: z.number().int().min(0).optional(),
   /** The assignment this node computed for its latest epoch, so that peers that disagree can be seen. */
   assignment: z.object({ epoch: z.number().int().min(0), hash: z.string().max(80) }).optional(),
   /** How often the node announces; receivers forget it after three intervals of silence. */

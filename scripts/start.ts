@@ -16,7 +16,7 @@ const { values } = parseCli(
 Usage: npm start [-- --port <port>] [-- --chain]
 
 Starts one gateway and two nodes on this machine, hosting the everything, memory, filesystem and
-sequential-thinking MCP servers. The gateway listens on 127.0.0.1:<port> (default 8080, or $PORT).
+sequential-thinking MCP servers, placed on the nodes by the allocator (2 s epochs). The gateway listens on 127.0.0.1:<port> (default 8080, or $PORT).
 Nodes run what the embedded signed whitelist allows. With --chain, a local chain (anvil) is started, the
 registry deployed and the four manifests published there, and every peer follows the registry instead.
 `,
@@ -32,7 +32,12 @@ try {
   const network = await startNetwork({
     transport: 'tcp',
     nodes: 2,
+    // The nodes host what the allocator assigns them; these entries only give the operator's settings.
     servers: demoServers(),
+    node: {
+      allocation: { enabled: true, epochMs: 2_000, settleMs: 500, joinDelayMs: 2_500 },
+      announceIntervalMs: 1_000,
+    },
     gateway: { http: { port } },
     trust: registry?.trust,
   })

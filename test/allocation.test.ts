@@ -15,7 +15,11 @@ const network = await startNetwork({
     servers: demoServers({ warmPool: 0 }),
     labels: { operator: `operator-${i}` },
   })),
-  node: { allocation: { enabled: true, epochMs: 1_000, settleMs: 300, policy }, announceIntervalMs: 500 },
+  node: {
+    // A settle delay of 1 s: on a busy 2-core machine, gossip can take longer than a few hundred ms.
+    allocation: { enabled: true, epochMs: 2_000, settleMs: 1_000, joinDelayMs: 2_000, policy },
+    announceIntervalMs: 500,
+  },
   gateway: { demandIntervalMs: 250 },
   readyTimeoutMs: 30_000,
 })
@@ -41,12 +45,13 @@ t.test(
       () => [...hashes.values()].filter((byNode) => byNode.size === 3).length >= 3,
       network.nodes[0]!,
       'assignment',
-      15_000,
+      30_000,
       'three epochs computed by all three nodes',
     )
     const complete = [...hashes].filter(([, byNode]) => byNode.size === 3)
     for (const [epoch, byNode] of complete)
       t.equal(new Set(byNode.values()).size, 1, `epoch ${epoch}: the same assignment hash on every node`)
+    for (const node of network.nodes) t.equal(node.allocation!.divergences, 0, 'no node saw a peer disagree')
     const announced = gateway.view.hostsOf('everything')[0]!
     t.ok(announced.load, 'nodes announce their load as before')
   },
@@ -81,11 +86,11 @@ t.test(
       'each node serves at least one session',
     )
     // Ending a session (DELETE) is what lowers the gateway's demand report.
-  const end = async ({ client, transport }: (typeof all)[number]) => {
-    await transport.terminateSession()
-    await client.close()
-  }
-  await Promise.all(all.filter((c) => !kept.includes(c)).map(end))
+    const end = async ({ client, transport }: (typeof all)[number]) => {
+      await transport.terminateSession()
+      await client.close()
+    }
+    await Promise.all(all.filter((c) => !kept.includes(c)).map(end))
     t.teardown(() => Promise.all(kept.map((c) => c!.client.close())))
     // 3 sessions need 2 replicas: one node hands its session over and stops the server.
     await waitFor(() => hostCount('everything') === 2, gateway.view, 'change', 20_000, 'two replicas again')
