@@ -2,18 +2,7 @@ import t from 'tap'
 import { allocate } from '../allocator/allocate.ts'
 import type { AllocationInput, AllocatorNode, Assignment, Demand } from '../allocator/types.ts'
 import { DEFAULT_POLICY } from '../allocator/types.ts'
-
-/** A seeded generator (mulberry32): random inputs, the same on every run. */
-function seeded(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let x = s
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4_294_967_296
-  }
-}
+import { seededRandom } from './support/seeded-random.ts'
 
 interface Shape {
   nodes: [number, number]
@@ -27,7 +16,7 @@ interface Shape {
 }
 
 function randomInput(seed: number, shape: Shape): AllocationInput {
-  const random = seeded(seed)
+  const random = seededRandom(seed)
   const between = ([lo, hi]: [number, number]) => lo + Math.floor(random() * (hi - lo + 1))
   const nodeCount = between(shape.nodes)
   const serverCount = between(shape.servers)
@@ -80,7 +69,7 @@ t.test('identical output for permuted and duplicated inputs', async (t) => {
   let failures = 0
   for (let seed = 1; seed <= CASES; seed++) {
     const input = randomInput(seed, seed % 2 ? AMPLE : TIGHT)
-    const random = seeded(seed * 7)
+    const random = seededRandom(seed * 7)
     const permuted: AllocationInput = {
       ...input,
       nodes: shuffled([...input.nodes, ...input.nodes.slice(0, 1)], random),

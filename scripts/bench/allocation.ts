@@ -6,6 +6,7 @@ import type {
   Assignment,
   Demand,
 } from '../../allocator/types.ts'
+import { seededRandom } from '../../test/support/seeded-random.ts'
 import { type Distribution, distribution, round } from './stats.ts'
 
 /**
@@ -14,19 +15,8 @@ import { type Distribution, distribution, round } from './stats.ts'
  * (a seeded generator), so runs are comparable.
  */
 
-function seeded(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
-  }
-}
-
 export function syntheticNetwork(nodeCount: number, serverCount: number, seed = 1): AllocationInput {
-  const random = seeded(seed)
+  const random = seededRandom(seed)
   const nodes: AllocatorNode[] = Array.from({ length: nodeCount }, (_, i) => ({
     id: `node-${i.toString().padStart(4, '0')}`,
     capacity: 256,
