@@ -307,7 +307,8 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       await Promise.all(
         [...leaving].map(async ([serverId, sessions]) => {
           const revoked = this.#revocationOf(serverId, refusals)
-          if (revoked === undefined) return this.#handOver(serverId, sessions)
+          if (revoked === undefined)
+            return this.#handOver(serverId, sessions, `server ${serverId} moved to other nodes`)
           const reason = `server ${serverId} is no longer whitelisted: ${revoked}`
           await Promise.all(sessions.map((s) => s.close('SERVER_REVOKED', reason)))
         }),
@@ -334,34 +335,35 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
   }
 
   /**
-   * Ends the sessions of a server this node no longer runs, without cutting them: once another node announces
-   * the server and a session's requests are answered, it closes with NODE_DRAINING and the gateway moves it
-   * there. After `drainTimeoutMs` they are moved regardless.
+   * Ends sessions of a server without cutting them: each finishes its requests, then closes with NODE_DRAINING
+   * and its gateway moves it to another node. With network allocation, they first wait until another node
+   * announces the server (it may take an epoch to be placed there), for up to `drainTimeoutMs` plus an epoch.
    */
-  async #handOver(serverId: string, sessions: NodeSession[]): Promise<void> {
-    const deadline = AbortSignal.timeout(this.config.drainTimeoutMs)
+  async #handOver(serverId: string, sessions: NodeSession[], reason: string): Promise<void> {
+    const allocation = this.config.allocation
+    const waitMs =
+      this.config.drainTimeoutMs + (allocation.enabled ? allocation.epochMs + allocation.settleMs : 0)
+    const deadline = AbortSignal.timeout(waitMs)
     const timedOut = new Promise<void>((resolve) => deadline.addEventListener('abort', () => resolve()))
-    const state = this.#allocation!.state
-    const elsewhere = () => state.hostsOf(serverId, Date.now()).some((peer) => peer !== this.peerId)
+    const state = this.#allocation?.state
+    const elsewhere = () =>
+      state === undefined || state.hostsOf(serverId, Date.now()).some((peer) => peer !== this.peerId)
     while (!elsewhere() && !deadline.aborted && this.#announcements !== undefined)
       await once(this.#announcements, 'record', { signal: deadline }).catch(() => {})
     await Promise.all(
       sessions.map(async (session) => {
         await Promise.race([session.whenIdle(), timedOut])
-        await session.close('NODE_DRAINING', `server ${serverId} moved to other nodes`)
+        await session.close('NODE_DRAINING', reason)
       }),
     )
   }
 
   async #drainSessions(): Promise<void> {
-    const deadline = AbortSignal.timeout(this.config.drainTimeoutMs)
-    const timedOut = new Promise<void>((resolve) => deadline.addEventListener('abort', () => resolve()))
-    await Promise.all(
-      [...this.sessions.values()].map(async (session) => {
-        await Promise.race([session.whenIdle(), timedOut])
-        await session.close('NODE_DRAINING', 'the node is shutting down; the session moves to another node')
-      }),
-    )
+    const byServer = new Map<string, NodeSession[]>()
+    for (const session of this.sessions.values())
+      byServer.set(session.serverId, [...(byServer.get(session.serverId) ?? []), session])
+    const reason = 'the node is shutting down; the session moves to another node'
+    await Promise.all([...byServer].map(([serverId, sessions]) => this.#handOver(serverId, sessions, reason)))
   }
 
   #announcement(): AnnouncementBody {
