@@ -42,7 +42,7 @@ interface ServerPlan {
 
 /** How many replicas a server should have: by demand, at least the minimum, shrinking only past the band. */
 function targetReplicas(demand: Demand, inDemand: boolean, current: number, p: AllocationPolicy): number {
-  if (!inDemand) return p.idleReplicas
+  if (!inDemand) return Math.min(p.idleReplicas, p.maxReplicas)
   const needed = (headroom: number) =>
     Math.max(
       Math.ceil((demand.sessions * headroom) / (p.sessionsPerReplica * p.targetUtilisation)),
@@ -94,10 +94,7 @@ export function allocate(input: AllocationInput): Assignment {
     const raw = input.demand[server.id]
     const demand = { sessions: amount(raw?.sessions), callsPerSec: amount(raw?.callsPerSec) }
     const inDemand = demand.sessions > 0 || demand.callsPerSec > 0
-    const target = Math.min(
-      targetReplicas(demand, inDemand, amount(input.current?.[server.id]), policy),
-      policy.maxReplicas,
-    )
+    const target = targetReplicas(demand, inDemand, amount(input.current?.[server.id]), policy)
     // Beyond maxReplicas, a replica still reserves no more than it is designed to carry.
     const slots = Math.max(
       1,
