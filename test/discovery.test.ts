@@ -51,7 +51,7 @@ t.test('a gateway that joins late, with gossip off, finds hosts through the DHT 
     http: { port: 0 },
     trust: { allowUnverified: true },
     // A fresh peer's first DHT query waits for its routing table; give it time on a busy test machine.
-    discovery: { gossip: false, dhtLookupTimeoutMs: 30_000 },
+    discovery: { gossip: false, dhtLookupTimeoutMs: 60_000 },
   })
   await late.start()
   t.teardown(() => late.stop())
