@@ -21,7 +21,11 @@ export interface ClientChannel {
 interface InFlight {
   request: JsonRpcRequest
   progressToken: unknown
+  /** `performance.now()` when the agent sent it. */
+  startedAt: number
 }
+
+export type RequestOutcome = 'ok' | 'error' | 'failed'
 
 export interface FailoverEvent {
   session: GatewaySession
@@ -45,6 +49,8 @@ export interface GatewaySessionInit {
   replayTimeoutMs: number
   logger: Logger
   onClientRequest?: (session: GatewaySession) => void
+  /** An agent's request got its answer: the server's (`ok` or `error`), or the gateway's own (`failed`). */
+  onRequestDone?: (method: string, outcome: RequestOutcome, seconds: number) => void
   onFailover?: (event: FailoverEvent) => void
   onClosed: (session: GatewaySession) => void
 }
@@ -112,7 +118,11 @@ export class GatewaySession {
     }
     if (isRequest(message)) {
       const meta = (message.params as { _meta?: { progressToken?: unknown } } | undefined)?._meta
-      this.#inFlight.set(message.id, { request: message, progressToken: meta?.progressToken })
+      this.#inFlight.set(message.id, {
+        request: message,
+        progressToken: meta?.progressToken,
+        startedAt: performance.now(),
+      })
       this.#init.onClientRequest?.(this)
     } else if ('method' in message && message.method === 'notifications/cancelled') {
       const requestId = (message.params as { requestId?: RequestId } | undefined)?.requestId
@@ -187,6 +197,7 @@ export class GatewaySession {
         return
       }
       this.#inFlight.delete(message.id)
+      this.#done(inFlight, 'error' in message ? 'error' : 'ok')
       this.#replay.fromServer(inFlight.request, message)
       if (inFlight.request.method === 'tools/list' && 'result' in message)
         this.#init.retrySafety.learnTools(this.serverId, message.result)
@@ -287,13 +298,25 @@ export class GatewaySession {
     })
   }
 
+  #done(inFlight: InFlight, outcome: RequestOutcome): void {
+    this.#init.onRequestDone?.(
+      inFlight.request.method,
+      outcome,
+      (performance.now() - inFlight.startedAt) / 1000,
+    )
+  }
+
   #failInFlight(code: number, message: string, reason?: string): Promise<void> {
     return this.#failRequests([...this.#inFlight.keys()], code, message, reason)
   }
 
   /** Answers the agent's requests with an error; they are no longer in flight. */
   async #failRequests(ids: RequestId[], code: number, message: string, reason?: string): Promise<void> {
-    for (const id of ids) this.#inFlight.delete(id)
+    for (const id of ids) {
+      const inFlight = this.#inFlight.get(id)
+      if (inFlight !== undefined) this.#done(inFlight, 'failed')
+      this.#inFlight.delete(id)
+    }
     await Promise.all(
       ids.map((id) =>
         this.#deliver(errorResponse(id, code, message, reason ? { reason } : undefined), undefined),

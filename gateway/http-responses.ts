@@ -16,6 +16,4 @@ export function sendHttpError(
   res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(httpErrorBody(code, message))
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body))
-}
+export { sendJson } from '../protocol/ops-endpoints.ts'

@@ -8,12 +8,14 @@ import { errorMessage, NexusError } from '../protocol/errors.ts'
 import { DEFAULT_FRESHNESS, GossipRecords } from '../protocol/gossip-records.ts'
 import { createLogger } from '../protocol/logger.ts'
 import { DEMAND_TOPIC } from '../protocol/names.ts'
+import { serveOps } from '../protocol/ops-endpoints.ts'
 import { createPeer, type NexusPeer } from '../protocol/peer.ts'
 import type { AuthContext } from '../protocol/session-handshake.ts'
 import { type OpenedWhitelist, openWhitelist } from '../trust/open-whitelist.ts'
 import type { Whitelist } from '../trust/whitelist.ts'
 import { type GatewayConfig, type GatewayConfigInput, parseGatewayConfig } from './config.ts'
 import { DemandReporter } from './demand-reporter.ts'
+import { GatewayMetrics } from './gateway-metrics.ts'
 import { type ClientChannel, type FailoverEvent, GatewaySession } from './gateway-session.ts'
 import type { LocalLoad } from './host-selection.ts'
 import { sendHttpError, sendJson } from './http-responses.ts'
@@ -49,6 +51,12 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
   readonly config: GatewayConfig
   readonly logger: Logger
   readonly sessions = new Map<string, GatewaySession>()
+  /** Prometheus metrics, served at `/metrics`. */
+  readonly metrics = new GatewayMetrics({
+    sessionsPerServer: () => this.#sessionsPerServer(),
+    peers: () => this.#peer?.getConnections().length ?? 0,
+    announcements: () => this.#view?.announcements.counts ?? { accepted: 0, ignored: 0, rejected: 0 },
+  })
   readonly #options: NexusGatewayOptions
   readonly #retrySafety = new RetrySafety()
   #peer: NexusPeer | undefined
@@ -231,7 +239,12 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
           logger,
         ),
       onClientRequest: () => this.#demand?.countCall(serverId),
-      onFailover: (event) => this.emit('failover', event),
+      onRequestDone: (method, outcome, seconds) =>
+        this.metrics.requestDone(serverId, method, outcome, seconds),
+      onFailover: (event) => {
+        this.metrics.failover(serverId)
+        this.emit('failover', event)
+      },
       onClosed: (s) => {
         if (this.sessions.get(s.id) !== s) return
         this.sessions.delete(s.id)
@@ -239,6 +252,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       },
     })
     this.sessions.set(sessionId, session)
+    this.metrics.sessionOpened(serverId)
     this.emit('session-opened', session)
     return session
   }
@@ -252,6 +266,14 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       inFlight += session.inFlightCount
     }
     return { sessions, inFlight }
+  }
+
+  /** Why the gateway cannot serve agents yet (not joined, no host known), or undefined when it can. */
+  #notReadyBecause(): string | undefined {
+    if (this.#peer === undefined || this.#view === undefined) return 'not started'
+    if (this.#peer.getConnections().length === 0) return 'not connected to any peer'
+    if (this.#view.serverIds().length === 0) return 'no node known to host any server'
+    return undefined
   }
 
   #sessionsPerServer(): Map<string, number> {
@@ -300,7 +322,13 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
   async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const url = new URL(req.url ?? '/', 'http://gateway')
-      if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' })
+      if (
+        await serveOps(url.pathname, res, {
+          notReadyBecause: () => this.#notReadyBecause(),
+          registry: this.metrics.registry,
+        })
+      )
+        return
       if (url.pathname === '/servers' && req.method === 'GET') {
         const servers = this.view.serverIds().map((id) => ({ id, hosts: this.view.hostsOf(id).length }))
         return sendJson(res, 200, { servers })

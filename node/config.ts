@@ -139,6 +139,10 @@ export const NodeConfigSchema = z.object({
     })
     .strict()
     .prefault({}),
+  /** Operations endpoints (`/healthz`, `/readyz`, `/metrics`) on their own HTTP port; off unless a port is set. */
+  ops: z
+    .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).optional() })
+    .prefault({}),
   /** Told to the allocator: replicas of a server go to distinct operators where possible. */
   labels: z
     .object({ operator: z.string().max(128).optional(), region: z.string().max(128).optional() })

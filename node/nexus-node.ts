@@ -1,4 +1,5 @@
 import { EventEmitter, once } from 'node:events'
+import type { Server } from 'node:http'
 import { availableParallelism, totalmem } from 'node:os'
 import type { Connection, ConnectionGater, PrivateKey, Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
@@ -10,6 +11,7 @@ import { FramedStream } from '../protocol/framed-stream.ts'
 import { DEFAULT_FRESHNESS, GossipRecords } from '../protocol/gossip-records.ts'
 import { createLogger } from '../protocol/logger.ts'
 import { ANNOUNCE_TOPIC, DEMAND_TOPIC, MCP_STREAM_PROTOCOL, WIRE_VERSION } from '../protocol/names.ts'
+import { startOpsServer } from '../protocol/ops-endpoints.ts'
 import { createPeer, type NexusPeer } from '../protocol/peer.ts'
 import {
   acceptedFrame,
@@ -25,6 +27,7 @@ import { type NodeConfig, type NodeConfigInput, parseNodeConfig } from './config
 import { HostedServers, type ServerRefusal } from './hosted-servers.ts'
 import { MachineLoad } from './machine-load.ts'
 import { NodeAllocation } from './node-allocation.ts'
+import { NodeMetrics } from './node-metrics.ts'
 import { NodeSession } from './node-session.ts'
 import { ProviderRecords } from './provider-records.ts'
 import { ProcessRuntime, type Runtime } from './runtime/process-runtime.ts'
@@ -75,6 +78,22 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
   #hosted: HostedServers | undefined
   #allocation: NodeAllocation | undefined
   #reconciling: Promise<void> = Promise.resolve()
+  #ops: Server | undefined
+  /** Where the operations endpoints listen, when `ops.port` is set. */
+  opsUrl: string | undefined
+  /** Prometheus metrics, served at `/metrics` on the operations port. */
+  readonly metrics = new NodeMetrics({
+    sessionsPerServer: () => {
+      const counts = new Map<string, number>()
+      for (const s of this.sessions.values()) counts.set(s.serverId, (counts.get(s.serverId) ?? 0) + 1)
+      return counts
+    },
+    servers: () => this.runtime.status(),
+    peers: () => this.#peer?.getConnections().length ?? 0,
+    announcements: () => this.#announcements?.counts ?? { accepted: 0, ignored: 0, rejected: 0 },
+    refusedServers: () => this.refusedServers.size,
+    divergences: () => this.#allocation?.divergences ?? 0,
+  })
   #peer: NexusPeer | undefined
   #announcements: GossipRecords<Announcement> | undefined
   #demandReports: GossipRecords<DemandReport> | undefined
@@ -194,7 +213,21 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     this.runtime.onStatusChange(() => this.#announcer?.announceSoon())
     this.#trust.whitelist.on('change', () => this.#scheduleReconcile())
     if (this.#allocation !== undefined) this.#followAllocation(this.#allocation)
-    this.logger.info({ peerId: this.peerId, addrs: this.multiaddrs }, 'node started')
+    if (this.config.ops.port !== undefined) {
+      const { host, port } = this.config.ops
+      try {
+        const ops = await startOpsServer(host, port, {
+          notReadyBecause: () => this.#notReadyBecause(),
+          registry: this.metrics.registry,
+        })
+        this.#ops = ops.server
+        this.opsUrl = ops.url
+      } catch (err) {
+        await this.stop()
+        throw new NexusError('INVALID_CONFIG', `cannot listen on ${host}:${port}: ${errorMessage(err)}`)
+      }
+    }
+    this.logger.info({ peerId: this.peerId, addrs: this.multiaddrs, ops: this.opsUrl }, 'node started')
   }
 
   /**
@@ -215,6 +248,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     await this.#reconciling
     await this.#peer.unhandle(MCP_STREAM_PROTOCOL)
     await this.runtime.stop()
+    await this.#closeOps()
     await this.#peer.stop()
     this.#peer = undefined
     this.logger.info('node stopped')
@@ -231,6 +265,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     await peer.stop()
     await this.#trust?.close()
     await this.runtime.stop()
+    await this.#closeOps()
   }
 
   /**
@@ -259,6 +294,22 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     this.#hashes = new Map(resolved.map((r) => [r.config.id, r.manifestHash]))
     await this.runtime.ensure(resolved.map((r) => r.config))
     return fresh
+  }
+
+  /** Why the node cannot serve sessions, or undefined when it can. */
+  #notReadyBecause(): string | undefined {
+    if (this.#peer === undefined) return 'not started'
+    if (this.#draining) return 'draining'
+    if (this.#peer.getConnections().length === 0) return 'not connected to any peer'
+    return undefined
+  }
+
+  async #closeOps(): Promise<void> {
+    const ops = this.#ops
+    this.#ops = undefined
+    if (ops === undefined) return
+    ops.closeAllConnections()
+    await new Promise<void>((resolve) => ops.close(() => resolve()))
   }
 
   /** What the node should run: its configured servers, or with network allocation, its share. */
@@ -417,6 +468,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     const refuse = async (code: RefusalCode, message: string) => {
       this.logger.info({ serverId, code, gatewayPeer }, message)
       this.emit('session-refused', { serverId, code })
+      this.metrics.sessionRefused(code)
       framed.sendJson(refusedFrame(code, message))
       await framed.close()
     }
@@ -461,6 +513,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       this.emit('session-closed', s)
     })
     this.sessions.set(session.id, session)
+    this.metrics.sessionOpened(open.serverId)
     const version = this.runtime.status().find((s) => s.id === open.serverId)?.version
     const manifestHash = this.#hashes.get(open.serverId)
     framed.sendJson(

@@ -1,0 +1,112 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import type { RequestOutcome } from './gateway-session.ts'
+
+/** MCP methods an agent may call; anything else is counted as `other`, so a client cannot grow the label set. */
+const KNOWN_METHODS = new Set([
+  'initialize',
+  'ping',
+  'tools/list',
+  'tools/call',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'resources/subscribe',
+  'resources/unsubscribe',
+  'prompts/list',
+  'prompts/get',
+  'completion/complete',
+  'logging/setLevel',
+  'tasks/get',
+  'tasks/list',
+  'tasks/result',
+  'tasks/cancel',
+])
+
+export interface GatewayGauges {
+  sessionsPerServer(): Map<string, number>
+  peers(): number
+  announcements(): { accepted: number; ignored: number; rejected: number }
+}
+
+/**
+ * The gateway's Prometheus metrics, in a registry of its own (several gateways may share a process in tests).
+ * Gauges read the live state when scraped; counters and the latency histogram count as things happen.
+ */
+export class GatewayMetrics {
+  readonly registry = new Registry()
+  readonly #calls: Counter<'server' | 'method' | 'outcome'>
+  readonly #latency: Histogram<'server' | 'method'>
+  readonly #sessionsOpened: Counter<'server'>
+  readonly #failovers: Counter<'server'>
+
+  constructor(gauges: GatewayGauges) {
+    const registers = [this.registry]
+    collectDefaultMetrics({ register: this.registry, prefix: 'nexus_gateway_' })
+    this.#calls = new Counter({
+      name: 'nexus_gateway_requests_total',
+      help: 'Agent requests answered, by server, MCP method and outcome (ok, error from the server, failed by the gateway)',
+      labelNames: ['server', 'method', 'outcome'],
+      registers,
+    })
+    this.#latency = new Histogram({
+      name: 'nexus_gateway_request_duration_seconds',
+      help: 'Time from an agent request to its answer, by server and MCP method',
+      labelNames: ['server', 'method'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    })
+    this.#sessionsOpened = new Counter({
+      name: 'nexus_gateway_sessions_opened_total',
+      help: 'Agent sessions opened, by server',
+      labelNames: ['server'],
+      registers,
+    })
+    this.#failovers = new Counter({
+      name: 'nexus_gateway_failovers_total',
+      help: 'Sessions moved to another node after theirs failed or drained, by server',
+      labelNames: ['server'],
+      registers,
+    })
+    new Gauge({
+      name: 'nexus_gateway_sessions',
+      help: 'Agent sessions open now, by server',
+      labelNames: ['server'],
+      registers,
+      collect() {
+        this.reset()
+        for (const [server, count] of gauges.sessionsPerServer()) this.set({ server }, count)
+      },
+    })
+    new Gauge({
+      name: 'nexus_gateway_peers',
+      help: 'libp2p connections open now',
+      registers,
+      collect() {
+        this.set(gauges.peers())
+      },
+    })
+    new Gauge({
+      name: 'nexus_gateway_announcements',
+      help: 'Node announcements received since start, by what validation decided',
+      labelNames: ['result'],
+      registers,
+      collect() {
+        for (const [result, count] of Object.entries(gauges.announcements())) this.set({ result }, count)
+      },
+    })
+  }
+
+  requestDone(server: string, method: string, outcome: RequestOutcome, seconds: number): void {
+    const label = KNOWN_METHODS.has(method) ? method : 'other'
+    this.#calls.inc({ server, method: label, outcome })
+    this.#latency.observe({ server, method: label }, seconds)
+  }
+
+  sessionOpened(server: string): void {
+    this.#sessionsOpened.inc({ server })
+  }
+
+  failover(server: string): void {
+    this.#failovers.inc({ server })
+  }
+}

@@ -1,0 +1,88 @@
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client'
+import type { UpstreamStatus } from './runtime/upstream.ts'
+
+export interface NodeGauges {
+  sessionsPerServer(): Map<string, number>
+  servers(): UpstreamStatus[]
+  peers(): number
+  announcements(): { accepted: number; ignored: number; rejected: number }
+  refusedServers(): number
+  divergences(): number
+}
+
+/** The node's Prometheus metrics, in a registry of its own; gauges read the live state when scraped. */
+export class NodeMetrics {
+  readonly registry = new Registry()
+  readonly #opened: Counter<'server'>
+  readonly #refused: Counter<'code'>
+
+  constructor(gauges: NodeGauges) {
+    const registers = [this.registry]
+    collectDefaultMetrics({ register: this.registry, prefix: 'nexus_node_' })
+    this.#opened = new Counter({
+      name: 'nexus_node_sessions_opened_total',
+      help: 'Sessions gateways opened on this node, by server',
+      labelNames: ['server'],
+      registers,
+    })
+    this.#refused = new Counter({
+      name: 'nexus_node_sessions_refused_total',
+      help: 'Sessions this node refused, by refusal code',
+      labelNames: ['code'],
+      registers,
+    })
+    const gauge = (name: string, help: string, labelNames: string[], collect: (g: Gauge) => void) =>
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          collect(this)
+        },
+      })
+    gauge('nexus_node_sessions', 'Sessions open now, by server', ['server'], (g) => {
+      g.reset()
+      for (const [server, count] of gauges.sessionsPerServer()) g.set({ server }, count)
+    })
+    gauge(
+      'nexus_node_server_processes',
+      'Processes of each hosted server, pooled or in session',
+      ['server'],
+      (g) => {
+        g.reset()
+        for (const s of gauges.servers()) g.set({ server: s.id }, s.pids.length)
+      },
+    )
+    gauge('nexus_node_server_restarts', 'Restarts of each hosted server after a crash', ['server'], (g) => {
+      g.reset()
+      for (const s of gauges.servers()) g.set({ server: s.id }, s.restarts)
+    })
+    gauge('nexus_node_peers', 'libp2p connections open now', [], (g) => g.set(gauges.peers()))
+    gauge(
+      'nexus_node_announcements',
+      'Announcements received since start, by validation result',
+      ['result'],
+      (g) => {
+        for (const [result, count] of Object.entries(gauges.announcements())) g.set({ result }, count)
+      },
+    )
+    gauge('nexus_node_servers_refused', 'Configured or assigned servers refused by the whitelist', [], (g) =>
+      g.set(gauges.refusedServers()),
+    )
+    gauge(
+      'nexus_node_allocation_divergences',
+      'Peers that computed another assignment for an epoch',
+      [],
+      (g) => g.set(gauges.divergences()),
+    )
+  }
+
+  sessionOpened(server: string): void {
+    this.#opened.inc({ server })
+  }
+
+  sessionRefused(code: string): void {
+    this.#refused.inc({ code })
+  }
+}
