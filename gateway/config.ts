@@ -70,6 +70,39 @@ export const GatewayConfigSchema = z.object({
     .prefault({}),
   /** How often the gateway publishes its demand report (sessions and call rates per server). */
   demandIntervalMs: z.number().int().min(100).default(2_000),
+  /** Who may use the gateway: API keys and JWTs as `Authorization: Bearer`; anonymous for a local demo only. */
+  auth: z
+    .object({
+      /** Lets requests without a token in, as principal `anonymous` with every scope. Local demos only. */
+      anonymous: z.boolean().default(false),
+      /** File of hashed API keys (`nexus keys create`); re-read when it changes. */
+      apiKeys: z.string().min(1).optional(),
+      jwt: z
+        .object({
+          issuer: z.string().min(1),
+          audience: z.string().min(1),
+          /** Where the issuer publishes its keys... */
+          jwksUrl: z.url().optional(),
+          /** ...or the keys themselves (a JWK Set). */
+          jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }).optional(),
+          algorithms: z.array(z.string()).optional(),
+          /** The claim that names the principal. */
+          principalClaim: z.string().default('sub'),
+          clockToleranceSec: z.number().int().min(0).max(300).default(30),
+        })
+        .strict()
+        .refine(
+          (j) => (j.jwksUrl === undefined) !== (j.jwks === undefined),
+          'set exactly one of jwksUrl or jwks',
+        )
+        .optional(),
+      /** This gateway's public URL, named in the protected resource metadata; the HTTP address by default. */
+      resource: z.url().optional(),
+      /** Authorization servers for MCP clients to use (RFC 9728); the JWT issuer by default. */
+      authorizationServers: z.array(z.url()).optional(),
+    })
+    .strict()
+    .prefault({}),
   /** The whitelist: the gateway routes only to nodes that announce a whitelisted manifest for the server. */
   trust: TrustConfigSchema.prefault({}),
 })

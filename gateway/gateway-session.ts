@@ -2,6 +2,7 @@ import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.
 import type { Logger } from 'pino'
 import { errorMessage } from '../protocol/errors.ts'
 import type { AuthContext } from '../protocol/session-handshake.ts'
+import { mayUseTool } from './authenticator.ts'
 import { errorResponse, GatewayErrorCode, isRequest, isResponse, type JsonRpcRequest } from './jsonrpc.ts'
 import type { LinkEnd, NodeLink } from './node-link.ts'
 import type { RetrySafety } from './retry-safety.ts'
@@ -116,6 +117,14 @@ export class GatewaySession {
         )
       return
     }
+    if (isRequest(message) && message.method === 'tools/call') {
+      const tool = String((message.params as { name?: unknown } | undefined)?.name ?? '')
+      if (!mayUseTool(this.auth, this.serverId, tool)) {
+        const refusal = `tool ${tool} of server ${this.serverId} is not permitted to ${this.auth.principal}`
+        void this.#deliver(errorResponse(message.id, GatewayErrorCode.Forbidden, refusal), undefined)
+        return
+      }
+    }
     if (isRequest(message)) {
       const meta = (message.params as { _meta?: { progressToken?: unknown } } | undefined)?._meta
       this.#inFlight.set(message.id, {
@@ -199,8 +208,11 @@ export class GatewaySession {
       this.#inFlight.delete(message.id)
       this.#done(inFlight, 'error' in message ? 'error' : 'ok')
       this.#replay.fromServer(inFlight.request, message)
-      if (inFlight.request.method === 'tools/list' && 'result' in message)
+      if (inFlight.request.method === 'tools/list' && 'result' in message) {
         this.#init.retrySafety.learnTools(this.serverId, message.result)
+        void this.#deliver(this.#permittedTools(message), undefined)
+        return
+      }
       void this.#deliver(message, undefined)
       return
     }
@@ -296,6 +308,15 @@ export class GatewaySession {
       retried: retry.length,
       failed: unsafe.length,
     })
+  }
+
+  /** A tools/list answer with only the tools the principal may call: the others are not even shown. */
+  #permittedTools(message: JSONRPCMessage): JSONRPCMessage {
+    if (this.auth.scopes === undefined || !('result' in message)) return message
+    const result = message.result as { tools?: { name: string }[] }
+    if (!Array.isArray(result.tools)) return message
+    const tools = result.tools.filter((t) => mayUseTool(this.auth, this.serverId, t.name))
+    return { ...message, result: { ...result, tools } }
   }
 
   #done(inFlight: InFlight, outcome: RequestOutcome): void {

@@ -5,6 +5,8 @@ export const GatewayErrorCode = {
   NodeFailed: -32010,
   NoHost: -32011,
   SessionClosed: -32012,
+  /** The principal's scopes do not cover what it asked for (a tool outside them). */
+  Forbidden: -32013,
 } as const
 
 export type JsonRpcRequest = Extract<JSONRPCMessage, { method: string; id: RequestId }>

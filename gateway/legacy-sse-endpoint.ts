@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js'
 import type { Logger } from 'pino'
+import type { AuthContext } from '../protocol/session-handshake.ts'
 import type { GatewayConfig } from './config.ts'
 import type { GatewaySession } from './gateway-session.ts'
 import { sendHttpError } from './http-responses.ts'
@@ -25,7 +26,7 @@ export class LegacySseEndpoint {
     this.#logger = logger
   }
 
-  async open(res: ServerResponse, serverId: string): Promise<void> {
+  async open(res: ServerResponse, serverId: string, auth: AuthContext): Promise<void> {
     if (!(await this.#factory.isServed(serverId))) {
       return sendHttpError(res, 404, -32001, `Unknown server ${serverId}: no node in the network hosts it`)
     }
@@ -39,7 +40,7 @@ export class LegacySseEndpoint {
         releaseRequest: () => {},
         close: () => transport.close(),
       },
-      this.#factory.authenticate(),
+      auth,
     )
     this.#transports.set(transport.sessionId, { transport, session })
     transport.onmessage = (message) => session.fromClient(message)
@@ -51,9 +52,20 @@ export class LegacySseEndpoint {
     await transport.start()
   }
 
-  async post(req: IncomingMessage, res: ServerResponse, sessionId: string | null): Promise<void> {
+  /** The server of a session, for the caller's scope check; undefined when there is no such session. */
+  serverOf(sessionId: string | null): string | undefined {
+    return sessionId === null ? undefined : this.#transports.get(sessionId)?.session.serverId
+  }
+
+  async post(
+    req: IncomingMessage,
+    res: ServerResponse,
+    sessionId: string | null,
+    auth: AuthContext,
+  ): Promise<void> {
     const entry = sessionId === null ? undefined : this.#transports.get(sessionId)
-    if (entry === undefined)
+    // Another principal's session is as good as unknown: its id must not be usable by someone else.
+    if (entry === undefined || entry.session.auth.principal !== auth.principal)
       return sendHttpError(res, 404, -32001, 'Session not found: open a new one with GET /sse/<server-id>')
     const body = await readJsonBodyOrReply(req, res, this.#config.http.maxBodyBytes)
     if (body === undefined) return

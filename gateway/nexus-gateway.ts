@@ -13,6 +13,7 @@ import { createPeer, type NexusPeer } from '../protocol/peer.ts'
 import type { AuthContext } from '../protocol/session-handshake.ts'
 import { type OpenedWhitelist, openWhitelist } from '../trust/open-whitelist.ts'
 import type { Whitelist } from '../trust/whitelist.ts'
+import { Authenticator, mayUseServer } from './authenticator.ts'
 import { type GatewayConfig, type GatewayConfigInput, parseGatewayConfig } from './config.ts'
 import { DemandReporter } from './demand-reporter.ts'
 import { GatewayMetrics } from './gateway-metrics.ts'
@@ -20,6 +21,9 @@ import { type ClientChannel, type FailoverEvent, GatewaySession } from './gatewa
 import type { LocalLoad } from './host-selection.ts'
 import { sendHttpError, sendJson } from './http-responses.ts'
 import { LEGACY_MESSAGES_PATH, LegacySseEndpoint } from './legacy-sse-endpoint.ts'
+
+const PROTECTED_RESOURCE_PATH = '/.well-known/oauth-protected-resource'
+
 import { ADMIT_ALL, type HostAdmission, NetworkView } from './network-view.ts'
 import { connectToHost } from './node-link.ts'
 import { isLoopbackHost, refuseByOrigin } from './origin-guard.ts'
@@ -41,8 +45,6 @@ export interface NexusGatewayEvents {
   failover: [FailoverEvent]
 }
 
-const ANONYMOUS: AuthContext = { principal: 'anonymous' }
-
 /**
  * A libp2p peer plus an HTTP server that speaks MCP to agents and relays each session to a node hosting the
  * server it asked for.
@@ -62,6 +64,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
   #peer: NexusPeer | undefined
   #view: NetworkView | undefined
   #trust: OpenedWhitelist | undefined
+  readonly #authenticator: Authenticator
   #demandRecords: GossipRecords<DemandReport> | undefined
   #demand: DemandReporter | undefined
   #probing = new Set<GatewaySession>()
@@ -75,6 +78,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     this.config = parseGatewayConfig(config)
     this.logger = options.logger ?? createLogger('gateway')
     this.#options = options
+    this.#authenticator = new Authenticator(this.config.auth)
   }
 
   get peer(): NexusPeer {
@@ -201,10 +205,6 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     return (await this.view.findHosts(serverId)).length > 0
   }
 
-  authenticate(): AuthContext {
-    return ANONYMOUS
-  }
-
   createSession(
     serverId: string,
     sessionId: string,
@@ -266,6 +266,38 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       inFlight += session.inFlightCount
     }
     return { sessions, inFlight }
+  }
+
+  /** OAuth 2.0 Protected Resource Metadata (RFC 9728), which MCP clients read to find the authorization server. */
+  #resourceMetadata() {
+    const auth = this.config.auth
+    const servers = auth.authorizationServers ?? (auth.jwt === undefined ? [] : [auth.jwt.issuer])
+    return {
+      resource: auth.resource ?? this.url,
+      authorization_servers: servers,
+      bearer_methods_supported: ['header'],
+      scopes_supported: ['server:*', ...this.view.serverIds().map((id) => `server:${id}`)],
+      resource_name: 'MCP Nexus gateway',
+    }
+  }
+
+  /**
+   * A 401 or 403 with the `WWW-Authenticate` challenge the MCP authorization spec asks for: it points clients
+   * at the resource metadata, and says whether the token was refused or lacks a scope.
+   */
+  #challenge(
+    res: ServerResponse,
+    status: 401 | 403,
+    failure: { reason: string; tokenPresented?: boolean; scope?: string },
+  ): void {
+    const metadata = `${this.config.auth.resource ?? this.url}${PROTECTED_RESOURCE_PATH}`
+    const quote = (value: string) => `"${value.replace(/["\\]/g, '')}"`
+    const parts = [`resource_metadata=${quote(metadata)}`]
+    if (status === 403) parts.push('error="insufficient_scope"', `scope=${quote(failure.scope ?? '')}`)
+    else if (failure.tokenPresented) parts.push('error="invalid_token"')
+    if (status === 403 || failure.tokenPresented) parts.push(`error_description=${quote(failure.reason)}`)
+    const message = status === 401 ? `Unauthorized: ${failure.reason}` : `Forbidden: ${failure.reason}`
+    sendHttpError(res, status, -32000, message, { 'www-authenticate': `Bearer ${parts.join(', ')}` })
   }
 
   /** Why the gateway cannot serve agents yet (not joined, no host known), or undefined when it can. */
@@ -339,19 +371,37 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
         loopbackOnly: isLoopbackHost(this.config.http.host),
       })
       if (refusal !== undefined) return sendHttpError(res, 403, -32000, `Forbidden: ${refusal}`)
+      if (url.pathname.startsWith(PROTECTED_RESOURCE_PATH) && req.method === 'GET')
+        return sendJson(res, 200, this.#resourceMetadata())
       const [, kind, serverId, extra] = url.pathname.split('/')
+      const legacyPost = url.pathname === LEGACY_MESSAGES_PATH && req.method === 'POST'
+      const target =
+        (kind === 'mcp' || kind === 'sse') && serverId && extra === undefined
+          ? serverId
+          : legacyPost
+            ? this.#legacy!.serverOf(url.searchParams.get('sessionId'))
+            : undefined
+      let auth: AuthContext | undefined
+      if (target !== undefined || legacyPost) {
+        const authentication = await this.#authenticator.authenticate(req)
+        if (!authentication.ok) return this.#challenge(res, 401, authentication)
+        auth = authentication.auth
+        if (target !== undefined && !mayUseServer(auth, target))
+          return this.#challenge(res, 403, {
+            reason: `no scope for server ${target}`,
+            scope: `server:${target}`,
+          })
+      }
       if (kind === 'mcp' && serverId && extra === undefined) {
         if (!['GET', 'POST', 'DELETE'].includes(req.method ?? '')) {
           return sendHttpError(res, 405, -32000, 'Method not allowed', { allow: 'GET, POST, DELETE' })
         }
-        return await this.#streamable!.handle(req, res, serverId)
+        return await this.#streamable!.handle(req, res, serverId, auth!)
       }
       if (kind === 'sse' && serverId && extra === undefined && req.method === 'GET') {
-        return await this.#legacy!.open(res, serverId)
+        return await this.#legacy!.open(res, serverId, auth!)
       }
-      if (url.pathname === LEGACY_MESSAGES_PATH && req.method === 'POST') {
-        return await this.#legacy!.post(req, res, url.searchParams.get('sessionId'))
-      }
+      if (legacyPost) return await this.#legacy!.post(req, res, url.searchParams.get('sessionId'), auth!)
       sendHttpError(
         res,
         404,

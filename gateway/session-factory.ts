@@ -6,5 +6,4 @@ export interface SessionFactory {
   /** Whether some live node hosts the server (asking the DHT if the view knows none). */
   isServed(serverId: string): Promise<boolean>
   createSession(serverId: string, sessionId: string, client: ClientChannel, auth: AuthContext): GatewaySession
-  authenticate(): AuthContext
 }

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js'
 import type { Logger } from 'pino'
+import type { AuthContext } from '../protocol/session-handshake.ts'
 import type { GatewayConfig } from './config.ts'
 import { BoundedEventStore } from './event-store.ts'
 import type { GatewaySession } from './gateway-session.ts'
@@ -34,7 +35,12 @@ export class StreamableEndpoint {
     this.#logger = logger
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, serverId: string): Promise<void> {
+  async handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    serverId: string,
+    auth: AuthContext,
+  ): Promise<void> {
     let body: unknown
     if (req.method === 'POST') {
       const read = await readJsonBodyOrReply(req, res, this.#config.http.maxBodyBytes)
@@ -44,7 +50,12 @@ export class StreamableEndpoint {
     const sessionId = req.headers['mcp-session-id']
     if (typeof sessionId === 'string') {
       const entry = this.#entries.get(sessionId)
-      if (entry === undefined || entry.session?.serverId !== serverId) {
+      // Another principal's session is as good as unknown: its id must not be usable by someone else.
+      if (
+        entry === undefined ||
+        entry.session?.serverId !== serverId ||
+        entry.session.auth.principal !== auth.principal
+      ) {
         return sendHttpError(
           res,
           404,
@@ -74,15 +85,14 @@ export class StreamableEndpoint {
     if (!(await this.#factory.isServed(serverId))) {
       return sendHttpError(res, 404, -32001, `Unknown server ${serverId}: no node in the network hosts it`)
     }
-    await this.#startSession(serverId).handleRequest(req, res, body)
+    await this.#startSession(serverId, auth).handleRequest(req, res, body)
   }
 
   async closeAll(): Promise<void> {
     await Promise.all([...this.#entries.values()].map((e) => e.session?.close() ?? e.transport.close()))
   }
 
-  #startSession(serverId: string): StreamableHTTPServerTransport {
-    const auth = this.#factory.authenticate()
+  #startSession(serverId: string, auth: AuthContext): StreamableHTTPServerTransport {
     const entry: Entry = {
       standaloneStreams: 0,
       session: undefined,

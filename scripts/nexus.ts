@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseCli } from '../protocol/cli-args.ts'
 import { errorMessage } from '../protocol/errors.ts'
+import { keysCommand } from './nexus-keys.ts'
 import { manifestCommand, registryCommand } from './nexus-trust.ts'
 
 const USAGE = `
@@ -10,6 +11,13 @@ Administration of a Nexus network.
 
 Servers:
   servers --gateway <url>          list the servers a gateway can route to, with their live hosts
+
+API keys (for gateways' auth.apiKeys file):
+  keys create --keys-file <file> --principal <name> [--scope <scope>]...
+                                   create a key; it is printed once, only its hash is stored
+                                   (scopes: server:<id>, server:<id>/<tool>, server:*)
+  keys list --keys-file <file>     ids, principals, scopes, creation and revocation
+  keys revoke <id> --keys-file <file>
 
 Manifests (the whitelist's entries):
   manifest create <npm spec | file.tgz> [--id <id>] [--transport stdio|streamable-http] [--bin <name>]
@@ -56,6 +64,9 @@ const { values, positionals } = parseCli(USAGE, {
   reason: { type: 'string' },
   installed: { type: 'boolean' },
   json: { type: 'boolean' },
+  'keys-file': { type: 'string' },
+  principal: { type: 'string' },
+  scope: { type: 'string', multiple: true },
 })
 const [command = 'help', sub, ...args] = positionals
 
@@ -73,6 +84,7 @@ async function listServers(): Promise<number> {
 try {
   let code: number
   if (command === 'servers') code = await listServers()
+  else if (command === 'keys') code = keysCommand(sub, args, values)
   else if (command === 'manifest') code = await manifestCommand(sub, args, values)
   else if (command === 'registry') code = await registryCommand(sub, args, values)
   else {

@@ -50,6 +50,7 @@ t.test('a gateway that joins late, with gossip off, finds hosts through the DHT 
     bootstrap: [network.nodes[NODES - 1]!.multiaddrs[0]!],
     http: { port: 0 },
     trust: { allowUnverified: true },
+    auth: { anonymous: true },
     // A fresh peer's first DHT query waits for its routing table; give it time on a busy test machine.
     discovery: { gossip: false, dhtLookupTimeoutMs: 60_000 },
   })

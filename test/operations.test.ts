@@ -26,7 +26,12 @@ t.test('health and readiness of a gateway and a node that serve', async (t) => {
 })
 
 t.test('a gateway alone is alive but not ready, and says why', async (t) => {
-  const alone = new NexusGateway({ transport: 'memory', http: { port: 0 }, trust: { allowUnverified: true } })
+  const alone = new NexusGateway({
+    transport: 'memory',
+    http: { port: 0 },
+    trust: { allowUnverified: true },
+    auth: { anonymous: true },
+  })
   await alone.start()
   t.teardown(() => alone.stop())
   t.equal((await fetch(`${alone.url}/healthz`)).status, 200)

@@ -161,6 +161,7 @@ t.test('a gateway does not route to a node whose announced manifest is not white
     transport: 'memory',
     bootstrap: network.nodes.map((n) => n.multiaddrs[0]!),
     http: { port: 0 },
+    auth: { anonymous: true },
   })
   await gateway.start()
   t.teardown(() => gateway.stop())

@@ -34,6 +34,7 @@ class FailoverRig {
     transport: 'tcp',
     http: { port: 0 },
     trust: { allowUnverified: true },
+    auth: { anonymous: true },
     failover: { probeAfterMs: PROBE_AFTER_MS, probeTimeoutMs: PROBE_TIMEOUT_MS },
   })
   readonly nodes: NexusNode[] = []

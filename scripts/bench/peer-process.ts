@@ -70,6 +70,7 @@ async function startGateway(bootstrap: string) {
     bootstrap: [bootstrap],
     http: { port: 0 },
     trust: { allowUnverified: true },
+    auth: { anonymous: true },
   })
   await gateway.start()
   await gateway.view.waitForServer(BENCH_SERVER, 15_000)

@@ -28,10 +28,14 @@ export function newClient(name = 'nexus-test'): Client {
   return client
 }
 
-export async function connectStreamable(url: string, options: { fetch?: FetchLike; name?: string } = {}) {
+export async function connectStreamable(
+  url: string,
+  options: { fetch?: FetchLike; name?: string; headers?: Record<string, string> } = {},
+) {
   const client = newClient(options.name)
   const transport = new StreamableHTTPClientTransport(new URL(url), {
     fetch: options.fetch,
+    requestInit: options.headers === undefined ? undefined : { headers: options.headers },
     reconnectionOptions: {
       initialReconnectionDelay: 50,
       maxReconnectionDelay: 500,

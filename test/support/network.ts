@@ -104,7 +104,15 @@ export async function startNetwork(options: NetworkOptions = {}): Promise<TestNe
       : nodes.map((n) => n.multiaddrs[0]!)
     for (let i = 0; i < (options.gateways ?? 1); i++) {
       const gateway = new NexusGateway(
-        { trust, ...options.gateway, transport, bootstrap, http: { port: 0, ...options.gateway?.http } },
+        {
+          trust,
+          // The helper is for tests and the local demo: agents come in anonymously unless a test sets auth.
+          auth: { anonymous: true },
+          ...options.gateway,
+          transport,
+          bootstrap,
+          http: { port: 0, ...options.gateway?.http },
+        },
         { logger: options.logger, ...(await identity(partitions)) },
       )
       gateways.push(gateway)
