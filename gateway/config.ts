@@ -70,6 +70,19 @@ export const GatewayConfigSchema = z.object({
     .prefault({}),
   /** How often the gateway publishes its demand report (sessions and call rates per server). */
   demandIntervalMs: z.number().int().min(100).default(2_000),
+  /** What one principal, and everyone together, may use; beyond it, 429 with Retry-After (503 when full). */
+  limits: z
+    .object({
+      /** Requests per second per principal (0: no limit), with bursts up to `burst`. */
+      requestsPerSecond: z.number().min(0).default(50),
+      burst: z.number().int().min(1).default(100),
+      /** Sessions one principal may hold at once. */
+      sessionsPerPrincipal: z.number().int().min(1).default(64),
+      /** Sessions the gateway holds at once, all principals together. */
+      maxSessions: z.number().int().min(1).default(10_000),
+    })
+    .strict()
+    .prefault({}),
   /** Who may use the gateway: API keys and JWTs as `Authorization: Bearer`; anonymous for a local demo only. */
   auth: z
     .object({

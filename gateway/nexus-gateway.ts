@@ -21,6 +21,7 @@ import { type ClientChannel, type FailoverEvent, GatewaySession } from './gatewa
 import type { LocalLoad } from './host-selection.ts'
 import { sendHttpError, sendJson } from './http-responses.ts'
 import { LEGACY_MESSAGES_PATH, LegacySseEndpoint } from './legacy-sse-endpoint.ts'
+import { RateLimiter } from './rate-limiter.ts'
 
 const PROTECTED_RESOURCE_PATH = '/.well-known/oauth-protected-resource'
 
@@ -65,6 +66,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
   #view: NetworkView | undefined
   #trust: OpenedWhitelist | undefined
   readonly #authenticator: Authenticator
+  readonly #rateLimiter: RateLimiter
   #demandRecords: GossipRecords<DemandReport> | undefined
   #demand: DemandReporter | undefined
   #probing = new Set<GatewaySession>()
@@ -79,6 +81,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     this.logger = options.logger ?? createLogger('gateway')
     this.#options = options
     this.#authenticator = new Authenticator(this.config.auth)
+    this.#rateLimiter = new RateLimiter(this.config.limits.requestsPerSecond, this.config.limits.burst)
   }
 
   get peer(): NexusPeer {
@@ -300,6 +303,30 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     sendHttpError(res, status, -32000, message, { 'www-authenticate': `Bearer ${parts.join(', ')}` })
   }
 
+  /** 429 with Retry-After: the client may come back, and nothing it already has is disturbed. */
+  #tooMany(res: ServerResponse, waitSeconds: number, why: string): void {
+    const retryAfter = String(Math.max(1, Math.ceil(waitSeconds)))
+    sendHttpError(res, 429, -32000, `Too many requests: ${why}; retry after ${retryAfter} s`, {
+      'retry-after': retryAfter,
+    })
+  }
+
+  /** A refusal when opening one more session would exceed the principal's or the gateway's limit. */
+  #sessionLimit(auth: AuthContext): ((res: ServerResponse) => void) | undefined {
+    const { sessionsPerPrincipal, maxSessions } = this.config.limits
+    if (this.sessions.size >= maxSessions)
+      return (res) =>
+        sendHttpError(res, 503, -32000, `Service unavailable: the gateway holds ${maxSessions} sessions`, {
+          'retry-after': '5',
+        })
+    let mine = 0
+    for (const session of this.sessions.values()) if (session.auth.principal === auth.principal) mine++
+    if (mine >= sessionsPerPrincipal)
+      return (res) =>
+        this.#tooMany(res, 5, `${auth.principal} already holds ${sessionsPerPrincipal} sessions`)
+    return undefined
+  }
+
   /** Why the gateway cannot serve agents yet (not joined, no host known), or undefined when it can. */
   #notReadyBecause(): string | undefined {
     if (this.#peer === undefined || this.#view === undefined) return 'not started'
@@ -391,6 +418,16 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
             reason: `no scope for server ${target}`,
             scope: `server:${target}`,
           })
+        const wait = this.#rateLimiter.take(auth.principal)
+        if (wait > 0)
+          return this.#tooMany(res, wait, `more than ${this.config.limits.requestsPerSecond} requests/s`)
+        const opensSession =
+          (kind === 'mcp' && req.method === 'POST' && req.headers['mcp-session-id'] === undefined) ||
+          (kind === 'sse' && req.method === 'GET')
+        if (opensSession) {
+          const refusal = this.#sessionLimit(auth)
+          if (refusal !== undefined) return refusal(res)
+        }
       }
       if (kind === 'mcp' && serverId && extra === undefined) {
         if (!['GET', 'POST', 'DELETE'].includes(req.method ?? '')) {

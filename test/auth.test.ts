@@ -180,3 +180,57 @@ t.test('keys are created, listed and revoked with the nexus CLI; only their hash
   const refused = await post(bearer(key))
   t.equal(refused.status, 401, 'a revoked key is refused at once, without a restart')
 })
+
+t.test(
+  'rate limits: 429 with Retry-After for the principal over its limit, nothing else disturbed',
+  async (t) => {
+    const limited = await startNetwork({
+      nodes: 1,
+      servers: [fixtureServerConfig()],
+      gateway: {
+        auth: { apiKeys: keysFile },
+        limits: { requestsPerSecond: 1, burst: 4, sessionsPerPrincipal: 1 },
+      },
+    })
+    t.teardown(limited.stop)
+    const limitedUrl = limited.gateway.serverUrl('conformance')
+    const heavy = createApiKey(keysFile, 'heavy', ['server:*'])
+    const light = createApiKey(keysFile, 'light', ['server:*'])
+    const { client, transport } = await connectStreamable(limitedUrl, { headers: bearer(heavy.key) })
+    t.teardown(() => client.close())
+    const second = await fetch(limitedUrl, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        ...bearer(heavy.key),
+      },
+      body: JSON.stringify(initialize),
+    })
+    t.equal(second.status, 429, 'a second session is over the per-principal session limit')
+    t.match(await second.json(), { error: { message: /key:heavy already holds 1 sessions/ } })
+    // Ten requests at once against a bucket of at most four: most are over the rate, whatever the timing.
+    const burst = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        fetch(limitedUrl, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            accept: 'application/json, text/event-stream',
+            'mcp-protocol-version': '2025-11-25',
+            'mcp-session-id': transport.sessionId!,
+            ...bearer(heavy.key),
+          },
+          body: JSON.stringify({ jsonrpc: '2.0', id: 100 + i, method: 'tools/list' }),
+        }),
+      ),
+    )
+    const refused = burst.filter((r) => r.status === 429)
+    t.ok(refused.length >= 5, `${refused.length} of 10 requests over the rate got 429`)
+    t.match(refused[0]!.headers.get('retry-after'), /^\d+$/, 'with Retry-After in seconds')
+    t.match(await refused[0]!.json(), { error: { message: /more than 1 requests\/s/ } })
+    const { client: other } = await connectStreamable(limitedUrl, { headers: bearer(light.key) })
+    t.teardown(() => other.close())
+    t.ok((await other.listTools()).tools.length > 0, 'another principal is not affected')
+  },
+)

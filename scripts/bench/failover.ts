@@ -35,6 +35,7 @@ class FailoverRig {
     http: { port: 0 },
     trust: { allowUnverified: true },
     auth: { anonymous: true },
+    limits: { requestsPerSecond: 0, sessionsPerPrincipal: 1_000_000 },
     failover: { probeAfterMs: PROBE_AFTER_MS, probeTimeoutMs: PROBE_TIMEOUT_MS },
   })
   readonly nodes: NexusNode[] = []

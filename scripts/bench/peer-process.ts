@@ -71,6 +71,7 @@ async function startGateway(bootstrap: string) {
     http: { port: 0 },
     trust: { allowUnverified: true },
     auth: { anonymous: true },
+    limits: { requestsPerSecond: 0, sessionsPerPrincipal: 1_000_000 },
   })
   await gateway.start()
   await gateway.view.waitForServer(BENCH_SERVER, 15_000)

@@ -106,8 +106,10 @@ export async function startNetwork(options: NetworkOptions = {}): Promise<TestNe
       const gateway = new NexusGateway(
         {
           trust,
-          // The helper is for tests and the local demo: agents come in anonymously unless a test sets auth.
+          // The helper is for tests and the local demo: agents come in anonymously, without rate limits, unless
+          // a test sets auth or limits.
           auth: { anonymous: true },
+          limits: { requestsPerSecond: 0, sessionsPerPrincipal: 1_000_000 },
           ...options.gateway,
           transport,
           bootstrap,
