@@ -68,6 +68,8 @@ export const GatewayConfigSchema = z.object({
       replayTimeoutMs: z.number().int().min(100).default(10_000),
     })
     .prefault({}),
+  /** On shutdown (SIGTERM), how long requests in flight may take to finish before they are answered with an error. */
+  shutdownTimeoutMs: z.number().int().min(0).default(10_000),
   /** How often the gateway publishes its demand report (sessions and call rates per server). */
   demandIntervalMs: z.number().int().min(100).default(2_000),
   /** What one principal, and everyone together, may use; beyond it, 429 with Retry-After (503 when full). */

@@ -74,6 +74,7 @@ export class GatewaySession {
   readonly #client: ClientChannel
   readonly #logger: Logger
   readonly #inFlight = new Map<RequestId, InFlight>()
+  #idleWaiters: (() => void)[] = []
   readonly #replay = new SessionReplay()
   /** Messages from the agent while no node is attached (opening, or moving to another node). */
   #pending: JSONRPCMessage[] | undefined = []
@@ -155,6 +156,18 @@ export class GatewaySession {
     if (link === undefined || this.#closing !== undefined) return
     link.abort(reason)
     void this.#nodeEnded(link, { code: 'NODE_FAILED', reason })
+  }
+
+  /** Resolves once no request of the agent waits for an answer. */
+  async whenIdle(): Promise<void> {
+    while (this.#inFlight.size > 0 && this.#closing === undefined)
+      await new Promise<void>((resolve) => this.#idleWaiters.push(resolve))
+  }
+
+  /** Ends the session, first answering every request still waiting with an error that says why. */
+  async shutdown(reason: string): Promise<void> {
+    await this.#failInFlight(GatewayErrorCode.SessionClosed, reason)
+    await this.close()
   }
 
   close(): Promise<void> {
@@ -325,6 +338,10 @@ export class GatewaySession {
       outcome,
       (performance.now() - inFlight.startedAt) / 1000,
     )
+    // Called before the request leaves the map: waiters look again once the current turn has removed it.
+    const waiters = this.#idleWaiters
+    this.#idleWaiters = []
+    if (waiters.length > 0) queueMicrotask(() => waiters.forEach((wake) => wake()))
   }
 
   #failInFlight(code: number, message: string, reason?: string): Promise<void> {

@@ -67,6 +67,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
   #trust: OpenedWhitelist | undefined
   readonly #authenticator: Authenticator
   readonly #rateLimiter: RateLimiter
+  #stopping = false
   #demandRecords: GossipRecords<DemandReport> | undefined
   #demand: DemandReporter | undefined
   #probing = new Set<GatewaySession>()
@@ -184,9 +185,20 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     this.logger.info({ url: this.url, peerId: this.#peer.peerId.toString() }, 'gateway started')
   }
 
+  /**
+   * Stops gracefully: new sessions are refused (503), requests in flight get up to `shutdownTimeoutMs` to be
+   * answered, the rest are answered with an error saying the gateway shut down, then the sessions end and the
+   * gateway leaves the network. No agent request goes unanswered.
+   */
   async stop(): Promise<void> {
+    this.#stopping = true
     clearInterval(this.#sweeper)
     this.#demand?.stop()
+    const sessions = [...this.sessions.values()]
+    const deadline = AbortSignal.timeout(this.config.shutdownTimeoutMs)
+    const timedOut = new Promise<void>((resolve) => deadline.addEventListener('abort', () => resolve()))
+    await Promise.race([Promise.all(sessions.map((s) => s.whenIdle())), timedOut])
+    await Promise.all(sessions.map((s) => s.shutdown('the gateway shut down before the server answered')))
     await Promise.all([this.#streamable?.closeAll(), this.#legacy?.closeAll()])
     if (this.#http !== undefined) {
       const http = this.#http
@@ -330,6 +342,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
   /** Why the gateway cannot serve agents yet (not joined, no host known), or undefined when it can. */
   #notReadyBecause(): string | undefined {
     if (this.#peer === undefined || this.#view === undefined) return 'not started'
+    if (this.#stopping) return 'shutting down'
     if (this.#peer.getConnections().length === 0) return 'not connected to any peer'
     if (this.#view.serverIds().length === 0) return 'no node known to host any server'
     return undefined
@@ -425,6 +438,10 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
           (kind === 'mcp' && req.method === 'POST' && req.headers['mcp-session-id'] === undefined) ||
           (kind === 'sse' && req.method === 'GET')
         if (opensSession) {
+          if (this.#stopping)
+            return sendHttpError(res, 503, -32000, 'Service unavailable: the gateway is shutting down', {
+              'retry-after': '1',
+            })
           const refusal = this.#sessionLimit(auth)
           if (refusal !== undefined) return refusal(res)
         }

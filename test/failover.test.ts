@@ -1,5 +1,4 @@
 import { once } from 'node:events'
-import { join } from 'node:path'
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { McpError } from '@modelcontextprotocol/sdk/types.js'
 import t, { type Test } from 'tap'
@@ -7,17 +6,11 @@ import type { FailoverEvent } from '../gateway/gateway-session.ts'
 import { GatewayErrorCode } from '../gateway/jsonrpc.ts'
 import type { NexusNode } from '../node/nexus-node.ts'
 import { connectStreamable } from './support/clients.ts'
-import { fixtureHttpServerConfig } from './support/fixture-server.ts'
+import { failoverServerConfig, fixtureHttpServerConfig } from './support/fixture-server.ts'
 import { startNetwork, type TestNetwork } from './support/network.ts'
 import { waitFor } from './support/wait.ts'
 
-const failoverFixture = {
-  id: 'failover',
-  transport: 'stdio' as const,
-  command: process.execPath,
-  args: [join(import.meta.dirname, 'fixtures', 'failover-server.ts')],
-  warmPool: 1,
-}
+const failoverFixture = failoverServerConfig()
 
 const textOf = (result: unknown) => (result as { content: { text: string }[] }).content[0]!.text
 

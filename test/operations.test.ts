@@ -2,7 +2,7 @@ import t from 'tap'
 import * as z from 'zod/v4'
 import { NexusGateway } from '../gateway/nexus-gateway.ts'
 import { connectStreamable } from './support/clients.ts'
-import { fixtureServerConfig } from './support/fixture-server.ts'
+import { failoverServerConfig, fixtureServerConfig } from './support/fixture-server.ts'
 import { startNetwork } from './support/network.ts'
 import { parsePrometheus } from './support/prometheus.ts'
 
@@ -80,3 +80,56 @@ t.test('a method no one knows is counted as other, so agents cannot grow the lab
       1,
   )
 })
+
+t.test(
+  'graceful shutdown: calls in flight finish or get an error, none is lost; new sessions get 503',
+  async (t) => {
+    const net = await startNetwork({
+      nodes: 1,
+      servers: [failoverServerConfig()],
+      gateway: { shutdownTimeoutMs: 1_500 },
+    })
+    t.teardown(net.stop)
+    const url = net.gateway.serverUrl('failover')
+    const [{ client: a }, { client: b }] = await Promise.all([connectStreamable(url), connectStreamable(url)])
+    t.teardown(() => Promise.all([a.close(), b.close()]))
+    // Each tool reports progress once it runs on the server: then the call is surely in flight.
+    const running = (client: typeof a, ms: number) => {
+      let started!: () => void
+      const onServer = new Promise<void>((resolve) => {
+        started = resolve
+      })
+      const call = client.callTool({ name: 'slow_read', arguments: { ms } }, undefined, {
+        onprogress: () => started(),
+      })
+      return { call, onServer }
+    }
+    const quick = running(a, 800)
+    const slow = running(b, 20_000)
+    await Promise.all([quick.onServer, slow.onServer])
+    const stopping = net.gateway.stop()
+    const refused = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: {
+          protocolVersion: '2025-11-25',
+          capabilities: {},
+          clientInfo: { name: 'late', version: '1' },
+        },
+      }),
+    })
+    t.equal(refused.status, 503, 'a new session during shutdown is refused')
+    t.equal(refused.headers.get('retry-after'), '1')
+    t.match(
+      await quick.call,
+      { content: [{ text: /slow_read done/ }] },
+      'a call that finishes in time is answered',
+    )
+    await t.rejects(slow.call, { code: -32012, message: /the gateway shut down before the server answered/ })
+    await stopping
+  },
+)

@@ -12,6 +12,15 @@ export const fixtureServerConfig = (id = 'conformance') => ({
   args: [FIXTURE_PATH],
 })
 
+/** A server whose tools take as long as asked (`slow_read`, `slow_write`, with progress at the start). */
+export const failoverServerConfig = () => ({
+  id: 'failover',
+  transport: 'stdio' as const,
+  command: process.execPath,
+  args: [join(import.meta.dirname, '..', 'fixtures', 'failover-server.ts')],
+  warmPool: 1,
+})
+
 /** The conformance fixture over streamable HTTP, started by the node with its port in PORT. */
 export const fixtureHttpServerConfig = (id = 'conformance-http') => ({
   id,

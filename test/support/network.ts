@@ -110,6 +110,7 @@ export async function startNetwork(options: NetworkOptions = {}): Promise<TestNe
           // a test sets auth or limits.
           auth: { anonymous: true },
           limits: { requestsPerSecond: 0, sessionsPerPrincipal: 1_000_000 },
+          shutdownTimeoutMs: 2_000,
           ...options.gateway,
           transport,
           bootstrap,
