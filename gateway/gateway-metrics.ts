@@ -1,4 +1,5 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, Histogram } from 'prom-client'
+import { collectedGauge, peerRegistry } from '../protocol/metrics.ts'
 import type { RequestOutcome } from './gateway-session.ts'
 
 /** MCP methods an agent may call; anything else is counted as `other`, so a client cannot grow the label set. */
@@ -33,7 +34,7 @@ export interface GatewayGauges {
  * Gauges read the live state when scraped; counters and the latency histogram count as things happen.
  */
 export class GatewayMetrics {
-  readonly registry = new Registry()
+  readonly registry = peerRegistry('nexus_gateway_')
   readonly #calls: Counter<'server' | 'method' | 'outcome'>
   readonly #latency: Histogram<'server' | 'method'>
   readonly #sessionsOpened: Counter<'server'>
@@ -41,7 +42,6 @@ export class GatewayMetrics {
 
   constructor(gauges: GatewayGauges) {
     const registers = [this.registry]
-    collectDefaultMetrics({ register: this.registry, prefix: 'nexus_gateway_' })
     this.#calls = new Counter({
       name: 'nexus_gateway_requests_total',
       help: 'Agent requests answered, by server, MCP method and outcome (ok, error from the server, failed by the gateway)',
@@ -67,33 +67,28 @@ export class GatewayMetrics {
       labelNames: ['server'],
       registers,
     })
-    new Gauge({
-      name: 'nexus_gateway_sessions',
-      help: 'Agent sessions open now, by server',
-      labelNames: ['server'],
-      registers,
-      collect() {
-        this.reset()
-        for (const [server, count] of gauges.sessionsPerServer()) this.set({ server }, count)
+    collectedGauge(
+      this.registry,
+      'nexus_gateway_sessions',
+      'Agent sessions open now, by server',
+      ['server'],
+      (g) => {
+        g.reset()
+        for (const [server, count] of gauges.sessionsPerServer()) g.set({ server }, count)
       },
-    })
-    new Gauge({
-      name: 'nexus_gateway_peers',
-      help: 'libp2p connections open now',
-      registers,
-      collect() {
-        this.set(gauges.peers())
+    )
+    collectedGauge(this.registry, 'nexus_gateway_peers', 'libp2p connections open now', [], (g) =>
+      g.set(gauges.peers()),
+    )
+    collectedGauge(
+      this.registry,
+      'nexus_gateway_announcements',
+      'Node announcements received since start, by what validation decided',
+      ['result'],
+      (g) => {
+        for (const [result, count] of Object.entries(gauges.announcements())) g.set({ result }, count)
       },
-    })
-    new Gauge({
-      name: 'nexus_gateway_announcements',
-      help: 'Node announcements received since start, by what validation decided',
-      labelNames: ['result'],
-      registers,
-      collect() {
-        for (const [result, count] of Object.entries(gauges.announcements())) this.set({ result }, count)
-      },
-    })
+    )
   }
 
   requestDone(server: string, method: string, outcome: RequestOutcome, seconds: number): void {

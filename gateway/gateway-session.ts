@@ -341,7 +341,10 @@ export class GatewaySession {
     // Called before the request leaves the map: waiters look again once the current turn has removed it.
     const waiters = this.#idleWaiters
     this.#idleWaiters = []
-    if (waiters.length > 0) queueMicrotask(() => waiters.forEach((wake) => wake()))
+    if (waiters.length > 0)
+      queueMicrotask(() => {
+        for (const wake of waiters) wake()
+      })
   }
 
   #failInFlight(code: number, message: string, reason?: string): Promise<void> {

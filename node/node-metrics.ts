@@ -1,4 +1,5 @@
-import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client'
+import { Counter } from 'prom-client'
+import { collectedGauge, peerRegistry } from '../protocol/metrics.ts'
 import type { UpstreamStatus } from './runtime/upstream.ts'
 
 export interface NodeGauges {
@@ -12,13 +13,12 @@ export interface NodeGauges {
 
 /** The node's Prometheus metrics, in a registry of its own; gauges read the live state when scraped. */
 export class NodeMetrics {
-  readonly registry = new Registry()
+  readonly registry = peerRegistry('nexus_node_')
   readonly #opened: Counter<'server'>
   readonly #refused: Counter<'code'>
 
   constructor(gauges: NodeGauges) {
     const registers = [this.registry]
-    collectDefaultMetrics({ register: this.registry, prefix: 'nexus_node_' })
     this.#opened = new Counter({
       name: 'nexus_node_sessions_opened_total',
       help: 'Sessions gateways opened on this node, by server',
@@ -31,16 +31,12 @@ export class NodeMetrics {
       labelNames: ['code'],
       registers,
     })
-    const gauge = (name: string, help: string, labelNames: string[], collect: (g: Gauge) => void) =>
-      new Gauge({
-        name,
-        help,
-        labelNames,
-        registers,
-        collect() {
-          collect(this)
-        },
-      })
+    const gauge = (
+      name: string,
+      help: string,
+      labels: string[],
+      collect: Parameters<typeof collectedGauge>[4],
+    ) => collectedGauge(this.registry, name, help, labels, collect)
     gauge('nexus_node_sessions', 'Sessions open now, by server', ['server'], (g) => {
       g.reset()
       for (const [server, count] of gauges.sessionsPerServer()) g.set({ server }, count)
