@@ -1,7 +1,6 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs'
-import { parse as parseYaml } from 'yaml'
 import { parseCli, stopOnSignals } from '../protocol/cli-args.ts'
+import { loadRawConfig } from '../protocol/config-env.ts'
 import { errorMessage } from '../protocol/errors.ts'
 import { TRUST_CLI_OPTIONS, TRUST_CLI_USAGE, trustFromCli } from '../trust/trust-config.ts'
 import { type GatewayConfigInput, parseGatewayConfig } from './config.ts'
@@ -23,7 +22,8 @@ Options:
   -h, --help                show this help
 ${TRUST_CLI_USAGE}
 
-Environment: NEXUS_LOG_LEVEL (trace|debug|info|warn|error|silent, default info).
+Environment: NEXUS_LOG_LEVEL (trace|debug|info|warn|error|silent, default info); NEXUS_GATEWAY_<FIELD>
+overrides a configuration field (NEXUS_GATEWAY_HTTP__PORT=9000, NEXUS_GATEWAY_AUTH__API_KEYS=/etc/keys.json).
 `
 
 const { values } = parseCli(USAGE, {
@@ -35,7 +35,7 @@ const { values } = parseCli(USAGE, {
   ...TRUST_CLI_OPTIONS,
 })
 try {
-  const base = (values.config ? parseYaml(readFileSync(values.config, 'utf8')) : {}) as GatewayConfigInput
+  const base = loadRawConfig(values.config, 'NEXUS_GATEWAY_') as GatewayConfigInput
   const config = parseGatewayConfig({
     ...base,
     listen: values.listen ?? base.listen,

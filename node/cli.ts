@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 import { parseCli, stopOnSignals } from '../protocol/cli-args.ts'
+import { loadRawConfig } from '../protocol/config-env.ts'
 import { errorMessage } from '../protocol/errors.ts'
 import { TRUST_CLI_OPTIONS, TRUST_CLI_USAGE, trustFromCli } from '../trust/trust-config.ts'
-import { loadNodeConfigFile, type NodeConfigInput } from './config.ts'
+import type { NodeConfigInput } from './config.ts'
 import { NexusNode } from './nexus-node.ts'
 
 const USAGE = `
@@ -19,7 +20,8 @@ Options:
   -h, --help               show this help
 ${TRUST_CLI_USAGE}
 
-Environment: NEXUS_LOG_LEVEL (trace|debug|info|warn|error|silent, default info).
+Environment: NEXUS_LOG_LEVEL (trace|debug|info|warn|error|silent, default info); NEXUS_NODE_<FIELD> overrides
+a configuration field (NEXUS_NODE_MAX_SESSIONS=128, NEXUS_NODE_OPS__PORT=9464: "__" nests).
 `
 
 const { values } = parseCli(USAGE, {
@@ -29,7 +31,7 @@ const { values } = parseCli(USAGE, {
   ...TRUST_CLI_OPTIONS,
 })
 try {
-  const base: NodeConfigInput = values.config ? loadNodeConfigFile(values.config) : {}
+  const base = loadRawConfig(values.config, 'NEXUS_NODE_') as NodeConfigInput
   const node = new NexusNode({
     ...base,
     listen: values.listen ?? base.listen,

@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs'
-import { parse as parseYaml } from 'yaml'
 import * as z from 'zod/v4'
 import { NexusError } from '../protocol/errors.ts'
 import { isValidServerId } from '../protocol/session-handshake.ts'
@@ -184,14 +182,4 @@ export function parseNodeConfig(input: unknown): NodeConfig {
         'trust.allowUnverified (development only)',
     )
   return result.data
-}
-
-export function loadNodeConfigFile(path: string): NodeConfig {
-  let raw: unknown
-  try {
-    raw = parseYaml(readFileSync(path, 'utf8'))
-  } catch (err) {
-    throw new NexusError('INVALID_CONFIG', `cannot read ${path}: ${(err as Error).message}`, { cause: err })
-  }
-  return parseNodeConfig(raw ?? {})
 }
