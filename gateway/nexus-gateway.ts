@@ -15,6 +15,7 @@ import { type OpenedWhitelist, openWhitelist } from '../trust/open-whitelist.ts'
 import type { Whitelist } from '../trust/whitelist.ts'
 import { Authenticator, mayUseServer } from './authenticator.ts'
 import { type GatewayConfig, type GatewayConfigInput, parseGatewayConfig } from './config.ts'
+import { applyCors } from './cors.ts'
 import { DemandReporter } from './demand-reporter.ts'
 import { GatewayMetrics } from './gateway-metrics.ts'
 import { type ClientChannel, type FailoverEvent, GatewaySession } from './gateway-session.ts'
@@ -411,6 +412,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
         loopbackOnly: isLoopbackHost(this.config.http.host),
       })
       if (refusal !== undefined) return sendHttpError(res, 403, -32000, `Forbidden: ${refusal}`)
+      if (applyCors(req, res)) return
       if (url.pathname.startsWith(PROTECTED_RESOURCE_PATH) && req.method === 'GET')
         return sendJson(res, 200, this.#resourceMetadata())
       const [, kind, serverId, extra] = url.pathname.split('/')

@@ -133,3 +133,37 @@ t.test('unknown paths and methods get clear errors', async (t) => {
   t.equal(method.headers.get('allow'), 'GET, POST, DELETE')
   await method.body?.cancel()
 })
+
+t.test(
+  'CORS: an allowed origin is echoed with the headers a browser client needs; a foreign one gets none',
+  async (t) => {
+    const allowed = 'http://localhost:5173'
+    const preflight = await fetch(endpoint, {
+      method: 'OPTIONS',
+      headers: {
+        origin: allowed,
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'mcp-session-id',
+      },
+    })
+    t.equal(preflight.status, 204)
+    t.equal(preflight.headers.get('access-control-allow-origin'), allowed)
+    t.match(preflight.headers.get('access-control-allow-headers'), /mcp-session-id/)
+    t.match(preflight.headers.get('access-control-allow-methods'), /POST/)
+    const response = await fetch(endpoint, {
+      method: 'POST',
+      headers: { ...headers, origin: allowed },
+      body: JSON.stringify(initialize),
+    })
+    t.equal(response.status, 200)
+    t.equal(response.headers.get('access-control-allow-origin'), allowed)
+    t.match(response.headers.get('access-control-expose-headers'), /mcp-session-id/)
+    await response.body?.cancel()
+    const foreign = await fetch(endpoint, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+    })
+    t.equal(foreign.status, 403)
+    t.equal(foreign.headers.get('access-control-allow-origin'), null, 'nothing is opened to it')
+  },
+)
