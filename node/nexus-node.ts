@@ -83,11 +83,8 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
   opsUrl: string | undefined
   /** Prometheus metrics, served at `/metrics` on the operations port. */
   readonly metrics = new NodeMetrics({
-    sessionsPerServer: () => {
-      const counts = new Map<string, number>()
-      for (const s of this.sessions.values()) counts.set(s.serverId, (counts.get(s.serverId) ?? 0) + 1)
-      return counts
-    },
+    sessionsPerServer: () =>
+      new Map([...this.#sessionsByServer()].map(([id, sessions]) => [id, sessions.length])),
     servers: () => this.runtime.status(),
     peers: () => this.#peer?.getConnections().length ?? 0,
     announcements: () => this.#announcements?.counts ?? { accepted: 0, ignored: 0, rejected: 0 },
@@ -351,10 +348,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       const refusals = new Map(outcome.refused.map((r) => [r.id, r.reason]))
       this.#hashes = new Map([...this.#hashes].filter(([id]) => kept.has(id)))
       this.#announcer?.announceSoon()
-      const leaving = new Map<string, NodeSession[]>()
-      for (const session of this.sessions.values())
-        if (before.has(session.serverId) && !kept.has(session.serverId))
-          leaving.set(session.serverId, [...(leaving.get(session.serverId) ?? []), session])
+      const leaving = this.#sessionsByServer((id) => before.has(id) && !kept.has(id))
       await Promise.all(
         [...leaving].map(async ([serverId, sessions]) => {
           const revoked = this.#revocationOf(serverId, refusals)
@@ -410,20 +404,28 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
   }
 
   async #drainSessions(): Promise<void> {
-    const byServer = new Map<string, NodeSession[]>()
-    for (const session of this.sessions.values())
-      byServer.set(session.serverId, [...(byServer.get(session.serverId) ?? []), session])
     const reason = 'the node is shutting down; the session moves to another node'
-    await Promise.all([...byServer].map(([serverId, sessions]) => this.#handOver(serverId, sessions, reason)))
+    await Promise.all(
+      [...this.#sessionsByServer()].map(([serverId, sessions]) => this.#handOver(serverId, sessions, reason)),
+    )
+  }
+
+  /** The node's sessions grouped by server, of the servers `include` accepts. */
+  #sessionsByServer(include: (serverId: string) => boolean = () => true): Map<string, NodeSession[]> {
+    const byServer = new Map<string, NodeSession[]>()
+    for (const session of this.sessions.values()) {
+      if (!include(session.serverId)) continue
+      const list = byServer.get(session.serverId)
+      if (list === undefined) byServer.set(session.serverId, [session])
+      else list.push(session)
+    }
+    return byServer
   }
 
   #announcement(): AnnouncementBody {
-    const perServer = new Map<string, number>()
+    const perServer = this.#sessionsByServer()
     let inFlight = 0
-    for (const session of this.sessions.values()) {
-      perServer.set(session.serverId, (perServer.get(session.serverId) ?? 0) + 1)
-      inFlight += session.inFlight.size
-    }
+    for (const session of this.sessions.values()) inFlight += session.inFlight.size
     const freeSlots = Math.max(0, this.config.maxSessions - this.sessions.size)
     const ready = this.runtime.status().filter((s) => s.ready && this.#hashes.has(s.id))
     // Provider records follow what is announced; a failed provide is retried here, once per interval.
@@ -436,7 +438,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
         id: s.id,
         version: s.version,
         manifestHash: this.#hashes.get(s.id)!,
-        sessions: perServer.get(s.id) ?? 0,
+        sessions: perServer.get(s.id)?.length ?? 0,
         freeSlots: this.#draining ? 0 : freeSlots,
       })),
       resources: this.config.resources ?? {

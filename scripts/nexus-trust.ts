@@ -1,7 +1,8 @@
-import { JsonRpcProvider } from 'ethers'
+import type { JsonRpcProvider } from 'ethers'
 import { NexusError } from '../protocol/errors.ts'
 import { createLogger } from '../protocol/logger.ts'
 import { manifestHash } from '../protocol/manifest.ts'
+import { chainProvider } from '../trust/chain-provider.ts'
 import { verifyInstalledPackage } from '../trust/installed-package.ts'
 import { createManifest } from '../trust/manifest-create.ts'
 import { manifestDocumentJson, readManifestDocument, writeOutput } from '../trust/manifest-documents.ts'
@@ -49,10 +50,7 @@ function number(value: string | undefined, what: string): number | undefined {
 }
 
 function provider(options: TrustOptions): JsonRpcProvider {
-  return new JsonRpcProvider(need(options.rpc, '--rpc <url>'), undefined, {
-    pollingInterval: 250,
-    cacheTimeout: -1,
-  })
+  return chainProvider(need(options.rpc, '--rpc <url>'), 250)
 }
 
 const print = (line: string) => process.stdout.write(`${line}\n`)

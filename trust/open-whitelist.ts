@@ -1,6 +1,6 @@
-import { JsonRpcProvider } from 'ethers'
 import type { Logger } from 'pino'
 import { errorMessage, NexusError } from '../protocol/errors.ts'
+import { chainProvider } from './chain-provider.ts'
 import { RegistryFollower } from './registry-follower.ts'
 import {
   DEFAULT_CHAIN_ID,
@@ -37,10 +37,7 @@ export async function openWhitelist(config: TrustConfig, logger: Logger): Promis
     logRefusals(whitelist, logger)
     return { whitelist, close: async () => {} }
   }
-  const provider = new JsonRpcProvider(config.chainRpc, undefined, {
-    pollingInterval: config.pollIntervalMs,
-    cacheTimeout: -1,
-  })
+  const provider = chainProvider(config.chainRpc, config.pollIntervalMs)
   const follower = new RegistryFollower({
     provider,
     address: config.registry,
