@@ -39,6 +39,17 @@ export const GatewayConfigSchema = z.object({
         .default(4 * 1024 * 1024),
       /** The reconnection delay suggested to clients in SSE `retry` fields. */
       sseRetryMs: z.number().int().min(0).default(1_000),
+      /**
+       * A response stream whose client has taken nothing for this long, while the session waits for it, is
+       * closed; a streamable HTTP client resumes it from the stored events.
+       */
+      slowClientTimeoutMs: z.number().int().min(100).default(30_000),
+      /** What a node may leave unread of a session's messages before further requests are refused. */
+      maxUnsentBytes: z
+        .number()
+        .int()
+        .min(64 * 1024)
+        .default(8 * 1024 * 1024),
     })
     .prefault({}),
   /** How long a node may take to accept or refuse a session. */

@@ -25,6 +25,8 @@ const KNOWN_METHODS = new Set([
 
 export interface GatewayGauges {
   sessionsPerServer(): Map<string, number>
+  /** Sessions waiting for their agent to catch up before reading more from their node. */
+  sessionsHeldBack(): number
   peers(): number
   announcements(): { accepted: number; ignored: number; rejected: number }
 }
@@ -39,6 +41,8 @@ export class GatewayMetrics {
   readonly #latency: Histogram<'server' | 'method'>
   readonly #sessionsOpened: Counter<'server'>
   readonly #failovers: Counter<'server'>
+  readonly #backPressure: Counter<'server'>
+  readonly #slowClientCuts: Counter<'server'>
 
   constructor(gauges: GatewayGauges) {
     const registers = [this.registry]
@@ -67,6 +71,25 @@ export class GatewayMetrics {
       labelNames: ['server'],
       registers,
     })
+    this.#backPressure = new Counter({
+      name: 'nexus_gateway_back_pressure_total',
+      help: 'Times a session stopped reading from its node because its agent read slower than the server wrote',
+      labelNames: ['server'],
+      registers,
+    })
+    this.#slowClientCuts = new Counter({
+      name: 'nexus_gateway_slow_client_cuts_total',
+      help: 'Response streams closed because their client took nothing for sessions.slowClientTimeoutMs',
+      labelNames: ['server'],
+      registers,
+    })
+    collectedGauge(
+      this.registry,
+      'nexus_gateway_sessions_held_back',
+      'Sessions waiting for their agent to catch up before reading more from their node',
+      [],
+      (g) => g.set(gauges.sessionsHeldBack()),
+    )
     collectedGauge(
       this.registry,
       'nexus_gateway_sessions',
@@ -103,5 +126,13 @@ export class GatewayMetrics {
 
   failover(server: string): void {
     this.#failovers.inc({ server })
+  }
+
+  backPressure(server: string): void {
+    this.#backPressure.inc({ server })
+  }
+
+  slowClientCut(server: string): void {
+    this.#slowClientCuts.inc({ server })
   }
 }

@@ -5,6 +5,7 @@ import type { AuthContext } from '../protocol/session-handshake.ts'
 import { mayUseTool } from './authenticator.ts'
 import { errorResponse, GatewayErrorCode, isRequest, isResponse, type JsonRpcRequest } from './jsonrpc.ts'
 import type { LinkEnd, NodeLink } from './node-link.ts'
+import type { ResponseBacklog } from './response-backlog.ts'
 import type { RetrySafety } from './retry-safety.ts'
 import { SessionReplay } from './session-replay.ts'
 
@@ -16,6 +17,8 @@ export interface ClientChannel {
   hasStandaloneStream(): boolean
   /** Stops waiting for a request's answer (it was cancelled), releasing its HTTP stream. */
   releaseRequest(id: RequestId): void
+  /** The agent's responses: congested while the agent reads slower than the server writes. */
+  readonly backlog: Pick<ResponseBacklog, 'congested' | 'whenClear'>
   close(): Promise<void>
 }
 
@@ -53,6 +56,8 @@ export interface GatewaySessionInit {
   /** An agent's request got its answer: the server's (`ok` or `error`), or the gateway's own (`failed`). */
   onRequestDone?: (method: string, outcome: RequestOutcome, seconds: number) => void
   onFailover?: (event: FailoverEvent) => void
+  /** The agent could not keep up, so the session stopped reading from its node until it catches up. */
+  onBackPressure?: (session: GatewaySession) => void
   onClosed: (session: GatewaySession) => void
 }
 
@@ -80,6 +85,7 @@ export class GatewaySession {
   #pending: JSONRPCMessage[] | undefined = []
   #link: NodeLink | undefined
   #opened = false
+  #heldBack = false
   #closing: Promise<void> | undefined
 
   constructor(init: GatewaySessionInit) {
@@ -106,6 +112,11 @@ export class GatewaySession {
 
   get closed(): boolean {
     return this.#closing !== undefined
+  }
+
+  /** Whether the session waits for a slow agent before reading more from its node. */
+  get heldBack(): boolean {
+    return this.#heldBack
   }
 
   fromClient(message: JSONRPCMessage): void {
@@ -147,7 +158,11 @@ export class GatewaySession {
       }
       return
     }
-    this.#link!.send(message)
+    if (!this.#link!.send(message) && isRequest(message)) {
+      const refusal =
+        "the node is not taking this session's messages fast enough; nothing was sent, try again later"
+      void this.#failRequests([message.id], GatewayErrorCode.Overloaded, refusal)
+    }
   }
 
   /** Gives up on the current node (it stopped answering) and moves the session to another. */
@@ -203,7 +218,11 @@ export class GatewaySession {
       return
     }
     this.#link = link
-    link.onMessage = (message) => this.#fromNode(message)
+    if (this.#heldBack) link.pause()
+    link.onMessage = (message) => {
+      this.#fromNode(message)
+      this.#pushBackIfCongested(link)
+    }
     link.onEnd = (end) => void this.#nodeEnded(link, end)
     const pending = this.#pending ?? []
     this.#pending = undefined
@@ -230,6 +249,24 @@ export class GatewaySession {
       return
     }
     void this.#deliver(message, this.#relatedRequest(message))
+  }
+
+  /**
+   * An agent that reads slower than its server writes would otherwise make the gateway buffer without bound:
+   * instead the session stops reading from the node (yamux stops granting window, the node pauses the server's
+   * output) until the agent's responses can take more, or the one that stalled is closed.
+   */
+  #pushBackIfCongested(link: NodeLink): void {
+    if (this.#heldBack || !this.#client.backlog.congested) return
+    this.#heldBack = true
+    link.pause()
+    this.#init.onBackPressure?.(this)
+    void this.#client.backlog.whenClear().then(() => {
+      this.#heldBack = false
+      link.resume()
+      // The session may have moved to another node meanwhile; that one was paused when attached.
+      this.#link?.resume()
+    })
   }
 
   /**

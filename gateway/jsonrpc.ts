@@ -7,6 +7,8 @@ export const GatewayErrorCode = {
   SessionClosed: -32012,
   /** The principal's scopes do not cover what it asked for (a tool outside them). */
   Forbidden: -32013,
+  /** The node is not reading what the agent sends (its server is stuck or swamped); nothing was sent. */
+  Overloaded: -32014,
 } as const
 
 export type JsonRpcRequest = Extract<JSONRPCMessage, { method: string; id: RequestId }>

@@ -31,6 +31,9 @@ export class LegacySseEndpoint {
       return sendHttpError(res, 404, -32001, `Unknown server ${serverId}: no node in the network hosts it`)
     }
     const transport = new SSEServerTransport(LEGACY_MESSAGES_PATH, res)
+    // This transport cannot resume: a stream cut for stalling ends the session.
+    const backlog = this.#factory.createBacklog(serverId)
+    backlog.watch(res)
     const session = this.#factory.createSession(
       serverId,
       transport.sessionId,
@@ -38,6 +41,7 @@ export class LegacySseEndpoint {
         send: (message) => transport.send(message),
         hasStandaloneStream: () => true,
         releaseRequest: () => {},
+        backlog,
         close: () => transport.close(),
       },
       auth,

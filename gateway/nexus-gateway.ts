@@ -29,6 +29,7 @@ const PROTECTED_RESOURCE_PATH = '/.well-known/oauth-protected-resource'
 import { ADMIT_ALL, type HostAdmission, NetworkView } from './network-view.ts'
 import { connectToHost } from './node-link.ts'
 import { isLoopbackHost, refuseByOrigin } from './origin-guard.ts'
+import { ResponseBacklog } from './response-backlog.ts'
 import { RetrySafety } from './retry-safety.ts'
 import type { SessionFactory } from './session-factory.ts'
 import { StreamableEndpoint } from './streamable-endpoint.ts'
@@ -45,6 +46,10 @@ export interface NexusGatewayEvents {
   'session-opened': [GatewaySession]
   'session-closed': [GatewaySession]
   failover: [FailoverEvent]
+  /** A session stopped reading from its node until its agent catches up. */
+  'back-pressure': [GatewaySession]
+  /** A response stream that took nothing for `slowClientTimeoutMs` was closed. */
+  'slow-client-cut': [serverId: string]
 }
 
 /**
@@ -58,6 +63,11 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
   /** Prometheus metrics, served at `/metrics`. */
   readonly metrics = new GatewayMetrics({
     sessionsPerServer: () => this.#sessionsPerServer(),
+    sessionsHeldBack: () => {
+      let held = 0
+      for (const session of this.sessions.values()) if (session.heldBack) held++
+      return held
+    },
     peers: () => this.#peer?.getConnections().length ?? 0,
     announcements: () => this.#view?.announcements.counts ?? { accepted: 0, ignored: 0, rejected: 0 },
   })
@@ -221,6 +231,17 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     return (await this.view.findHosts(serverId)).length > 0
   }
 
+  createBacklog(serverId: string): ResponseBacklog {
+    return new ResponseBacklog({
+      stallTimeoutMs: this.config.sessions.slowClientTimeoutMs,
+      onCut: () => {
+        this.metrics.slowClientCut(serverId)
+        this.logger.info({ serverId }, 'closed a response its client stopped reading')
+        this.emit('slow-client-cut', serverId)
+      },
+    })
+  }
+
   createSession(
     serverId: string,
     sessionId: string,
@@ -246,6 +267,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
             sessionId,
             auth,
             handshakeTimeoutMs: this.config.handshakeTimeoutMs,
+            maxUnsentBytes: this.config.sessions.maxUnsentBytes,
             exclude,
             random: this.#options.random,
             admits: this.config.trust.allowUnverified
@@ -260,6 +282,10 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       onFailover: (event) => {
         this.metrics.failover(serverId)
         this.emit('failover', event)
+      },
+      onBackPressure: (s) => {
+        this.metrics.backPressure(serverId)
+        this.emit('back-pressure', s)
       },
       onClosed: (s) => {
         if (this.sessions.get(s.id) !== s) return
@@ -375,7 +401,8 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
    */
   #checkLiveness(session: GatewaySession, now: number): void {
     const link = session.link
-    if (link === undefined || this.#probing.has(session)) return
+    // A paused link is silent because the gateway stopped reading it for a slow agent, not because its node hung.
+    if (link === undefined || link.paused || this.#probing.has(session)) return
     const silentFor = now - link.lastFrameAt
     const waiting = session.inFlightCount > 0 && silentFor > this.config.failover.probeAfterMs
     const heartbeatLost =

@@ -35,16 +35,21 @@ export class NodeLink {
   onEnd: ((end: LinkEnd) => void) | undefined
   /** When the node last sent anything on this session. */
   lastFrameAt = Date.now()
+  /** What the node has sent on this session, in frame bytes. */
+  receivedBytes = 0
   readonly #framed: FramedStream
   readonly #logger: Logger
   #closing: LinkEnd | undefined
   #closedByUs = false
   #probe: { nonce: number; resolve: (answered: boolean) => void } | undefined
   #nonce = 0
+  #paused = false
+  readonly #maxUnsentBytes: number
 
-  constructor(peerId: string, framed: FramedStream, logger: Logger) {
+  constructor(peerId: string, framed: FramedStream, logger: Logger, maxUnsentBytes = Infinity) {
     this.peerId = peerId
     this.#framed = framed
+    this.#maxUnsentBytes = maxUnsentBytes
     this.#logger = logger
     framed.onFrame((frame) => this.#receive(frame))
     framed.onEnd((error) => {
@@ -57,9 +62,35 @@ export class NodeLink {
     })
   }
 
-  send(message: JSONRPCMessage): void {
-    if (!this.#framed.writable) return
+  /**
+   * Sends a message to the node. Returns false, sending nothing, when the node has not taken `maxUnsentBytes`
+   * of what was sent before (its server stopped reading): the gateway does not queue without bound.
+   */
+  send(message: JSONRPCMessage): boolean {
+    if (!this.#framed.writable) return true
+    if (this.#framed.stream.writeBufferLength > this.#maxUnsentBytes) return false
     this.#framed.send(encodeJson(message))
+    return true
+  }
+
+  /** Stops reading the node's messages (the agent is not keeping up): the node is pushed back on. */
+  pause(): void {
+    if (this.#paused || this.#framed.ended) return
+    this.#paused = true
+    this.#framed.pause()
+  }
+
+  resume(): void {
+    if (!this.#paused) return
+    this.#paused = false
+    // The node was silent because it was not read, not because it hung.
+    this.lastFrameAt = Date.now()
+    if (!this.#framed.ended) this.#framed.resume()
+  }
+
+  /** Whether the gateway has stopped reading the node; its silence then says nothing about its health. */
+  get paused(): boolean {
+    return this.#paused
   }
 
   /**
@@ -98,6 +129,7 @@ export class NodeLink {
 
   #receive(frame: Uint8Array): void {
     this.lastFrameAt = Date.now()
+    this.receivedBytes += frame.byteLength
     let value: unknown
     try {
       value = decodeJson(frame)
@@ -131,6 +163,8 @@ export interface ConnectOptions {
   /** Hosts not to try (e.g. the one that just failed). */
   exclude?: Set<string>
   random?: () => number
+  /** How much the node may leave unread before the gateway refuses to send it more. */
+  maxUnsentBytes?: number
   /** Whether the server a node declares on accepting may be used (the whitelist); anything by default. */
   admits?: (server: { id: string; version: string; manifestHash: string }) => boolean
 }
@@ -180,7 +214,7 @@ export async function connectToHost(
       }
       if (reply.type === 'accepted') {
         view.noteSessionOpened(host.peerId)
-        return new NodeLink(host.peerId, framed, logger)
+        return new NodeLink(host.peerId, framed, logger, options.maxUnsentBytes)
       }
       failures.push(`${host.peerId} refused (${reply.code}): ${reply.message}`)
       await framed.close()

@@ -9,10 +9,12 @@ import { BoundedEventStore } from './event-store.ts'
 import type { GatewaySession } from './gateway-session.ts'
 import { sendHttpError } from './http-responses.ts'
 import { readJsonBodyOrReply } from './request-body.ts'
+import type { ResponseBacklog } from './response-backlog.ts'
 import type { SessionFactory } from './session-factory.ts'
 
 interface Entry {
   transport: StreamableHTTPServerTransport
+  backlog: ResponseBacklog
   session: GatewaySession | undefined
   standaloneStreams: number
 }
@@ -68,6 +70,7 @@ export class StreamableEndpoint {
         entry.standaloneStreams++
         res.once('close', () => entry.standaloneStreams--)
       }
+      entry.backlog.watch(res)
       await entry.transport.handleRequest(req, res, body)
       return
     }
@@ -85,16 +88,19 @@ export class StreamableEndpoint {
     if (!(await this.#factory.isServed(serverId))) {
       return sendHttpError(res, 404, -32001, `Unknown server ${serverId}: no node in the network hosts it`)
     }
-    await this.#startSession(serverId, auth).handleRequest(req, res, body)
+    const entry = this.#startSession(serverId, auth)
+    entry.backlog.watch(res)
+    await entry.transport.handleRequest(req, res, body)
   }
 
   async closeAll(): Promise<void> {
     await Promise.all([...this.#entries.values()].map((e) => e.session?.close() ?? e.transport.close()))
   }
 
-  #startSession(serverId: string, auth: AuthContext): StreamableHTTPServerTransport {
+  #startSession(serverId: string, auth: AuthContext): Entry {
     const entry: Entry = {
       standaloneStreams: 0,
+      backlog: this.#factory.createBacklog(serverId),
       session: undefined,
       transport: new StreamableHTTPServerTransport({
         sessionIdGenerator: randomUUID,
@@ -116,6 +122,7 @@ export class StreamableEndpoint {
                 ),
               hasStandaloneStream: () => entry.standaloneStreams > 0,
               releaseRequest: (id) => entry.transport.closeSSEStream(id),
+              backlog: entry.backlog,
               close: () => entry.transport.close(),
             },
             auth,
@@ -130,6 +137,6 @@ export class StreamableEndpoint {
       if (id !== undefined) this.#entries.delete(id)
       void entry.session?.close()
     }
-    return entry.transport
+    return entry
   }
 }

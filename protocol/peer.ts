@@ -23,6 +23,9 @@ import { ANNOUNCE_TOPIC, DEMAND_TOPIC, DHT_PROTOCOL } from './names.ts'
  * a stream, fails, and the connection monitor drops the connection with every session on it. Each protocol's
  * own limit (a node's session slots for the MCP protocol) still bounds what a peer may open.
  */
+/** The most a session stream may have in flight towards a reader: what a paused session still receives. */
+export const MAX_STREAM_WINDOW_BYTES = 2 * 1024 * 1024
+
 export const MAX_STREAMS_PER_CONNECTION = 100_000
 
 /** `memory` runs whole networks inside one process (tests); `tcp` is for real deployments. */
@@ -100,6 +103,9 @@ export async function createPeer(options: PeerOptions = {}): Promise<NexusPeer> 
       yamux({
         maxInboundStreams: MAX_STREAMS_PER_CONNECTION,
         maxOutboundStreams: MAX_STREAMS_PER_CONNECTION,
+        // A session that stops reading (back-pressure from a slow agent or server) receives at most one window
+        // more; kept below the stream's read buffer limit (4 MiB), beyond which a paused stream is aborted.
+        streamOptions: { maxStreamWindowSize: MAX_STREAM_WINDOW_BYTES },
       }),
     ],
     connectionManager: { maxConnections: options.maxConnections ?? 300 },

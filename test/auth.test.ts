@@ -177,7 +177,7 @@ t.test('keys are created, listed and revoked with the nexus CLI; only their hash
   t.match(nexus('list', '--keys-file', keysFile), new RegExp(`${id} {2}grace {2}server:conformance`))
   const { client } = await connectStreamable(url, { headers: bearer(key) })
   await client.close()
-  nexus('revoke', id, '--keys-file', keysFile)
+  nexus('revoke', id!, '--keys-file', keysFile)
   const refused = await post(bearer(key))
   t.equal(refused.status, 401, 'a revoked key is refused at once, without a restart')
 })
