@@ -75,18 +75,19 @@ t.test(
       'three replicas of everything',
     )
     t.equal(network.nodes.filter((n) => hosting(n, 'everything')).length, 3, 'every node runs it')
-    // Spread new sessions over the replicas, then keep two sessions and end the rest. Two sessions need two
-    // replicas: the allocator drops the node that ranks lowest for `everything` (rendezvous weight; the
-    // operators are all distinct), so one kept session is on that node and must be handed over.
-    const more = await Promise.all(
-      Array.from({ length: 3 }, () => connectStreamable(gateway.serverUrl('everything'))),
-    )
-    const all = [...clients, ...more]
+    // Open sessions until the replicas hold some, then keep two sessions and end the rest. Two sessions need
+    // two replicas: the allocator drops the node that ranks lowest for `everything` (rendezvous weight; the
+    // operators are all distinct), so one kept session is on that node and must be handed over. Hosts are
+    // chosen by power of two choices, which is random: sessions are opened until both nodes have one.
     const nodeOf = (sessionId: string | undefined) =>
       network.nodes.find((n) => sessionId !== undefined && n.sessions.has(sessionId))
     const rank = (n: NexusNode) => weight(hashId('everything'), hashId(n.peerId))
     const [dropped, stays] = [...network.nodes].sort((a, b) => rank(a) - rank(b))
-    const kept = [dropped!, stays!].map((node) => all.find((c) => nodeOf(c.transport.sessionId) === node))
+    const all = [...clients]
+    const onNode = (node: NexusNode | undefined) => all.find((c) => nodeOf(c.transport.sessionId) === node)
+    while (all.length < 30 && (onNode(dropped) === undefined || onNode(stays) === undefined))
+      all.push(await connectStreamable(gateway.serverUrl('everything')))
+    const kept = [onNode(dropped), onNode(stays)]
     t.ok(
       kept.every((c) => c !== undefined),
       'a session on the node that will be dropped, and one on another',

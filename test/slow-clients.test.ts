@@ -7,10 +7,17 @@ import { connectStreamable } from './support/clients.ts'
 import { failoverServerConfig } from './support/fixture-server.ts'
 import { startNetwork } from './support/network.ts'
 import { parsePrometheus } from './support/prometheus.ts'
-import { openRaw, parseSse, readEventsUntil } from './support/raw-sse.ts'
+import {
+  initializeRaw,
+  openRaw,
+  parseSse,
+  progressOf,
+  readEventsUntil,
+  sessionHeaders,
+  startStalledFlood,
+} from './support/raw-sse.ts'
 import { withTimeout } from './support/wait.ts'
 
-const PROTOCOL = '2025-11-25'
 const FLOOD = { count: 960, bytes: 32 * 1024 } // about 31 MB of progress notifications
 const floodBytes = FLOOD.count * FLOOD.bytes
 
@@ -30,61 +37,15 @@ t.teardown(network.stop)
 const gateway = network.gateway
 const url = gateway.serverUrl('failover')
 
-/** Opens a session with raw HTTP; returns its id. */
-async function initialize(): Promise<string> {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-    body: JSON.stringify({
-      jsonrpc: '2.0',
-      id: 0,
-      method: 'initialize',
-      params: { protocolVersion: PROTOCOL, capabilities: {}, clientInfo: { name: 'slow', version: '1' } },
-    }),
-  })
-  await res.text()
-  const sessionId = res.headers.get('mcp-session-id')!
-  await fetch(url, {
-    method: 'POST',
-    headers: sessionHeaders(sessionId, 'application/json'),
-    body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
-  })
-  return sessionId
-}
-
-function sessionHeaders(sessionId: string, contentType?: string): Record<string, string> {
-  return {
-    accept: 'application/json, text/event-stream',
-    'mcp-session-id': sessionId,
-    'mcp-protocol-version': PROTOCOL,
-    ...(contentType === undefined ? {} : { 'content-type': contentType }),
-  }
-}
-
-const progressOf = (data: string): number | undefined => {
-  const message = JSON.parse(data) as { method?: string; params?: { progress?: number } }
-  return message.method === 'notifications/progress' ? message.params!.progress : undefined
-}
-
 t.test(
   'a client that stops reading pushes back on the server; its stream is cut and resumes with nothing lost',
   async (t) => {
-    const sessionId = await initialize()
+    const sessionId = await initializeRaw(url, 'slow')
     const session = gateway.sessions.get(sessionId)!
     const heldBack = once(gateway, 'back-pressure') as Promise<[GatewaySession]>
     const cut = once(gateway, 'slow-client-cut')
-    const res = await openRaw(url, {
-      method: 'POST',
-      headers: sessionHeaders(sessionId, 'application/json'),
-      body: JSON.stringify({
-        jsonrpc: '2.0',
-        id: 1,
-        method: 'tools/call',
-        params: { name: 'flood', arguments: FLOOD, _meta: { progressToken: 'flood' } },
-      }),
-    })
     // The client reads the first progress notification, then nothing more.
-    const firstRead = await readEventsUntil(res, (e) => e.data !== '' && progressOf(e.data) !== undefined)
+    const { res, read: firstRead } = await startStalledFlood(url, sessionId, FLOOD)
     const [held] = await withTimeout(heldBack, 20_000, 'the session to hold back')
     t.equal(held, session, 'the slow session stopped reading from its node')
     t.ok(session.heldBack)
@@ -111,8 +72,7 @@ t.test(
       'the resumed stream to deliver the result',
     )
     resumed.destroy()
-    const progress = [...firstRead, ...rest].map((e) => (e.data === '' ? undefined : progressOf(e.data)))
-    const seen = progress.filter((p) => p !== undefined)
+    const seen = [...firstRead, ...rest].map(progressOf).filter((p) => p !== undefined)
     t.same(
       seen,
       Array.from({ length: FLOOD.count }, (_, i) => i + 1),

@@ -21,14 +21,21 @@ export type PeerRequest =
 export type PeerReply =
   | { type: 'ready'; address: string }
   | { type: 'pool-settled' }
-  | { type: 'memory'; heapUsed: number; rss: number; sessions: number }
+  | {
+      type: 'memory'
+      heapUsed: number
+      /** Memory of Buffers and other objects outside the JS heap (sockets' and streams' data). */
+      external: number
+      rss: number
+      sessions: number
+    }
 
 const send = (reply: PeerReply) => process.send!(reply)
 
 function memory(sessions: number): PeerReply {
   globalThis.gc?.()
-  const { heapUsed, rss } = process.memoryUsage()
-  return { type: 'memory', heapUsed, rss, sessions }
+  const { heapUsed, external, rss } = process.memoryUsage()
+  return { type: 'memory', heapUsed, external, rss, sessions }
 }
 
 async function startNode(upstream: BenchUpstream, warmPool: number, maxSessions: number) {

@@ -7,12 +7,14 @@
  * - `sessions`: 1,000 concurrent sessions held through one gateway, errors and memory (`sessions.ts`)
  * - `failover`: node killed or hung → next successful call, over 20 trials each (`failover.ts`)
  * - `convergence`: announcement propagation in a 50-peer network (`convergence.ts`)
+ * - `slow-client`: memory a stalled client costs the gateway while its server floods it (`slow-client.ts`)
  */
 import { cpus } from 'node:os'
 import { runAllocationBench } from './allocation.ts'
 import { benchConvergence } from './convergence.ts'
 import { benchFailover } from './failover.ts'
 import { benchSessions } from './sessions.ts'
+import { benchSlowClient } from './slow-client.ts'
 import { benchThroughput } from './throughput.ts'
 
 const SUITES = {
@@ -21,6 +23,7 @@ const SUITES = {
   sessions: benchSessions,
   failover: benchFailover,
   convergence: benchConvergence,
+  'slow-client': benchSlowClient,
 } as const
 type Suite = keyof typeof SUITES
 

@@ -30,7 +30,7 @@ export const fixtureHttpServerConfig = (id = 'conformance-http') => ({
 })
 
 /** Starts the fixture on its own, over streamable HTTP on a free loopback port: the direct baseline. */
-export async function startDirectFixture(): Promise<{ url: string; stop: () => Promise<void> }> {
+export async function startDirectFixture(): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
   const child: ChildProcess = spawn(process.execPath, [FIXTURE_PATH, '--http', '0'], {
     stdio: ['ignore', 'ignore', 'pipe'],
   })
@@ -45,6 +45,7 @@ export async function startDirectFixture(): Promise<{ url: string; stop: () => P
   })
   return {
     url,
+    pid: child.pid!,
     stop: async () => {
       if (child.exitCode !== null) return
       child.kill('SIGTERM')

@@ -70,3 +70,72 @@ export function readEventsUntil(
     res.resume()
   })
 }
+
+export const RAW_PROTOCOL_VERSION = '2025-11-25'
+
+/** The headers of a request within a streamable HTTP session. */
+export function sessionHeaders(sessionId: string, contentType?: string): Record<string, string> {
+  return {
+    accept: 'application/json, text/event-stream',
+    'mcp-session-id': sessionId,
+    'mcp-protocol-version': RAW_PROTOCOL_VERSION,
+    ...(contentType === undefined ? {} : { 'content-type': contentType }),
+  }
+}
+
+/** Opens a streamable HTTP session with plain HTTP requests; resolves with its id. */
+export async function initializeRaw(url: string, clientName = 'raw'): Promise<string> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 0,
+      method: 'initialize',
+      params: {
+        protocolVersion: RAW_PROTOCOL_VERSION,
+        capabilities: {},
+        clientInfo: { name: clientName, version: '1' },
+      },
+    }),
+  })
+  await res.text()
+  const sessionId = res.headers.get('mcp-session-id')
+  if (sessionId === null) throw new Error(`initialize failed with HTTP ${res.status}`)
+  await fetch(url, {
+    method: 'POST',
+    headers: sessionHeaders(sessionId, 'application/json'),
+    body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+  })
+  return sessionId
+}
+
+/**
+ * Calls the fixtures' `flood` tool and reads its stream up to the first progress notification, then stops
+ * reading: a client that stalls while its server keeps writing. Returns the paused response and what it read.
+ */
+export async function startStalledFlood(
+  url: string,
+  sessionId: string,
+  flood: { count: number; bytes: number },
+): Promise<{ res: IncomingMessage; read: SseEvent[] }> {
+  const res = await openRaw(url, {
+    method: 'POST',
+    headers: sessionHeaders(sessionId, 'application/json'),
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'tools/call',
+      params: { name: 'flood', arguments: flood, _meta: { progressToken: 'flood' } },
+    }),
+  })
+  const read = await readEventsUntil(res, (e) => progressOf(e) !== undefined)
+  return { res, read }
+}
+
+/** The progress value of a progress notification event; undefined for any other event. */
+export function progressOf(event: SseEvent): number | undefined {
+  if (event.data === '') return undefined
+  const message = JSON.parse(event.data) as { method?: string; params?: { progress?: number } }
+  return message.method === 'notifications/progress' ? message.params!.progress : undefined
+}
