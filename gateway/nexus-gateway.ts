@@ -173,7 +173,19 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     this.#legacy = new LegacySseEndpoint(this, this.config, this.logger)
     // Idle keep-alive sockets stay open longer than clients keep them (undici: 4 s), so that a client never
     // reuses a socket the server is closing at that moment (which it would see as ECONNRESET).
-    const http = createServer({ keepAliveTimeout: 65_000 }, (req, res) => void this.#route(req, res))
+    const { headersTimeoutMs, requestTimeoutMs, maxConnections } = this.config.http
+    const http = createServer(
+      {
+        keepAliveTimeout: 65_000,
+        // A client trickling its headers or body byte by byte holds a socket and little else; these bound how
+        // long (408 and the connection closed), checked often enough for the bounds to mean something.
+        headersTimeout: headersTimeoutMs,
+        requestTimeout: Math.max(requestTimeoutMs, headersTimeoutMs),
+        connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(headersTimeoutMs / 4))),
+      },
+      (req, res) => void this.#route(req, res),
+    )
+    http.maxConnections = maxConnections
     this.#http = http
     try {
       await new Promise<void>((resolve, reject) => {

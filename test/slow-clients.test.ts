@@ -1,4 +1,5 @@
 import { once } from 'node:events'
+import { connect } from 'node:net'
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js'
 import t from 'tap'
 import type { GatewaySession } from '../gateway/gateway-session.ts'
@@ -24,6 +25,7 @@ const floodBytes = FLOOD.count * FLOOD.bytes
 const network = await startNetwork({
   servers: [failoverServerConfig()],
   gateway: {
+    http: { headersTimeoutMs: 500, requestTimeoutMs: 1_000 },
     sessions: {
       slowClientTimeoutMs: 1_500,
       // Room for the whole flood, so that resumption after the cut can be checked for completeness.
@@ -213,5 +215,30 @@ t.test(
     )
     // parseSse is exercised above through readEventsUntil; a direct check of a split event keeps it honest.
     t.same(parseSse('id: a\ndata: 1\n\nid: b\nda'), { events: [{ id: 'a', data: '1' }], rest: 'id: b\nda' })
+  },
+)
+
+t.test(
+  'a client that trickles its request is answered 408 and disconnected; the gateway serves on',
+  async (t) => {
+    const { hostname, port, pathname } = new URL(url)
+    /** Sends `text` and nothing more; resolves with what the gateway answered once it closed the connection. */
+    const trickle = async (text: string) => {
+      const socket = connect(Number(port), hostname)
+      let answer = ''
+      socket.on('data', (chunk) => {
+        answer += chunk.toString()
+      })
+      socket.write(text)
+      await withTimeout(once(socket, 'close'), 10_000, 'the gateway to close the connection')
+      return answer
+    }
+    const head = `POST ${pathname} HTTP/1.1\r\nHost: ${hostname}:${port}\r\n`
+    t.match(await trickle(head), /^HTTP\/1\.1 408/, 'headers that never end: 408')
+    const body = `${head}Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"jsonrpc":`
+    t.match(await trickle(body), /^HTTP\/1\.1 408/, 'a body that never ends: 408')
+    const { client } = await connectStreamable(url)
+    t.match(await client.callTool({ name: 'whoami' }), { content: [{ text: /^pid / }] }, 'others are served')
+    await client.close()
   },
 )
