@@ -1,27 +1,6 @@
 import { Counter, Histogram } from 'prom-client'
-import { collectedGauge, peerRegistry } from '../protocol/metrics.ts'
+import { collectedGauge, methodLabel, peerRegistry } from '../protocol/metrics.ts'
 import type { RequestOutcome } from './gateway-session.ts'
-
-/** MCP methods an agent may call; anything else is counted as `other`, so a client cannot grow the label set. */
-const KNOWN_METHODS = new Set([
-  'initialize',
-  'ping',
-  'tools/list',
-  'tools/call',
-  'resources/list',
-  'resources/templates/list',
-  'resources/read',
-  'resources/subscribe',
-  'resources/unsubscribe',
-  'prompts/list',
-  'prompts/get',
-  'completion/complete',
-  'logging/setLevel',
-  'tasks/get',
-  'tasks/list',
-  'tasks/result',
-  'tasks/cancel',
-])
 
 export interface GatewayGauges {
   sessionsPerServer(): Map<string, number>
@@ -115,7 +94,7 @@ export class GatewayMetrics {
   }
 
   requestDone(server: string, method: string, outcome: RequestOutcome, seconds: number): void {
-    const label = KNOWN_METHODS.has(method) ? method : 'other'
+    const label = methodLabel(method)
     this.#calls.inc({ server, method: label, outcome })
     this.#latency.observe({ server, method: label }, seconds)
   }

@@ -370,11 +370,19 @@ export class GatewaySession {
   }
 
   #done(inFlight: InFlight, outcome: RequestOutcome): void {
-    this.#init.onRequestDone?.(
-      inFlight.request.method,
-      outcome,
-      (performance.now() - inFlight.startedAt) / 1000,
+    const seconds = (performance.now() - inFlight.startedAt) / 1000
+    // The node logs the same request under the same session id and JSON-RPC id: the two lines correlate.
+    this.#logger.info(
+      {
+        rpcId: inFlight.request.id,
+        method: inFlight.request.method,
+        outcome,
+        ms: Math.round(seconds * 1000),
+        node: this.#link?.peerId,
+      },
+      'request done',
     )
+    this.#init.onRequestDone?.(inFlight.request.method, outcome, seconds)
     // Called before the request leaves the map: waiters look again once the current turn has removed it.
     const waiters = this.#idleWaiters
     this.#idleWaiters = []

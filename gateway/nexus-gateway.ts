@@ -260,7 +260,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     client: ClientChannel,
     auth: AuthContext,
   ): GatewaySession {
-    const logger = this.logger.child({ sessionId, serverId })
+    const logger = this.logger.child({ sessionId, serverId, principal: auth.principal })
     const session = new GatewaySession({
       id: sessionId,
       serverId,

@@ -508,11 +508,14 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       serverId: open.serverId,
       principal: open.auth.principal,
     })
-    const session = new NodeSession(open, gatewayPeer, framed, upstream, logger, (s) => {
-      if (this.sessions.get(s.id) !== s) return
-      this.sessions.delete(s.id)
-      this.#announcer?.announceSoon()
-      this.emit('session-closed', s)
+    const session = new NodeSession(open, gatewayPeer, framed, upstream, logger, {
+      onClosed: (s) => {
+        if (this.sessions.get(s.id) !== s) return
+        this.sessions.delete(s.id)
+        this.#announcer?.announceSoon()
+        this.emit('session-closed', s)
+      },
+      onRequestDone: (done) => this.metrics.requestDone(open.serverId, done),
     })
     this.sessions.set(session.id, session)
     this.metrics.sessionOpened(open.serverId)

@@ -1,5 +1,6 @@
-import { Counter } from 'prom-client'
-import { collectedGauge, peerRegistry } from '../protocol/metrics.ts'
+import { Counter, Histogram } from 'prom-client'
+import { collectedGauge, methodLabel, peerRegistry } from '../protocol/metrics.ts'
+import type { RequestDone } from './in-flight-requests.ts'
 import type { UpstreamStatus } from './runtime/upstream.ts'
 
 export interface NodeGauges {
@@ -16,6 +17,8 @@ export class NodeMetrics {
   readonly registry = peerRegistry('nexus_node_')
   readonly #opened: Counter<'server'>
   readonly #refused: Counter<'code'>
+  readonly #requests: Counter<'server' | 'method' | 'outcome'>
+  readonly #latency: Histogram<'server' | 'method'>
 
   constructor(gauges: NodeGauges) {
     const registers = [this.registry]
@@ -29,6 +32,19 @@ export class NodeMetrics {
       name: 'nexus_node_sessions_refused_total',
       help: 'Sessions this node refused, by refusal code',
       labelNames: ['code'],
+      registers,
+    })
+    this.#requests = new Counter({
+      name: 'nexus_node_requests_total',
+      help: 'Agent requests relayed to servers, by server, MCP method and outcome (ok, error from the server, cancelled by the agent, unanswered when the session ended)',
+      labelNames: ['server', 'method', 'outcome'],
+      registers,
+    })
+    this.#latency = new Histogram({
+      name: 'nexus_node_request_duration_seconds',
+      help: 'Time from a request reaching the node to the server answering it, by server and MCP method',
+      labelNames: ['server', 'method'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     })
     const gauge = (
@@ -80,5 +96,12 @@ export class NodeMetrics {
 
   sessionRefused(code: string): void {
     this.#refused.inc({ code })
+  }
+
+  requestDone(server: string, done: RequestDone): void {
+    const method = methodLabel(done.method)
+    this.#requests.inc({ server, method, outcome: done.outcome })
+    if (done.outcome === 'ok' || done.outcome === 'error')
+      this.#latency.observe({ server, method }, done.seconds)
   }
 }

@@ -2,7 +2,7 @@ import type { Logger } from 'pino'
 import type { NexusErrorCode } from '../protocol/errors.ts'
 import type { FramedStream } from '../protocol/framed-stream.ts'
 import { closingFrame, type OpenSession, ProbeSchema, probeFrame } from '../protocol/session-handshake.ts'
-import { InFlightRequests } from './in-flight-requests.ts'
+import { InFlightRequests, type RequestDone } from './in-flight-requests.ts'
 import type { UpstreamSession } from './runtime/upstream.ts'
 
 /**
@@ -14,7 +14,7 @@ export class NodeSession {
   readonly serverId: string
   readonly principal: string
   readonly gatewayPeer: string
-  readonly inFlight = new InFlightRequests()
+  readonly inFlight: InFlightRequests
   readonly #framed: FramedStream
   readonly #upstream: UpstreamSession
   readonly #logger: Logger
@@ -30,7 +30,7 @@ export class NodeSession {
     framed: FramedStream,
     upstream: UpstreamSession,
     logger: Logger,
-    onClosed: (session: NodeSession) => void,
+    hooks: { onClosed: (session: NodeSession) => void; onRequestDone?: (done: RequestDone) => void },
   ) {
     this.id = open.sessionId
     this.serverId = open.serverId
@@ -39,7 +39,15 @@ export class NodeSession {
     this.#framed = framed
     this.#upstream = upstream
     this.#logger = logger
-    this.#onClosed = onClosed
+    this.#onClosed = hooks.onClosed
+    // One line per request, under the JSON-RPC id and session id the gateway's line carries too.
+    this.inFlight = new InFlightRequests((done) => {
+      logger.info(
+        { rpcId: done.id, method: done.method, outcome: done.outcome, ms: Math.round(done.seconds * 1000) },
+        'request done',
+      )
+      hooks.onRequestDone?.(done)
+    })
     upstream.onMessage = (message) => this.#toGateway(message)
     upstream.onEnd = (code, reason) => this.#upstreamEnded(code, reason)
     framed.onFrame((frame) => this.#toServer(frame))
@@ -58,6 +66,7 @@ export class NodeSession {
     if (code !== undefined && reason !== undefined && this.#framed.writable) {
       this.#framed.sendJson(closingFrame(code, reason))
     }
+    this.inFlight.abandon()
     void Promise.allSettled([this.#upstream.close(), this.#framed.close()]).then(() => {
       this.#onClosed(this)
       resolve()

@@ -8,6 +8,7 @@ import { createApiKey, revokeApiKey } from '../gateway/api-keys.ts'
 import { NexusGateway } from '../gateway/nexus-gateway.ts'
 import { connectStreamable } from './support/clients.ts'
 import { fixtureServerConfig } from './support/fixture-server.ts'
+import { captureLogs } from './support/log-capture.ts'
 import { startNetwork } from './support/network.ts'
 
 const keysFile = join(mkdtempSync(join(tmpdir(), 'nexus-auth-')), 'keys.json')
@@ -30,9 +31,12 @@ const token = (claims: { sub?: string; scope?: string; aud?: string; exp?: numbe
     .setExpirationTime(claims.exp ?? Math.floor(Date.now() / 1000) + 600)
     .sign(privateKey)
 
+// Every line, down to debug: none may carry a key or a token.
+const logs = captureLogs('debug')
 const network = await startNetwork({
   nodes: 1,
   servers: [fixtureServerConfig()],
+  logger: logs.logger,
   gateway: {
     auth: { apiKeys: keysFile, jwt: { issuer: ISSUER, audience: AUDIENCE, jwks: { keys: [jwk] } } },
   },
@@ -235,3 +239,19 @@ t.test(
     t.ok((await other.listTools()).tools.length > 0, 'another principal is not affected')
   },
 )
+
+t.test('no key, secret or token appears in any log line, even at debug level', async (t) => {
+  const jwt = await token({ scope: 'server:conformance' })
+  const { client } = await connectStreamable(url, { headers: bearer(jwt) })
+  await client.callTool({ name: 'test_simple_text', arguments: {} })
+  await client.close()
+  const { client: keyed } = await connectStreamable(url, { headers: bearer(alice.key) })
+  await keyed.listTools()
+  await keyed.close()
+  t.ok(logs.lines.length > 10, `${logs.lines.length} lines logged`)
+  const text = logs.lines.map((l) => JSON.stringify(l)).join('\n')
+  const secrets = { alice: alice.key, bob: bob.key, carol: carol.key, dave: dave.key, jwt }
+  for (const [name, secret] of Object.entries(secrets))
+    t.notOk(text.includes(secret), `${name}'s credential is not logged`)
+  t.ok(text.includes('key:alice'), 'principals are logged, by name')
+})

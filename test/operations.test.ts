@@ -3,10 +3,18 @@ import * as z from 'zod/v4'
 import { NexusGateway } from '../gateway/nexus-gateway.ts'
 import { connectStreamable } from './support/clients.ts'
 import { failoverServerConfig, fixtureServerConfig } from './support/fixture-server.ts'
+import { captureLogs } from './support/log-capture.ts'
 import { startNetwork } from './support/network.ts'
 import { parsePrometheus } from './support/prometheus.ts'
 
-const network = await startNetwork({ nodes: 1, servers: [fixtureServerConfig()], node: { ops: { port: 0 } } })
+// Every log line of the network: the test checks that gateway and node lines correlate.
+const { logger, lines: logLines } = captureLogs()
+const network = await startNetwork({
+  nodes: 1,
+  servers: [fixtureServerConfig()],
+  node: { ops: { port: 0 } },
+  logger,
+})
 t.teardown(network.stop)
 const { gateway } = network
 const node = network.nodes[0]!
@@ -42,6 +50,7 @@ t.test('a gateway alone is alive but not ready, and says why', async (t) => {
 
 t.test('metrics parse as Prometheus text and count what agents did', async (t) => {
   const before = await scrape(gateway.url)
+  const nodeBefore = await scrape(node.opsUrl!)
   const { client } = await connectStreamable(gateway.serverUrl('conformance'))
   t.teardown(() => client.close())
   await client.listTools()
@@ -60,6 +69,10 @@ t.test('metrics parse as Prometheus text and count what agents did', async (t) =
   t.ok(after.has('nexus_gateway_process_cpu_user_seconds_total'), 'process metrics too')
 
   const nodeMetrics = await scrape(node.opsUrl!)
+  const nodeDelta = (key: string) => (nodeMetrics.get(key) ?? 0) - (nodeBefore.get(key) ?? 0)
+  t.equal(nodeDelta('nexus_node_requests_total{server="conformance",method="tools/call",outcome="ok"}'), 4)
+  t.equal(nodeDelta('nexus_node_requests_total{server="conformance",method="tools/list",outcome="ok"}'), 1)
+  t.equal(nodeDelta('nexus_node_request_duration_seconds_count{server="conformance",method="tools/call"}'), 4)
   t.equal(nodeMetrics.get('nexus_node_sessions{server="conformance"}'), 1)
   t.ok((nodeMetrics.get('nexus_node_sessions_opened_total{server="conformance"}') ?? 0) >= 1)
   t.ok((nodeMetrics.get('nexus_node_server_processes{server="conformance"}') ?? 0) >= 1)
@@ -79,6 +92,29 @@ t.test('a method no one knows is counted as other, so agents cannot grow the lab
     (metrics.get('nexus_gateway_requests_total{server="conformance",method="other",outcome="error"}') ?? 0) >=
       1,
   )
+  const nodeMetrics = await scrape(node.opsUrl!)
+  t.notOk(
+    [...nodeMetrics.keys()].some((k) => k.includes('made/up')),
+    'nor on the node',
+  )
+  t.ok(
+    (nodeMetrics.get('nexus_node_requests_total{server="conformance",method="other",outcome="error"}') ??
+      0) >= 1,
+  )
+})
+
+t.test('a request leaves one line on the gateway and one on the node, under the same ids', async (t) => {
+  const { client, transport } = await connectStreamable(gateway.serverUrl('conformance'))
+  t.teardown(() => client.close())
+  await client.callTool({ name: 'test_simple_text', arguments: {} })
+  const lines = logLines.filter((l) => l.msg === 'request done' && l.sessionId === transport.sessionId)
+  const call = (component: string) =>
+    lines.find((l) => l.component === component && l.method === 'tools/call')
+  const [onGateway, onNode] = [call('gateway'), call('node')]
+  t.match(onGateway, { serverId: 'conformance', principal: 'anonymous', outcome: 'ok', node: node.peerId })
+  t.match(onNode, { serverId: 'conformance', principal: 'anonymous', outcome: 'ok' })
+  t.equal(onGateway?.rpcId, onNode?.rpcId, 'the JSON-RPC id correlates the two lines')
+  t.type(onGateway?.ms, 'number')
 })
 
 t.test(

@@ -94,7 +94,7 @@ export async function startNetwork(options: NetworkOptions = {}): Promise<TestNe
           transport,
           bootstrap: [...bootstrap, ...(config.bootstrap ?? [])],
         },
-        { logger: options.logger, ...(await identity(partitions)) },
+        { logger: options.logger?.child({ component: 'node' }), ...(await identity(partitions)) },
       )
       nodes.push(node)
       await node.start()
@@ -116,7 +116,7 @@ export async function startNetwork(options: NetworkOptions = {}): Promise<TestNe
           bootstrap,
           http: { port: 0, ...options.gateway?.http },
         },
-        { logger: options.logger, ...(await identity(partitions)) },
+        { logger: options.logger?.child({ component: 'gateway' }), ...(await identity(partitions)) },
       )
       gateways.push(gateway)
       await gateway.start()
