@@ -3,8 +3,14 @@ import { once } from 'node:events'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { McpError } from '@modelcontextprotocol/sdk/types.js'
 import t from 'tap'
+import { GatewayErrorCode } from '../gateway/jsonrpc.ts'
+import { NexusNode } from '../node/nexus-node.ts'
 import { applyEnvOverrides } from '../protocol/config-env.ts'
+import { connectStreamable } from './support/clients.ts'
+import { failoverServerConfig } from './support/fixture-server.ts'
+import { withTimeout } from './support/wait.ts'
 
 t.test('environment variables override configuration fields, nested and typed', async (t) => {
   const config = { http: { host: '127.0.0.1', port: 8080 }, auth: { anonymous: false } }
@@ -79,3 +85,77 @@ t.test('a gateway process: YAML plus environment; SIGTERM stops it cleanly', asy
   const invalid = gatewayProcess(['--config', file], { NEXUS_GATEWAY_HTTP__PORT: '"eighty"' })
   await t.rejects(invalid.serving, { code: 1, stderr: /invalid gateway configuration[\s\S]*http\.port/ })
 })
+
+t.test('SIGTERM with calls running: each gets its answer or an error, and the process exits 0', async (t) => {
+  const node = new NexusNode({
+    transport: 'tcp',
+    servers: [failoverServerConfig()],
+    trust: { allowUnverified: true },
+  })
+  await node.start()
+  t.teardown(() => node.stop())
+  const gateway = gatewayProcess(['--bootstrap', node.multiaddrs[0]!.toString()], {
+    NEXUS_GATEWAY_HTTP__PORT: '0',
+    NEXUS_GATEWAY_TRUST__ALLOW_UNVERIFIED: 'true',
+    NEXUS_GATEWAY_AUTH__ANONYMOUS: 'true',
+    NEXUS_GATEWAY_SHUTDOWN_TIMEOUT_MS: '2000',
+  })
+  const url = await gateway.serving
+  // Another process: its view of the network shows only through its HTTP API, so the test asks it.
+  t.ok(await waitForServerList(url, 'failover'), 'the gateway process routes to the node')
+  const { client } = await connectStreamable(`${url}/mcp/failover`)
+  const { client: other } = await connectStreamable(`${url}/mcp/failover`)
+  let started = 0
+  const allStarted = Promise.withResolvers<void>()
+  const onprogress = () => {
+    if (++started === 3) allStarted.resolve()
+  }
+  const settle = (p: Promise<unknown>) =>
+    p.then(
+      (value) => ({ ok: true as const, value }),
+      (error: unknown) => ({ ok: false as const, error }),
+    )
+  const quick = settle(
+    client.callTool({ name: 'slow_read', arguments: { ms: 500 } }, undefined, { onprogress }),
+  )
+  const long = settle(
+    client.callTool({ name: 'slow_write', arguments: { ms: 30_000 } }, undefined, { onprogress }),
+  )
+  const elsewhere = settle(
+    other.callTool({ name: 'slow_read', arguments: { ms: 30_000 } }, undefined, { onprogress }),
+  )
+  await withTimeout(allStarted.promise, 15_000, 'the three calls to start')
+  const exited = once(gateway.child, 'exit')
+  gateway.child.kill('SIGTERM')
+  const [quickResult, longResult, elsewhereResult] = await withTimeout(
+    Promise.all([quick, long, elsewhere]),
+    15_000,
+    'every call to get an answer',
+  )
+  t.match(
+    quickResult,
+    { ok: true, value: { content: [{ text: /slow_read done/ }] } },
+    'a call that ends in time is answered',
+  )
+  for (const [name, result] of Object.entries({ long: longResult, elsewhere: elsewhereResult })) {
+    t.ok(!result.ok && result.error instanceof McpError, `${name}: an error reaches the client`)
+    t.match((result as { error: McpError }).error, {
+      code: GatewayErrorCode.SessionClosed,
+      message: /the gateway shut down before the server answered/,
+    })
+  }
+  const [code] = await withTimeout(exited, 15_000, 'the gateway process to exit')
+  t.equal(code, 0, 'a clean exit')
+  await Promise.all([client.close(), other.close()])
+})
+
+/** Asks a gateway process for its servers, every 100 ms, until it lists `serverId`; false after 20 s. */
+async function waitForServerList(url: string, serverId: string): Promise<boolean> {
+  const deadline = Date.now() + 20_000
+  while (Date.now() < deadline) {
+    const listed = (await (await fetch(`${url}/servers`)).json()) as { servers?: { id: string }[] }
+    if (listed.servers?.some((s) => s.id === serverId)) return true
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return false
+}
