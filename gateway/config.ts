@@ -42,6 +42,15 @@ export const GatewayConfigSchema = z.object({
         .int()
         .min(0)
         .default(4 * 1024 * 1024),
+      /**
+       * Stored events of all sessions together. Past it, a session that stores evicts its own oldest events
+       * first, keeping its newest 32 KiB.
+       */
+      maxStoredEventBytesTotal: z
+        .number()
+        .int()
+        .min(0)
+        .default(256 * 1024 * 1024),
       /** The reconnection delay suggested to clients in SSE `retry` fields. */
       sseRetryMs: z.number().int().min(0).default(1_000),
       /**

@@ -11,6 +11,35 @@ interface StoredEvent {
 
 const SEPARATOR = '|'
 
+/** What a session keeps of its newest events even when the gateway-wide budget is spent. */
+export const STORE_FLOOR_BYTES = 32 * 1024
+
+/**
+ * The bytes of stored events across every session of a gateway. Past `maxBytes`, the session that stores
+ * evicts its own oldest events (down to its newest `STORE_FLOOR_BYTES`): the writer pays, quiet sessions keep
+ * their history, and the gateway holds at most `maxBytes` plus a floor per session.
+ */
+export class EventBudget {
+  readonly maxBytes: number
+  #bytes = 0
+
+  constructor(maxBytes: number) {
+    this.maxBytes = maxBytes
+  }
+
+  get bytes(): number {
+    return this.#bytes
+  }
+
+  get exceeded(): boolean {
+    return this.#bytes > this.maxBytes
+  }
+
+  add(bytes: number): void {
+    this.#bytes += bytes
+  }
+}
+
 /**
  * One session's SSE events, kept so a client whose connection dropped can resume with Last-Event-ID.
  * Bounded by count and bytes, oldest first out; a resumption from an evicted event fails loudly rather than
@@ -19,14 +48,16 @@ const SEPARATOR = '|'
 export class BoundedEventStore implements EventStore {
   readonly #maxEvents: number
   readonly #maxBytes: number
+  readonly #budget: EventBudget | undefined
   readonly #events: StoredEvent[] = []
   #head = 0
   #bytes = 0
   #counter = 0
 
-  constructor(maxEvents: number, maxBytes: number) {
+  constructor(maxEvents: number, maxBytes: number, budget?: EventBudget) {
     this.#maxEvents = maxEvents
     this.#maxBytes = maxBytes
+    this.#budget = budget
   }
 
   get size(): number {
@@ -42,9 +73,15 @@ export class BoundedEventStore implements EventStore {
     const bytes = JSON.stringify(message).length
     this.#events.push({ id, streamId, message, bytes })
     this.#bytes += bytes
-    while (this.size > this.#maxEvents || (this.#bytes > this.#maxBytes && this.size > 0)) {
-      this.#bytes -= this.#events[this.#head]!.bytes
-      this.#head++
+    this.#budget?.add(bytes)
+    while (
+      this.size > this.#maxEvents ||
+      (this.#bytes > this.#maxBytes && this.size > 0) ||
+      (this.size > 0 &&
+        this.#budget?.exceeded === true &&
+        this.#bytes - this.#events[this.#head]!.bytes >= STORE_FLOOR_BYTES)
+    ) {
+      this.#evictOldest()
     }
     // Compact now and then so the array does not grow with everything ever evicted.
     if (this.#head > 1024 && this.#head * 2 > this.#events.length) {
@@ -52,6 +89,20 @@ export class BoundedEventStore implements EventStore {
       this.#head = 0
     }
     return id
+  }
+
+  /** The session ended: its events go, and their bytes go back to the budget. */
+  clear(): void {
+    while (this.size > 0) this.#evictOldest()
+    this.#events.length = 0
+    this.#head = 0
+  }
+
+  #evictOldest(): void {
+    const bytes = this.#events[this.#head]!.bytes
+    this.#bytes -= bytes
+    this.#budget?.add(-bytes)
+    this.#head++
   }
 
   async getStreamIdForEventId(eventId: string): Promise<string | undefined> {

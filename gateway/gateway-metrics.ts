@@ -6,6 +6,8 @@ export interface GatewayGauges {
   sessionsPerServer(): Map<string, number>
   /** Sessions waiting for their agent to catch up before reading more from their node. */
   sessionsHeldBack(): number
+  /** Bytes of events kept for resumption, all sessions together. */
+  storedEventBytes(): number
   peers(): number
   announcements(): { accepted: number; ignored: number; rejected: number }
 }
@@ -68,6 +70,13 @@ export class GatewayMetrics {
       'Sessions waiting for their agent to catch up before reading more from their node',
       [],
       (g) => g.set(gauges.sessionsHeldBack()),
+    )
+    collectedGauge(
+      this.registry,
+      'nexus_gateway_stored_event_bytes',
+      'Bytes of SSE events kept for Last-Event-ID resumption, all sessions together',
+      [],
+      (g) => g.set(gauges.storedEventBytes()),
     )
     collectedGauge(
       this.registry,

@@ -26,6 +26,7 @@ import { RateLimiter } from './rate-limiter.ts'
 
 const PROTECTED_RESOURCE_PATH = '/.well-known/oauth-protected-resource'
 
+import { EventBudget } from './event-store.ts'
 import { ADMIT_ALL, type HostAdmission, NetworkView } from './network-view.ts'
 import { connectToHost } from './node-link.ts'
 import { isLoopbackHost, refuseByOrigin } from './origin-guard.ts'
@@ -60,9 +61,12 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
   readonly config: GatewayConfig
   readonly logger: Logger
   readonly sessions = new Map<string, GatewaySession>()
+  /** The bytes of resumable events every session keeps, against `sessions.maxStoredEventBytesTotal`. */
+  readonly eventBudget: EventBudget
   /** Prometheus metrics, served at `/metrics`. */
   readonly metrics = new GatewayMetrics({
     sessionsPerServer: () => this.#sessionsPerServer(),
+    storedEventBytes: () => this.eventBudget.bytes,
     sessionsHeldBack: () => {
       let held = 0
       for (const session of this.sessions.values()) if (session.heldBack) held++
@@ -94,6 +98,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     this.#options = options
     this.#authenticator = new Authenticator(this.config.auth)
     this.#rateLimiter = new RateLimiter(this.config.limits.requestsPerSecond, this.config.limits.burst)
+    this.eventBudget = new EventBudget(this.config.sessions.maxStoredEventBytesTotal)
   }
 
   get peer(): NexusPeer {
@@ -169,7 +174,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       this.logger,
     )
     this.#demand.start()
-    this.#streamable = new StreamableEndpoint(this, this.config, this.logger)
+    this.#streamable = new StreamableEndpoint(this, this.config, this.eventBudget, this.logger)
     this.#legacy = new LegacySseEndpoint(this, this.config, this.logger)
     // Idle keep-alive sockets stay open longer than clients keep them (undici: 4 s), so that a client never
     // reuses a socket the server is closing at that moment (which it would see as ECONNRESET).

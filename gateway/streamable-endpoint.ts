@@ -5,7 +5,7 @@ import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js'
 import type { Logger } from 'pino'
 import type { AuthContext } from '../protocol/session-handshake.ts'
 import type { GatewayConfig } from './config.ts'
-import { BoundedEventStore } from './event-store.ts'
+import { BoundedEventStore, type EventBudget } from './event-store.ts'
 import type { GatewaySession } from './gateway-session.ts'
 import { sendHttpError } from './http-responses.ts'
 import { readJsonBodyOrReply } from './request-body.ts'
@@ -30,10 +30,12 @@ export class StreamableEndpoint {
   readonly #config: GatewayConfig
   readonly #logger: Logger
   readonly #entries = new Map<string, Entry>()
+  readonly #eventBudget: EventBudget
 
-  constructor(factory: SessionFactory, config: GatewayConfig, logger: Logger) {
+  constructor(factory: SessionFactory, config: GatewayConfig, eventBudget: EventBudget, logger: Logger) {
     this.#factory = factory
     this.#config = config
+    this.#eventBudget = eventBudget
     this.#logger = logger
   }
 
@@ -98,16 +100,18 @@ export class StreamableEndpoint {
   }
 
   #startSession(serverId: string, auth: AuthContext): Entry {
+    const eventStore = new BoundedEventStore(
+      this.#config.sessions.maxStoredEvents,
+      this.#config.sessions.maxStoredEventBytes,
+      this.#eventBudget,
+    )
     const entry: Entry = {
       standaloneStreams: 0,
       backlog: this.#factory.createBacklog(serverId),
       session: undefined,
       transport: new StreamableHTTPServerTransport({
         sessionIdGenerator: randomUUID,
-        eventStore: new BoundedEventStore(
-          this.#config.sessions.maxStoredEvents,
-          this.#config.sessions.maxStoredEventBytes,
-        ),
+        eventStore,
         retryInterval: this.#config.sessions.sseRetryMs,
         onsessioninitialized: (sessionId) => {
           this.#entries.set(sessionId, entry)
@@ -133,6 +137,7 @@ export class StreamableEndpoint {
     entry.transport.onmessage = (message) => entry.session?.fromClient(message)
     entry.transport.onerror = (err) => this.#logger.debug({ err }, 'streamable HTTP transport error')
     entry.transport.onclose = () => {
+      eventStore.clear()
       const id = entry.transport.sessionId
       if (id !== undefined) this.#entries.delete(id)
       void entry.session?.close()

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { BoundedEventStore } from '../gateway/event-store.ts'
+import { BoundedEventStore, EventBudget, STORE_FLOOR_BYTES } from '../gateway/event-store.ts'
 import { parseNodeConfig } from '../node/config.ts'
 import { NexusNode } from '../node/nexus-node.ts'
 import { LineSplitter } from '../node/runtime/line-splitter.ts'
@@ -107,6 +107,35 @@ t.test('event store: replays one stream after an id, skips priming events, stays
   for (let i = 0; i < 5; i++) await byBytes.storeEvent('s', { jsonrpc: '2.0', method: `m${i}` })
   t.ok(byBytes.bytes <= 60, `byte bound holds (${byBytes.bytes} bytes in ${byBytes.size} events)`)
 })
+
+t.test(
+  'event budget: past the gateway-wide bound the session storing pays, keeping its newest 32 KiB',
+  async (t) => {
+    const budget = new EventBudget(200 * 1024)
+    const message = (i: number) => ({
+      jsonrpc: '2.0' as const,
+      method: 'm',
+      params: { i, pad: 'x'.repeat(1000) },
+    })
+    const quiet = new BoundedEventStore(10_000, 1024 * 1024, budget)
+    for (let i = 0; i < 150; i++) await quiet.storeEvent('q', message(i))
+    const quietBytes = quiet.bytes
+    t.equal(budget.bytes, quietBytes, 'the budget counts every store')
+    const busy = new BoundedEventStore(10_000, 1024 * 1024, budget)
+    for (let i = 0; i < 1_000; i++) await busy.storeEvent('b', message(i))
+    t.equal(quiet.bytes, quietBytes, 'the quiet session kept its history')
+    t.ok(busy.bytes >= STORE_FLOOR_BYTES, `the busy one kept at least its floor (${busy.bytes} bytes)`)
+    const room = Math.max(STORE_FLOOR_BYTES, budget.maxBytes - quietBytes)
+    t.ok(busy.bytes <= room + 1_100, `and no more than the budget leaves it (${room} bytes) plus one event`)
+    t.equal(budget.bytes, quiet.bytes + busy.bytes)
+    t.ok(budget.bytes <= budget.maxBytes + 1_100, 'the total stays within the bound plus one event')
+    quiet.clear()
+    busy.clear()
+    t.equal(budget.bytes, 0, 'ended sessions give their bytes back')
+    for (let i = 0; i < 100; i++) await busy.storeEvent('b', message(i))
+    t.equal(busy.size, 100, 'with room again, a store keeps what its own limits allow')
+  },
+)
 
 t.test('node configuration errors name the offending fields', async (t) => {
   t.throws(
