@@ -1,5 +1,5 @@
-import { Counter, Histogram } from 'prom-client'
-import { collectedGauge, methodLabel, peerRegistry } from '../protocol/metrics.ts'
+import type { Counter } from 'prom-client'
+import { collectedGauge, counter, peerRegistry, RequestMetrics } from '../protocol/metrics.ts'
 import type { RequestOutcome } from './gateway-session.ts'
 
 export interface GatewayGauges {
@@ -18,52 +18,36 @@ export interface GatewayGauges {
  */
 export class GatewayMetrics {
   readonly registry = peerRegistry('nexus_gateway_')
-  readonly #calls: Counter<'server' | 'method' | 'outcome'>
-  readonly #latency: Histogram<'server' | 'method'>
+  readonly #requests: RequestMetrics
   readonly #sessionsOpened: Counter<'server'>
   readonly #failovers: Counter<'server'>
   readonly #backPressure: Counter<'server'>
   readonly #slowClientCuts: Counter<'server'>
 
   constructor(gauges: GatewayGauges) {
-    const registers = [this.registry]
-    this.#calls = new Counter({
-      name: 'nexus_gateway_requests_total',
-      help: 'Agent requests answered, by server, MCP method and outcome (ok, error from the server, failed by the gateway)',
-      labelNames: ['server', 'method', 'outcome'],
-      registers,
+    const registry = this.registry
+    const perServer = (name: string, help: string) => counter(registry, name, help, ['server'])
+    this.#requests = new RequestMetrics(registry, 'nexus_gateway', {
+      requests:
+        'Agent requests answered, by server, MCP method and outcome (ok, error from the server, failed by the gateway)',
+      duration: 'Time from an agent request to its answer, by server and MCP method',
     })
-    this.#latency = new Histogram({
-      name: 'nexus_gateway_request_duration_seconds',
-      help: 'Time from an agent request to its answer, by server and MCP method',
-      labelNames: ['server', 'method'],
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-      registers,
-    })
-    this.#sessionsOpened = new Counter({
-      name: 'nexus_gateway_sessions_opened_total',
-      help: 'Agent sessions opened, by server',
-      labelNames: ['server'],
-      registers,
-    })
-    this.#failovers = new Counter({
-      name: 'nexus_gateway_failovers_total',
-      help: 'Sessions moved to another node after theirs failed or drained, by server',
-      labelNames: ['server'],
-      registers,
-    })
-    this.#backPressure = new Counter({
-      name: 'nexus_gateway_back_pressure_total',
-      help: 'Times a session stopped reading from its node because its agent read slower than the server wrote',
-      labelNames: ['server'],
-      registers,
-    })
-    this.#slowClientCuts = new Counter({
-      name: 'nexus_gateway_slow_client_cuts_total',
-      help: 'Response streams closed because their client took nothing for sessions.slowClientTimeoutMs',
-      labelNames: ['server'],
-      registers,
-    })
+    this.#sessionsOpened = perServer(
+      'nexus_gateway_sessions_opened_total',
+      'Agent sessions opened, by server',
+    )
+    this.#failovers = perServer(
+      'nexus_gateway_failovers_total',
+      'Sessions moved to another node after theirs failed or drained, by server',
+    )
+    this.#backPressure = perServer(
+      'nexus_gateway_back_pressure_total',
+      'Times a session stopped reading from its node because its agent read slower than the server wrote',
+    )
+    this.#slowClientCuts = perServer(
+      'nexus_gateway_slow_client_cuts_total',
+      'Response streams closed because their client took nothing for sessions.slowClientTimeoutMs',
+    )
     collectedGauge(
       this.registry,
       'nexus_gateway_sessions_held_back',
@@ -103,9 +87,7 @@ export class GatewayMetrics {
   }
 
   requestDone(server: string, method: string, outcome: RequestOutcome, seconds: number): void {
-    const label = methodLabel(method)
-    this.#calls.inc({ server, method: label, outcome })
-    this.#latency.observe({ server, method: label }, seconds)
+    this.#requests.done(server, method, outcome, seconds)
   }
 
   sessionOpened(server: string): void {

@@ -1,5 +1,5 @@
-import { Counter, Histogram } from 'prom-client'
-import { collectedGauge, methodLabel, peerRegistry } from '../protocol/metrics.ts'
+import type { Counter } from 'prom-client'
+import { collectedGauge, counter, peerRegistry, RequestMetrics } from '../protocol/metrics.ts'
 import type { RequestDone } from './in-flight-requests.ts'
 import type { UpstreamStatus } from './runtime/upstream.ts'
 
@@ -17,35 +17,26 @@ export class NodeMetrics {
   readonly registry = peerRegistry('nexus_node_')
   readonly #opened: Counter<'server'>
   readonly #refused: Counter<'code'>
-  readonly #requests: Counter<'server' | 'method' | 'outcome'>
-  readonly #latency: Histogram<'server' | 'method'>
+  readonly #requests: RequestMetrics
 
   constructor(gauges: NodeGauges) {
-    const registers = [this.registry]
-    this.#opened = new Counter({
-      name: 'nexus_node_sessions_opened_total',
-      help: 'Sessions gateways opened on this node, by server',
-      labelNames: ['server'],
-      registers,
-    })
-    this.#refused = new Counter({
-      name: 'nexus_node_sessions_refused_total',
-      help: 'Sessions this node refused, by refusal code',
-      labelNames: ['code'],
-      registers,
-    })
-    this.#requests = new Counter({
-      name: 'nexus_node_requests_total',
-      help: 'Agent requests relayed to servers, by server, MCP method and outcome (ok, error from the server, cancelled by the agent, unanswered when the session ended)',
-      labelNames: ['server', 'method', 'outcome'],
-      registers,
-    })
-    this.#latency = new Histogram({
-      name: 'nexus_node_request_duration_seconds',
-      help: 'Time from a request reaching the node to the server answering it, by server and MCP method',
-      labelNames: ['server', 'method'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-      registers,
+    const registry = this.registry
+    this.#opened = counter(
+      registry,
+      'nexus_node_sessions_opened_total',
+      'Sessions gateways opened on this node, by server',
+      ['server'],
+    )
+    this.#refused = counter(
+      registry,
+      'nexus_node_sessions_refused_total',
+      'Sessions this node refused, by refusal code',
+      ['code'],
+    )
+    this.#requests = new RequestMetrics(registry, 'nexus_node', {
+      requests:
+        'Agent requests relayed to servers, by server, MCP method and outcome (ok, error from the server, cancelled by the agent, unanswered when the session ended)',
+      duration: 'Time from a request reaching the node to the server answering it, by server and MCP method',
     })
     const gauge = (
       name: string,
@@ -99,9 +90,7 @@ export class NodeMetrics {
   }
 
   requestDone(server: string, done: RequestDone): void {
-    const method = methodLabel(done.method)
-    this.#requests.inc({ server, method, outcome: done.outcome })
-    if (done.outcome === 'ok' || done.outcome === 'error')
-      this.#latency.observe({ server, method }, done.seconds)
+    const answered = done.outcome === 'ok' || done.outcome === 'error'
+    this.#requests.done(server, done.method, done.outcome, answered ? done.seconds : undefined)
   }
 }

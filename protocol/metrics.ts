@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 
 /** A registry of a peer's own (several peers may share a process), with the process metrics under `prefix`. */
 export function peerRegistry(prefix: string): Registry {
@@ -50,4 +50,43 @@ const KNOWN_METHODS = new Set([
 /** A request's method as a metric label: MCP's own, or `other`. */
 export function methodLabel(method: string): string {
   return KNOWN_METHODS.has(method) ? method : 'other'
+}
+
+/** A counter in a peer's registry. */
+export function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: L[]) {
+  return new Counter<L>({ name, help, labelNames, registers: [registry] })
+}
+
+/** Latency buckets from half a millisecond (a relayed ping) to half a minute (a long tool call). */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+/**
+ * Agent requests by server, MCP method and outcome, and their latency: what gateways and nodes both count,
+ * as `<prefix>_requests_total` and `<prefix>_request_duration_seconds`.
+ */
+export class RequestMetrics {
+  readonly #requests: Counter<'server' | 'method' | 'outcome'>
+  readonly #latency: Histogram<'server' | 'method'>
+
+  constructor(registry: Registry, prefix: string, help: { requests: string; duration: string }) {
+    this.#requests = counter(registry, `${prefix}_requests_total`, help.requests, [
+      'server',
+      'method',
+      'outcome',
+    ])
+    this.#latency = new Histogram({
+      name: `${prefix}_request_duration_seconds`,
+      help: help.duration,
+      labelNames: ['server', 'method'],
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    })
+  }
+
+  /** A request ended; its latency counts only when `seconds` is given (an answer, not an abandonment). */
+  done(server: string, method: string, outcome: string, seconds?: number): void {
+    const label = methodLabel(method)
+    this.#requests.inc({ server, method: label, outcome })
+    if (seconds !== undefined) this.#latency.observe({ server, method: label }, seconds)
+  }
 }

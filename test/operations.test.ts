@@ -6,6 +6,7 @@ import { failoverServerConfig, fixtureServerConfig } from './support/fixture-ser
 import { captureLogs } from './support/log-capture.ts'
 import { startNetwork } from './support/network.ts'
 import { parsePrometheus } from './support/prometheus.ts'
+import { postInitialize } from './support/raw-sse.ts'
 
 // Every log line of the network: the test checks that gateway and node lines correlate.
 const { logger, lines: logLines } = captureLogs()
@@ -144,20 +145,7 @@ t.test(
     const slow = running(b, 20_000)
     await Promise.all([quick.onServer, slow.onServer])
     const stopping = net.gateway.stop()
-    const refused = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-      body: JSON.stringify({
-        jsonrpc: '2.0',
-        id: 1,
-        method: 'initialize',
-        params: {
-          protocolVersion: '2025-11-25',
-          capabilities: {},
-          clientInfo: { name: 'late', version: '1' },
-        },
-      }),
-    })
+    const refused = await postInitialize(url, 'late')
     t.equal(refused.status, 503, 'a new session during shutdown is refused')
     t.equal(refused.headers.get('retry-after'), '1')
     t.match(

@@ -83,9 +83,9 @@ export function sessionHeaders(sessionId: string, contentType?: string): Record<
   }
 }
 
-/** Opens a streamable HTTP session with plain HTTP requests; resolves with its id. */
-export async function initializeRaw(url: string, clientName = 'raw'): Promise<string> {
-  const res = await fetch(url, {
+/** Sends `initialize` as a plain HTTP request; resolves with the response, its body unread. */
+export function postInitialize(url: string, clientName = 'raw'): Promise<Response> {
+  return fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
     body: JSON.stringify({
@@ -99,6 +99,11 @@ export async function initializeRaw(url: string, clientName = 'raw'): Promise<st
       },
     }),
   })
+}
+
+/** Opens a streamable HTTP session with plain HTTP requests; resolves with its id. */
+export async function initializeRaw(url: string, clientName = 'raw'): Promise<string> {
+  const res = await postInitialize(url, clientName)
   await res.text()
   const sessionId = res.headers.get('mcp-session-id')
   if (sessionId === null) throw new Error(`initialize failed with HTTP ${res.status}`)
