@@ -189,7 +189,12 @@ t.test(
   async (t) => {
     const { client } = await connectStreamable(url)
     t.teardown(() => client.close())
-    const blocked = client.callTool({ name: 'block', arguments: { ms: 2_000 } })
+    // The server reports that it started, then reads nothing for 2 s.
+    const started = Promise.withResolvers<void>()
+    const blocked = client.callTool({ name: 'block', arguments: { ms: 2_000 } }, undefined, {
+      onprogress: () => started.resolve(),
+    })
+    await withTimeout(started.promise, 10_000, 'the server to start blocking')
     const padding = 'p'.repeat(256 * 1024)
     const calls = Array.from({ length: 24 }, () =>
       client.callTool({ name: 'whoami', arguments: { padding } }).then(
