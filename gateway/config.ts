@@ -20,6 +20,12 @@ export const GatewayConfigSchema = z.object({
         .int()
         .min(1024)
         .default(4 * 1024 * 1024),
+      /** Request bodies being read at once, all clients together; past it, 503 with Retry-After. */
+      maxBufferedBodyBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .default(64 * 1024 * 1024),
       /** A client must send a request's headers within this time, and the whole request within the next. */
       headersTimeoutMs: z.number().int().min(100).default(10_000),
       requestTimeoutMs: z.number().int().min(100).default(30_000),

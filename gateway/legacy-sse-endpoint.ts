@@ -71,7 +71,7 @@ export class LegacySseEndpoint {
     // Another principal's session is as good as unknown: its id must not be usable by someone else.
     if (entry === undefined || entry.session.auth.principal !== auth.principal)
       return sendHttpError(res, 404, -32001, 'Session not found: open a new one with GET /sse/<server-id>')
-    const body = await readJsonBodyOrReply(req, res, this.#config.http.maxBodyBytes)
+    const body = await readJsonBodyOrReply(req, res, this.#factory.bodyLimits)
     if (body === undefined) return
     entry.session.lastActivity = Date.now()
     await entry.transport.handlePostMessage(req, res, body.value)

@@ -30,6 +30,7 @@ import { EventBudget } from './event-store.ts'
 import { ADMIT_ALL, type HostAdmission, NetworkView } from './network-view.ts'
 import { connectToHost } from './node-link.ts'
 import { isLoopbackHost, refuseByOrigin } from './origin-guard.ts'
+import { BodyBudget, type BodyLimits } from './request-body.ts'
 import { ResponseBacklog } from './response-backlog.ts'
 import { RetrySafety } from './retry-safety.ts'
 import type { SessionFactory } from './session-factory.ts'
@@ -63,6 +64,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
   readonly sessions = new Map<string, GatewaySession>()
   /** The bytes of resumable events every session keeps, against `sessions.maxStoredEventBytesTotal`. */
   readonly eventBudget: EventBudget
+  readonly bodyLimits: BodyLimits
   /** Prometheus metrics, served at `/metrics`. */
   readonly metrics = new GatewayMetrics({
     sessionsPerServer: () => this.#sessionsPerServer(),
@@ -99,6 +101,11 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     this.#authenticator = new Authenticator(this.config.auth)
     this.#rateLimiter = new RateLimiter(this.config.limits.requestsPerSecond, this.config.limits.burst)
     this.eventBudget = new EventBudget(this.config.sessions.maxStoredEventBytesTotal)
+    this.bodyLimits = {
+      maxBodyBytes: this.config.http.maxBodyBytes,
+      // One body of the largest size must always fit.
+      budget: new BodyBudget(Math.max(this.config.http.maxBufferedBodyBytes, this.config.http.maxBodyBytes)),
+    }
   }
 
   get peer(): NexusPeer {

@@ -1,23 +1,92 @@
+import { EventEmitter } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { sendHttpError } from './http-responses.ts'
 
 export type BodyResult =
   | { kind: 'json'; value: unknown }
   | { kind: 'too-large'; limit: number }
+  | { kind: 'busy' }
+  | { kind: 'aborted' }
   | { kind: 'malformed'; reason: string }
   | { kind: 'empty' }
 
-/** Reads a JSON body, stopping as soon as it passes the limit so an oversized upload costs no more memory. */
-export async function readJsonBody(req: IncomingMessage, limit: number): Promise<BodyResult> {
+/**
+ * The bytes of request bodies the gateway is reading, all requests together. Each request's body is bounded,
+ * but many at once (slow uploads, or a burst of large ones) are bounded only by this.
+ */
+export class BodyBudget extends EventEmitter<{ change: [] }> {
+  readonly maxBytes: number
+  #bytes = 0
+
+  constructor(maxBytes: number) {
+    super()
+    this.maxBytes = maxBytes
+  }
+
+  get bytes(): number {
+    return this.#bytes
+  }
+
+  tryTake(bytes: number): boolean {
+    if (this.#bytes + bytes > this.maxBytes) return false
+    this.#bytes += bytes
+    this.emit('change')
+    return true
+  }
+
+  give(bytes: number): void {
+    this.#bytes -= bytes
+    if (bytes > 0) this.emit('change')
+  }
+}
+
+export interface BodyLimits {
+  /** One body's limit. */
+  maxBodyBytes: number
+  /** All bodies being read at once. */
+  budget: BodyBudget
+}
+
+/**
+ * Reads a JSON body, stopping as soon as it passes the limit so an oversized upload costs no more memory, or
+ * as soon as the bodies being read together would pass the gateway's budget. What was read goes back to the
+ * budget once the body is parsed or refused.
+ */
+export function readJsonBody(req: IncomingMessage, limits: BodyLimits): Promise<BodyResult> {
+  const limit = limits.maxBodyBytes
   const declared = Number(req.headers['content-length'])
-  if (Number.isFinite(declared) && declared > limit) return { kind: 'too-large', limit }
+  if (Number.isFinite(declared) && declared > limit) return Promise.resolve({ kind: 'too-large', limit })
+  if (req.destroyed) return Promise.resolve({ kind: 'aborted' })
+  const { promise, resolve } = Promise.withResolvers<BodyResult>()
   const chunks: Buffer[] = []
   let size = 0
-  for await (const chunk of req as AsyncIterable<Buffer>) {
+  const finish = (result: () => BodyResult) => {
+    req.off('data', onData)
+    req.off('end', onEnd)
+    req.off('close', onClose)
+    const value = result()
+    limits.budget.give(size)
+    chunks.length = 0
+    // Stop reading what is left of a refused body; the reply closes the connection.
+    if (!req.readableEnded) req.pause()
+    resolve(value)
+  }
+  const onData = (chunk: Buffer) => {
+    if (size + chunk.byteLength > limit) return finish(() => ({ kind: 'too-large', limit }))
+    if (!limits.budget.tryTake(chunk.byteLength)) return finish(() => ({ kind: 'busy' }))
     size += chunk.byteLength
-    if (size > limit) return { kind: 'too-large', limit }
     chunks.push(chunk)
   }
+  const onEnd = () => finish(() => parseBody(chunks, size))
+  // The client went away before the body ended.
+  const onClose = () => finish(() => ({ kind: 'aborted' }))
+  req.on('data', onData)
+  req.once('end', onEnd)
+  req.once('close', onClose)
+  return promise
+}
+
+function parseBody(chunks: Buffer[], size: number): BodyResult {
   if (size === 0) return { kind: 'empty' }
   try {
     return { kind: 'json', value: JSON.parse(Buffer.concat(chunks, size).toString('utf8')) }
@@ -27,21 +96,29 @@ export async function readJsonBody(req: IncomingMessage, limit: number): Promise
 }
 
 /**
- * Reads a JSON body for an MCP endpoint, answering 413 or a JSON-RPC parse error itself when the body is too
- * large or not JSON. Returns the parsed value, or undefined when the response was already sent.
+ * Reads a JSON body for an MCP endpoint, answering 413, 503 or a JSON-RPC parse error itself when the body is
+ * too large, the gateway's body budget is spent, or it is not JSON. Returns the parsed value, or undefined when the response was already sent.
  */
 export async function readJsonBodyOrReply(
   req: IncomingMessage,
   res: ServerResponse,
-  limit: number,
+  limits: BodyLimits,
 ): Promise<{ value: unknown } | undefined> {
-  const read = await readJsonBody(req, limit)
+  const read = await readJsonBody(req, limits)
   if (read.kind === 'too-large') {
     sendHttpError(res, 413, -32600, `request body exceeds the limit of ${read.limit} bytes`, {
       connection: 'close',
     })
     return undefined
   }
+  if (read.kind === 'busy') {
+    sendHttpError(res, 503, -32000, 'Service unavailable: the gateway is reading too many request bodies', {
+      connection: 'close',
+      'retry-after': '1',
+    })
+    return undefined
+  }
+  if (read.kind === 'aborted') return undefined
   if (read.kind !== 'json') {
     sendHttpError(res, 400, -32700, 'Parse error: the body is not valid JSON')
     return undefined

@@ -47,7 +47,7 @@ export class StreamableEndpoint {
   ): Promise<void> {
     let body: unknown
     if (req.method === 'POST') {
-      const read = await readJsonBodyOrReply(req, res, this.#config.http.maxBodyBytes)
+      const read = await readJsonBodyOrReply(req, res, this.#factory.bodyLimits)
       if (read === undefined) return
       body = read.value
     }

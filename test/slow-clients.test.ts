@@ -4,6 +4,7 @@ import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js'
 import t from 'tap'
 import type { GatewaySession } from '../gateway/gateway-session.ts'
 import { GatewayErrorCode } from '../gateway/jsonrpc.ts'
+import { NexusGateway } from '../gateway/nexus-gateway.ts'
 import { connectStreamable } from './support/clients.ts'
 import { failoverServerConfig } from './support/fixture-server.ts'
 import { startNetwork } from './support/network.ts'
@@ -17,7 +18,7 @@ import {
   sessionHeaders,
   startStalledFlood,
 } from './support/raw-sse.ts'
-import { withTimeout } from './support/wait.ts'
+import { waitFor, withTimeout } from './support/wait.ts'
 
 const FLOOD = { count: 960, bytes: 32 * 1024 } // about 31 MB of progress notifications
 const floodBytes = FLOOD.count * FLOOD.bytes
@@ -247,3 +248,55 @@ t.test(
     await client.close()
   },
 )
+
+t.test('request bodies read at once share one budget: past it 503, and the bytes come back', async (t) => {
+  const small = new NexusGateway({
+    transport: 'memory',
+    bootstrap: [network.nodes[0]!.multiaddrs[0]!.toString()],
+    http: { port: 0, maxBodyBytes: 512 * 1024, maxBufferedBodyBytes: 1024 * 1024 },
+    auth: { anonymous: true },
+    limits: { requestsPerSecond: 0 },
+    trust: { allowUnverified: true },
+  })
+  await small.start()
+  t.teardown(() => small.stop())
+  await small.view.waitForServer('failover', 15_000)
+  const budget = small.bodyLimits.budget
+  const target = new URL(small.serverUrl('failover'))
+  /** Starts a POST whose body (`declared` bytes) arrives only in part: `sent` bytes, then nothing. */
+  const partialPost = (declared: number, sent: number) => {
+    const socket = connect(Number(target.port), target.hostname)
+    let answer = ''
+    socket.on('data', (chunk) => {
+      answer += chunk.toString()
+    })
+    socket.on('error', () => {})
+    socket.write(
+      `POST ${target.pathname} HTTP/1.1\r\nHost: ${target.host}\r\nContent-Type: application/json\r\n` +
+        `Accept: application/json, text/event-stream\r\nContent-Length: ${declared}\r\n\r\n`,
+    )
+    socket.write('x'.repeat(sent))
+    return { socket, answer: () => answer }
+  }
+  const first = partialPost(500 * 1024, 450 * 1024)
+  const second = partialPost(500 * 1024, 450 * 1024)
+  await waitFor(() => budget.bytes === 900 * 1024, budget, 'change', 10_000, 'both bodies read so far')
+  const third = partialPost(500 * 1024, 300 * 1024)
+  await withTimeout(once(third.socket, 'close'), 10_000, 'the third upload to be refused')
+  t.match(third.answer(), /^HTTP\/1\.1 503/, 'past the budget: 503')
+  t.match(third.answer(), /retry-after: 1/i)
+  t.match(third.answer(), /reading too many request bodies/)
+  t.ok(budget.bytes <= budget.maxBytes, `the budget held (${budget.bytes} of ${budget.maxBytes} bytes)`)
+  const released = waitFor(() => budget.bytes === 0, budget, 'change', 10_000, 'every body given back')
+  first.socket.destroy()
+  second.socket.destroy()
+  await released
+  t.pass('the bodies of clients that went away are given back')
+  const { client } = await connectStreamable(small.serverUrl('failover'))
+  t.match(
+    await client.callTool({ name: 'whoami' }),
+    { content: [{ text: /^pid / }] },
+    'the gateway serves on',
+  )
+  await client.close()
+})
