@@ -2,7 +2,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js'
 import type { Logger } from 'pino'
 import type { AuthContext } from '../protocol/session-handshake.ts'
-import type { GatewayConfig } from './config.ts'
 import type { GatewaySession } from './gateway-session.ts'
 import { sendHttpError } from './http-responses.ts'
 import { readJsonBodyOrReply } from './request-body.ts'
@@ -16,13 +15,11 @@ export const LEGACY_MESSAGES_PATH = '/messages'
  */
 export class LegacySseEndpoint {
   readonly #factory: SessionFactory
-  readonly #config: GatewayConfig
   readonly #logger: Logger
   readonly #transports = new Map<string, { transport: SSEServerTransport; session: GatewaySession }>()
 
-  constructor(factory: SessionFactory, config: GatewayConfig, logger: Logger) {
+  constructor(factory: SessionFactory, logger: Logger) {
     this.#factory = factory
-    this.#config = config
     this.#logger = logger
   }
 

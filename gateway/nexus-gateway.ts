@@ -182,7 +182,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     )
     this.#demand.start()
     this.#streamable = new StreamableEndpoint(this, this.config, this.eventBudget, this.logger)
-    this.#legacy = new LegacySseEndpoint(this, this.config, this.logger)
+    this.#legacy = new LegacySseEndpoint(this, this.logger)
     // Idle keep-alive sockets stay open longer than clients keep them (undici: 4 s), so that a client never
     // reuses a socket the server is closing at that moment (which it would see as ECONNRESET).
     const { headersTimeoutMs, requestTimeoutMs, maxConnections } = this.config.http
