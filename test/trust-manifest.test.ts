@@ -114,6 +114,7 @@ t.test('whitelist with a registry: published, hash-mismatched, revoked and unpub
   ]
   const registry = (records: RegistryState['records']): RegistryState => ({
     block: 10,
+    blockHash: undefined,
     chainId: CHAIN,
     curators: new Set([curator.address]),
     records,

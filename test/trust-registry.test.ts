@@ -1,5 +1,6 @@
 import { once } from 'node:events'
 import { Wallet } from 'ethers'
+import { pino } from 'pino'
 import t from 'tap'
 import { demoServers } from '../node/demo-servers.ts'
 import type { ServerRefusal } from '../node/hosted-servers.ts'
@@ -8,6 +9,7 @@ import { manifestHash } from '../protocol/manifest.ts'
 import { startLocalRegistry } from '../trust/local-registry.ts'
 import { Registry } from '../trust/registry.ts'
 import { compileRegistry, registryArtifact } from '../trust/registry-artifact.ts'
+import { RegistryFollower } from '../trust/registry-follower.ts'
 import { DEFAULT_WHITELIST_PATH } from '../trust/trust-config.ts'
 import { readWhitelistFile } from '../trust/whitelist-file.ts'
 import { connectStreamable } from './support/clients.ts'
@@ -111,6 +113,42 @@ t.test(
     t.notOk(restarted.runtime.has('memory'))
   },
 )
+
+t.test('a chain reorganisation undoes what it took away: a publication and a revocation', async (t) => {
+  const local = await startLocalRegistry(pick('everything'))
+  t.teardown(local.stop)
+  const { chain, registry } = local
+  const follower = new RegistryFollower({
+    provider: chain.provider,
+    address: registry.address,
+    pollIntervalMs: 50,
+    logger: pino({ level: 'silent' }),
+  })
+  const state = await follower.start()
+  t.teardown(() => follower.stop())
+  const statusOf = (key: string) => state.records.get(key)?.status
+  const everything = `everything@${pick('everything')[0]!.manifest.version}`
+  const until = (check: () => boolean, what: string) => waitFor(check, follower, 'update', 10_000, what)
+
+  // A publication on a branch that the chain then abandons.
+  const fork = (await chain.provider.send('evm_snapshot', [])) as string
+  await registry.publish('ghost', '1.0.0', `0x${'2'.repeat(64)}`)
+  await until(() => statusOf('ghost@1.0.0') === 'active', 'the follower to see the publication')
+  await chain.provider.send('evm_revert', [fork])
+  await chain.provider.send('anvil_mine', ['0x3'])
+  await until(() => !state.records.has('ghost@1.0.0'), 'the publication to be undone')
+  t.pass('a publication reorganised away is forgotten')
+
+  // A revocation on a branch that the chain then abandons.
+  const before = (await chain.provider.send('evm_snapshot', [])) as string
+  await registry.revoke('everything', pick('everything')[0]!.manifest.version, 'mistake')
+  await until(() => statusOf(everything) === 'revoked', 'the follower to see the revocation')
+  await chain.provider.send('evm_revert', [before])
+  await chain.provider.send('anvil_mine', ['0x1'])
+  await until(() => statusOf(everything) === 'active', 'the revocation to be undone')
+  t.pass('a revocation reorganised away is undone')
+  t.ok(state.curators.has(local.curator.address), 'the curator set is rebuilt too')
+})
 
 t.test('a curator removed on chain: the manifests only it signed stop being trusted', async (t) => {
   const local = await startLocalRegistry(pick('sequential-thinking'), { pollIntervalMs: 100 })

@@ -8,6 +8,8 @@ import { registryArtifact } from './registry-artifact.ts'
 /** What the registry says at one block: the curator set and every published (id, version). */
 export interface RegistryState {
   block: number
+  /** The hash of `block` when it was read: a different one later means the chain reorganised. */
+  blockHash: string | undefined
   chainId: number
   curators: Set<string>
   /** Keyed by `id@version`. */
@@ -32,11 +34,14 @@ export interface RegistryFollowerEvents {
  * Rebuilds the registry's state from its events, from the block it was deployed in, and then follows new
  * blocks. Replaying from deployment on every start means a revocation made while the follower was down is
  * never missed. When the chain cannot be reached, the last state stays in force and the follower retries.
+ * When the chain reorganises under it (the last block it read has another hash, or is gone), it replays
+ * from deployment again: a publication or revocation that was reorganised away is undone.
  */
 export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
   readonly #options: RegistryFollowerOptions
   readonly #iface = new Interface(registryArtifact().abi)
   #state: RegistryState | undefined
+  #deployedBlock = 0
   #timer: NodeJS.Timeout | undefined
   #polling: Promise<void> | undefined
   #stopped = false
@@ -66,7 +71,14 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
         cause: err,
       })
     }
-    this.#state = { block: fromBlock - 1, chainId, curators: new Set(), records: new Map() }
+    this.#deployedBlock = fromBlock
+    this.#state = {
+      block: fromBlock - 1,
+      blockHash: undefined,
+      chainId,
+      curators: new Set(),
+      records: new Map(),
+    }
     await this.#catchUp()
     this.#schedule()
     return this.#state
@@ -95,17 +107,43 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
   async #catchUp(): Promise<void> {
     const state = this.#state!
     const { provider, address } = this.#options
-    const head = await provider.getBlockNumber()
-    if (head <= state.block) return
+    const before = this.#fingerprint()
+    if (state.blockHash !== undefined && (await provider.getBlock(state.block))?.hash !== state.blockHash) {
+      this.#options.logger.warn({ block: state.block }, 'the chain reorganised; replaying the registry')
+      this.#reset()
+    }
+    const head = await provider.getBlock('latest')
+    if (head === null || head.number <= state.block) return
     const range = this.#options.logRange ?? 5_000
-    let changed = false
-    for (let from = state.block + 1; from <= head; from += range) {
-      const to = Math.min(head, from + range - 1)
+    for (let from = state.block + 1; from <= head.number; from += range) {
+      const to = Math.min(head.number, from + range - 1)
       const logs = await provider.getLogs({ address, fromBlock: from, toBlock: to })
-      for (const log of logs) changed = this.#apply(log) || changed
+      for (const log of logs) this.#apply(log)
       state.block = to
     }
-    if (changed) this.emit('update', state)
+    // Logs read while the chain reorganised may mix both branches: the head's hash tells, and then it all
+    // goes again from the start on the next poll.
+    state.blockHash =
+      (await provider.getBlock(head.number))?.hash === head.hash ? (head.hash ?? undefined) : ''
+    if (this.#fingerprint() !== before) this.emit('update', state)
+  }
+
+  /** Forgets everything read: the next catch-up replays from deployment. The state object stays the same. */
+  #reset(): void {
+    const state = this.#state!
+    state.block = this.#deployedBlock - 1
+    state.blockHash = undefined
+    state.curators.clear()
+    state.records.clear()
+  }
+
+  /** What consumers see of the state, to tell whether it changed (a reorganisation may undo and redo). */
+  #fingerprint(): string {
+    const state = this.#state!
+    const records = [...state.records.values()].map(
+      (r) => `${r.id}@${r.version}:${r.manifestHash}:${r.status}`,
+    )
+    return JSON.stringify([[...state.curators].sort(), records.sort()])
   }
 
   #apply(log: Log): boolean {
