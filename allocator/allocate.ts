@@ -37,6 +37,7 @@ interface ServerPlan {
   slots: number
   placed: number[]
   operators: Set<string>
+  regions: Set<string>
   ranking: Float64Array | undefined
 }
 
@@ -65,7 +66,7 @@ function targetReplicas(demand: Demand, inDemand: boolean, current: number, p: A
  * 4. `idleReplicas` for whitelisted servers no one uses now, by id.
  * Each replica goes to the highest-ranked node (rendezvous order for that server) that does not host it yet,
  * can run it, has room for its slots, CPU and memory, and (first choice) belongs to an operator the server is
- * not on yet. What cannot be placed is reported in `shortfall`; no node is ever filled beyond its capacity.
+ * not on yet, in a region it is not in yet (then: a new operator; then: a new region). What cannot be placed is reported in `shortfall`; no node is ever filled beyond its capacity.
  */
 export function allocate(input: AllocationInput): Assignment {
   const policy: AllocationPolicy = { ...DEFAULT_POLICY, ...input.policy }
@@ -77,6 +78,7 @@ export function allocate(input: AllocationInput): Assignment {
   const freeCpu = new Float64Array(n)
   const freeMemory = new Float64Array(n)
   const operators: string[] = []
+  const regions: (string | undefined)[] = []
   const eligible: (Set<string> | undefined)[] = []
   nodes.forEach((node, i) => {
     nodeHashes[i] = hashId(node.id)
@@ -85,6 +87,8 @@ export function allocate(input: AllocationInput): Assignment {
     freeMemory[i] = node.memoryMiB === undefined ? Number.POSITIVE_INFINITY : amount(node.memoryMiB)
     // A node without an operator label counts as an operator of its own.
     operators[i] = node.operator ?? `node:${node.id}`
+    // A node without a region label says nothing about where it is: it never counts as a new region.
+    regions[i] = node.region
     eligible[i] = node.eligible === undefined ? undefined : new Set(node.eligible)
   })
   const scratch = new Float64Array(n)
@@ -109,6 +113,7 @@ export function allocate(input: AllocationInput): Assignment {
       slots,
       placed: [],
       operators: new Set(),
+      regions: new Set(),
       ranking: undefined,
     }
   })
@@ -124,18 +129,19 @@ export function allocate(input: AllocationInput): Assignment {
   const placeOne = (plan: ServerPlan): boolean => {
     if (n === 0) return false
     plan.ranking ??= rankNodes(hashId(plan.server.id), nodeHashes, scratch).slice()
-    let chosen = -1
-    let fallback = -1
+    // The best tier wins, the highest-ranked node within it: a new operator in a new region, then a new
+    // operator, then a new region, then any node that fits.
+    const best = [-1, -1, -1, -1]
     for (const packed of plan.ranking) {
       const i = rankedIndex(packed)
       if (!fits(plan, i)) continue
-      if (!plan.operators.has(operators[i]!)) {
-        chosen = i
-        break
-      }
-      if (fallback === -1) fallback = i
+      const region = regions[i]
+      const newRegion = region !== undefined && !plan.regions.has(region)
+      const tier = (plan.operators.has(operators[i]!) ? 2 : 0) + (newRegion ? 0 : 1)
+      if (best[tier] === -1) best[tier] = i
+      if (tier === 0) break
     }
-    if (chosen === -1) chosen = fallback
+    const chosen = best.find((i) => i !== -1) ?? -1
     if (chosen === -1) return false
     hosts[plan.index]![chosen] = 1
     freeSlots[chosen] = freeSlots[chosen]! - plan.slots
@@ -143,6 +149,7 @@ export function allocate(input: AllocationInput): Assignment {
     freeMemory[chosen] = freeMemory[chosen]! - amount(plan.server.memoryMiB)
     plan.placed.push(chosen)
     plan.operators.add(operators[chosen]!)
+    if (regions[chosen] !== undefined) plan.regions.add(regions[chosen]!)
     return true
   }
 

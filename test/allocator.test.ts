@@ -12,6 +12,8 @@ interface Shape {
   demanded: number
   maxSessions: number
   operators?: number
+  /** How many regions the nodes are spread over; no region labels when unset. */
+  regions?: number
   eligibleShare?: number
 }
 
@@ -30,7 +32,11 @@ function randomInput(seed: number, shape: Shape): AllocationInput {
     capacity: between(shape.capacity),
     cpu: 64,
     memoryMiB: 1 << 20,
-    operator: `op${Math.floor(random() * (shape.operators ?? nodeCount))}`,
+    operator:
+      shape.operators === undefined
+        ? `op${Math.floor(random() * nodeCount)}`
+        : `op${Math.floor(random() * shape.operators)}`,
+    region: shape.regions === undefined ? undefined : `r${Math.floor(random() * shape.regions)}`,
     eligible:
       shape.eligibleShare === undefined
         ? undefined
@@ -140,6 +146,39 @@ t.test(
   },
 )
 
+t.test('replicas spread over regions too: after a new operator, a new region comes first', async (t) => {
+  let sharedRegion = 0
+  let sharedOperator = 0
+  let checked = 0
+  for (let seed = 1; seed <= CASES; seed++) {
+    // As many operators as nodes, so that a new operator never competes with a new region.
+    const nodeCount = 6 + (seed % 20)
+    const input = randomInput(seed, {
+      ...AMPLE,
+      nodes: [nodeCount, nodeCount],
+      operators: 1_000_000,
+      regions: 2 + (seed % 3),
+    })
+    const operatorsUnique = new Set(input.nodes.map((n) => n.operator)).size === input.nodes.length
+    const a = allocate(input)
+    const distinctRegions = new Set(input.nodes.map((n) => n.region)).size
+    for (const [serverId, placements] of Object.entries(a.servers)) {
+      if (input.demand[serverId] === undefined) continue
+      const nodesOf = placements.map((p) => input.nodes.find((n) => n.id === p.node)!)
+      if (
+        operatorsUnique &&
+        new Set(nodesOf.map((n) => n.region)).size < Math.min(nodesOf.length, distinctRegions)
+      )
+        sharedRegion++
+      if (new Set(nodesOf.map((n) => n.operator)).size < nodesOf.length) sharedOperator++
+      checked++
+    }
+  }
+  t.ok(checked > 100, `${checked} servers checked`)
+  t.equal(sharedRegion, 0, 'no two replicas share a region while another region had room')
+  t.equal(sharedOperator, 0, 'operators stay distinct')
+})
+
 t.test(
   'replicas grow with demand and shrink when it falls, with hysteresis instead of flapping',
   async (t) => {
@@ -181,12 +220,17 @@ t.test(
 
 t.test('a node leaving moves only its own replicas; a node joining takes about 1/(N+1)', async (t) => {
   let foreignMoves = 0
+  /** With region labels, restoring the region spread a leaver broke may move a few other replicas. */
+  let regionMoves = 0
+  let regionReplicas = 0
   let joinMoved = 0
   let joinTotal = 0
   let joinExpected = 0
   let movedElsewhere = 0
   for (let seed = 1; seed <= CASES; seed++) {
-    const input = randomInput(seed, AMPLE)
+    // Every other case with region labels, so that region spreading is held to the same churn bound.
+    const regions = seed % 2 === 0 ? 3 : undefined
+    const input = randomInput(seed, { ...AMPLE, regions })
     const before = allocate(input)
     const current = Object.fromEntries(Object.entries(before.servers).map(([s, ps]) => [s, ps.length]))
     const leaving = input.nodes[seed % input.nodes.length]!.id
@@ -194,10 +238,21 @@ t.test('a node leaving moves only its own replicas; a node joining takes about 1
       allocate({ ...input, current, nodes: input.nodes.filter((n) => n.id !== leaving) }),
     )
     for (const replica of replicasOf(before))
-      if (!replica.endsWith(`|${leaving}`) && !after.has(replica)) foreignMoves++
+      if (!replica.endsWith(`|${leaving}`) && !after.has(replica)) {
+        if (regions === undefined) foreignMoves++
+        else regionMoves++
+      }
+    if (regions !== undefined) regionReplicas += replicasOf(before).size
 
     const joined = replicasOf(
-      allocate({ ...input, current, nodes: [...input.nodes, { id: `joiner-${seed}`, capacity: 3_000 }] }),
+      allocate({
+        ...input,
+        current,
+        nodes: [
+          ...input.nodes,
+          { id: `joiner-${seed}`, capacity: 3_000, region: regions === undefined ? undefined : 'r1' },
+        ],
+      }),
     )
     const beforeSet = replicasOf(before)
     for (const replica of beforeSet) {
@@ -208,7 +263,11 @@ t.test('a node leaving moves only its own replicas; a node joining takes about 1
     joinTotal += beforeSet.size
     joinExpected += beforeSet.size / (input.nodes.length + 1)
   }
-  t.equal(foreignMoves, 0, 'no replica on a remaining node moved')
+  t.equal(foreignMoves, 0, 'without region labels, no replica on a remaining node moved')
+  t.ok(
+    regionMoves <= regionReplicas / 100,
+    `with three regions, ${regionMoves} of ${regionReplicas} replicas on remaining nodes moved (at most 1%)`,
+  )
   t.equal(movedElsewhere, 0, 'every replica that moved on a join moved to the new node')
   t.ok(
     joinMoved <= 2 * joinExpected,
