@@ -1,7 +1,8 @@
 import { once } from 'node:events'
 import { connect } from 'node:net'
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js'
-import t from 'tap'
+import t, { type Test } from 'tap'
+import type { GatewayConfigInput } from '../gateway/config.ts'
 import type { GatewaySession } from '../gateway/gateway-session.ts'
 import { GatewayErrorCode } from '../gateway/jsonrpc.ts'
 import { NexusGateway } from '../gateway/nexus-gateway.ts'
@@ -26,7 +27,6 @@ const floodBytes = FLOOD.count * FLOOD.bytes
 const network = await startNetwork({
   servers: [failoverServerConfig()],
   gateway: {
-    http: { headersTimeoutMs: 500, requestTimeoutMs: 1_000 },
     sessions: {
       slowClientTimeoutMs: 1_500,
       // Room for the whole flood, so that resumption after the cut can be checked for completeness.
@@ -39,6 +39,22 @@ const network = await startNetwork({
 t.teardown(network.stop)
 const gateway = network.gateway
 const url = gateway.serverUrl('failover')
+
+/** Another gateway into the same network, with HTTP settings of its own; stopped when the test ends. */
+async function extraGateway(t: Test, http: GatewayConfigInput['http']): Promise<NexusGateway> {
+  const extra = new NexusGateway({
+    transport: 'memory',
+    bootstrap: [network.nodes[0]!.multiaddrs[0]!.toString()],
+    http: { port: 0, ...http },
+    auth: { anonymous: true },
+    limits: { requestsPerSecond: 0 },
+    trust: { allowUnverified: true },
+  })
+  await extra.start()
+  t.teardown(() => extra.stop())
+  await extra.view.waitForServer('failover', 15_000)
+  return extra
+}
 
 t.test(
   'a client that stops reading pushes back on the server; its stream is cut and resumes with nothing lost',
@@ -190,9 +206,9 @@ t.test(
   async (t) => {
     const { client } = await connectStreamable(url)
     t.teardown(() => client.close())
-    // The server reports that it started, then reads nothing for 2 s.
+    // The server reports that it started, then reads nothing for 4 s.
     const started = Promise.withResolvers<void>()
-    const blocked = client.callTool({ name: 'block', arguments: { ms: 2_000 } }, undefined, {
+    const blocked = client.callTool({ name: 'block', arguments: { ms: 4_000 } }, undefined, {
       onprogress: () => started.resolve(),
     })
     await withTimeout(started.promise, 10_000, 'the server to start blocking')
@@ -227,7 +243,10 @@ t.test(
 t.test(
   'a client that trickles its request is answered 408 and disconnected; the gateway serves on',
   async (t) => {
-    const { hostname, port, pathname } = new URL(url)
+    // Short timeouts on a gateway of its own: under load, the other tests' large uploads would hit them.
+    const strict = await extraGateway(t, { headersTimeoutMs: 500, requestTimeoutMs: 1_000 })
+    const strictUrl = strict.serverUrl('failover')
+    const { hostname, port, pathname } = new URL(strictUrl)
     /** Sends `text` and nothing more; resolves with what the gateway answered once it closed the connection. */
     const trickle = async (text: string) => {
       const socket = connect(Number(port), hostname)
@@ -243,24 +262,14 @@ t.test(
     t.match(await trickle(head), /^HTTP\/1\.1 408/, 'headers that never end: 408')
     const body = `${head}Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"jsonrpc":`
     t.match(await trickle(body), /^HTTP\/1\.1 408/, 'a body that never ends: 408')
-    const { client } = await connectStreamable(url)
+    const { client } = await connectStreamable(strictUrl)
     t.match(await client.callTool({ name: 'whoami' }), { content: [{ text: /^pid / }] }, 'others are served')
     await client.close()
   },
 )
 
 t.test('request bodies read at once share one budget: past it 503, and the bytes come back', async (t) => {
-  const small = new NexusGateway({
-    transport: 'memory',
-    bootstrap: [network.nodes[0]!.multiaddrs[0]!.toString()],
-    http: { port: 0, maxBodyBytes: 512 * 1024, maxBufferedBodyBytes: 1024 * 1024 },
-    auth: { anonymous: true },
-    limits: { requestsPerSecond: 0 },
-    trust: { allowUnverified: true },
-  })
-  await small.start()
-  t.teardown(() => small.stop())
-  await small.view.waitForServer('failover', 15_000)
+  const small = await extraGateway(t, { maxBodyBytes: 512 * 1024, maxBufferedBodyBytes: 1024 * 1024 })
   const budget = small.bodyLimits.budget
   const target = new URL(small.serverUrl('failover'))
   /** Starts a POST whose body (`declared` bytes) arrives only in part: `sent` bytes, then nothing. */
