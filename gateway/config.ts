@@ -28,7 +28,7 @@ export const GatewayConfigSchema = z.object({
         .default(64 * 1024 * 1024),
       /** A client must send a request's headers within this time, and the whole request within the next. */
       headersTimeoutMs: z.number().int().min(100).default(10_000),
-      requestTimeoutMs: z.number().int().min(100).default(30_000),
+      requestTimeoutMs: z.number().int().min(100).default(60_000),
       /** Connections open at once; more are refused until some close. */
       maxConnections: z.number().int().min(1).default(20_000),
     })
