@@ -75,7 +75,7 @@ export class NodeLink {
 
   /** Stops reading the node's messages (the agent is not keeping up): the node is pushed back on. */
   pause(): void {
-    if (this.#paused || this.#framed.ended) return
+    if (this.#paused) return
     this.#paused = true
     this.#framed.pause()
   }
@@ -85,7 +85,7 @@ export class NodeLink {
     this.#paused = false
     // The node was silent because it was not read, not because it hung.
     this.lastFrameAt = Date.now()
-    if (!this.#framed.ended) this.#framed.resume()
+    this.#framed.resume()
   }
 
   /** Whether the gateway has stopped reading the node; its silence then says nothing about its health. */

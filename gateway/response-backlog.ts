@@ -38,13 +38,6 @@ export class ResponseBacklog {
     return false
   }
 
-  /** What the session's responses hold that their clients have not taken yet. */
-  get bufferedBytes(): number {
-    let bytes = 0
-    for (const res of this.#watched) bytes += res.writableLength
-    return bytes
-  }
-
   /** Resolves once every response can take more again, drained or closed; full ones start their stall clock. */
   whenClear(): Promise<void> {
     this.#armStallTimers()

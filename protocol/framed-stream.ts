@@ -96,13 +96,18 @@ export class FramedStream {
     return this.stream.onDrain()
   }
 
-  /** Stops delivering frames until `resume()`, pushing back on the remote writer. */
+  /** Stops delivering frames until `resume()`, pushing back on the remote writer. No-op once reading ended. */
   pause(): void {
-    this.stream.pause()
+    if (this.#readable()) this.stream.pause()
   }
 
   resume(): void {
-    this.stream.resume()
+    if (this.#readable()) this.stream.resume()
+  }
+
+  /** libp2p throws on pausing or resuming a stream whose reading is closing or closed. */
+  #readable(): boolean {
+    return this.stream.readStatus === 'readable' || this.stream.readStatus === 'paused'
   }
 
   /** Ends the stream gracefully (buffered frames are flushed); falls back to a reset if the remote stalls. */
