@@ -8,7 +8,7 @@ import t from 'tap'
 import { GatewayErrorCode } from '../gateway/jsonrpc.ts'
 import { NexusNode } from '../node/nexus-node.ts'
 import { applyEnvOverrides } from '../protocol/config-env.ts'
-import { connectStreamable } from './support/clients.ts'
+import { connectStreamable, startSlowCall } from './support/clients.ts'
 import { failoverServerConfig } from './support/fixture-server.ts'
 import { withTimeout } from './support/wait.ts'
 
@@ -105,30 +105,18 @@ t.test('SIGTERM with calls running: each gets its answer or an error, and the pr
   t.ok(await waitForServerList(url, 'failover'), 'the gateway process routes to the node')
   const { client } = await connectStreamable(`${url}/mcp/failover`)
   const { client: other } = await connectStreamable(`${url}/mcp/failover`)
-  let started = 0
-  const allStarted = Promise.withResolvers<void>()
-  const onprogress = () => {
-    if (++started === 3) allStarted.resolve()
-  }
-  const settle = (p: Promise<unknown>) =>
-    p.then(
-      (value) => ({ ok: true as const, value }),
-      (error: unknown) => ({ ok: false as const, error }),
-    )
-  const quick = settle(
-    client.callTool({ name: 'slow_read', arguments: { ms: 500 } }, undefined, { onprogress }),
+  const quick = startSlowCall(client, 'slow_read', 500)
+  const long = startSlowCall(client, 'slow_write', 30_000)
+  const elsewhere = startSlowCall(other, 'slow_read', 30_000)
+  await withTimeout(
+    Promise.all([quick.running, long.running, elsewhere.running]),
+    15_000,
+    'the three calls to start',
   )
-  const long = settle(
-    client.callTool({ name: 'slow_write', arguments: { ms: 30_000 } }, undefined, { onprogress }),
-  )
-  const elsewhere = settle(
-    other.callTool({ name: 'slow_read', arguments: { ms: 30_000 } }, undefined, { onprogress }),
-  )
-  await withTimeout(allStarted.promise, 15_000, 'the three calls to start')
   const exited = once(gateway.child, 'exit')
   gateway.child.kill('SIGTERM')
   const [quickResult, longResult, elsewhereResult] = await withTimeout(
-    Promise.all([quick, long, elsewhere]),
+    Promise.all([quick.outcome, long.outcome, elsewhere.outcome]),
     15_000,
     'every call to get an answer',
   )

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import type { FailoverEvent } from '../gateway/gateway-session.ts'
 import { GatewayErrorCode } from '../gateway/jsonrpc.ts'
 import type { NexusNode } from '../node/nexus-node.ts'
-import { connectStreamable } from './support/clients.ts'
+import { connectStreamable, startSlowCall } from './support/clients.ts'
 import { failoverServerConfig, fixtureHttpServerConfig } from './support/fixture-server.ts'
 import { startNetwork, type TestNetwork } from './support/network.ts'
 import { waitFor } from './support/wait.ts'
@@ -32,21 +32,10 @@ function nodeOf(network: TestNetwork, client: { sessionId?: string }): NexusNode
 
 /** Starts a read-only and a non-idempotent call; resolves once both run on the server (first progress). */
 async function startBothCalls(client: Client) {
-  let started = 0
-  const bothStarted = Promise.withResolvers<void>()
-  const onprogress = () => {
-    if (++started === 2) bothStarted.resolve()
-  }
-  const read = client.callTool({ name: 'slow_read', arguments: { ms: 1_500 } }, undefined, { onprogress })
-  const write = client.callTool({ name: 'slow_write', arguments: { ms: 1_500 } }, undefined, { onprogress })
-  const settled = [read, write].map((p) =>
-    p.then(
-      (value) => ({ ok: true as const, value }),
-      (error: unknown) => ({ ok: false as const, error }),
-    ),
-  )
-  await bothStarted.promise
-  return { read: settled[0]!, write: settled[1]! }
+  const read = startSlowCall(client, 'slow_read', 1_500)
+  const write = startSlowCall(client, 'slow_write', 1_500)
+  await Promise.all([read.running, write.running])
+  return { read: read.outcome, write: write.outcome }
 }
 
 async function checkFailover(t: Test, network: TestNetwork, breakNode: (node: NexusNode) => void) {

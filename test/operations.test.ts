@@ -1,7 +1,7 @@
 import t from 'tap'
 import * as z from 'zod/v4'
 import { NexusGateway } from '../gateway/nexus-gateway.ts'
-import { connectStreamable } from './support/clients.ts'
+import { connectStreamable, startSlowCall } from './support/clients.ts'
 import { failoverServerConfig, fixtureServerConfig } from './support/fixture-server.ts'
 import { captureLogs } from './support/log-capture.ts'
 import { startNetwork } from './support/network.ts'
@@ -131,29 +131,22 @@ t.test(
     const [{ client: a }, { client: b }] = await Promise.all([connectStreamable(url), connectStreamable(url)])
     t.teardown(() => Promise.all([a.close(), b.close()]))
     // Each tool reports progress once it runs on the server: then the call is surely in flight.
-    const running = (client: typeof a, ms: number) => {
-      let started!: () => void
-      const onServer = new Promise<void>((resolve) => {
-        started = resolve
-      })
-      const call = client.callTool({ name: 'slow_read', arguments: { ms } }, undefined, {
-        onprogress: () => started(),
-      })
-      return { call, onServer }
-    }
-    const quick = running(a, 800)
-    const slow = running(b, 20_000)
-    await Promise.all([quick.onServer, slow.onServer])
+    const quick = startSlowCall(a, 'slow_read', 800)
+    const slow = startSlowCall(b, 'slow_read', 20_000)
+    await Promise.all([quick.running, slow.running])
     const stopping = net.gateway.stop()
     const refused = await postInitialize(url, 'late')
     t.equal(refused.status, 503, 'a new session during shutdown is refused')
     t.equal(refused.headers.get('retry-after'), '1')
     t.match(
-      await quick.call,
-      { content: [{ text: /slow_read done/ }] },
+      await quick.outcome,
+      { ok: true, value: { content: [{ text: /slow_read done/ }] } },
       'a call that finishes in time is answered',
     )
-    await t.rejects(slow.call, { code: -32012, message: /the gateway shut down before the server answered/ })
+    t.match(await slow.outcome, {
+      ok: false,
+      error: { code: -32012, message: /the gateway shut down before the server answered/ },
+    })
     await stopping
   },
 )

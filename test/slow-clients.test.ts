@@ -6,7 +6,7 @@ import type { GatewayConfigInput } from '../gateway/config.ts'
 import type { GatewaySession } from '../gateway/gateway-session.ts'
 import { GatewayErrorCode } from '../gateway/jsonrpc.ts'
 import { NexusGateway } from '../gateway/nexus-gateway.ts'
-import { connectStreamable } from './support/clients.ts'
+import { connectStreamable, startSlowCall } from './support/clients.ts'
 import { failoverServerConfig } from './support/fixture-server.ts'
 import { startNetwork } from './support/network.ts'
 import { parsePrometheus } from './support/prometheus.ts'
@@ -207,11 +207,8 @@ t.test(
     const { client } = await connectStreamable(url)
     t.teardown(() => client.close())
     // The server reports that it started, then reads nothing for 4 s.
-    const started = Promise.withResolvers<void>()
-    const blocked = client.callTool({ name: 'block', arguments: { ms: 4_000 } }, undefined, {
-      onprogress: () => started.resolve(),
-    })
-    await withTimeout(started.promise, 10_000, 'the server to start blocking')
+    const blocked = startSlowCall(client, 'block', 4_000)
+    await withTimeout(blocked.running, 10_000, 'the server to start blocking')
     const padding = 'p'.repeat(256 * 1024)
     const calls = Array.from({ length: 24 }, () =>
       client.callTool({ name: 'whoami', arguments: { padding } }).then(
@@ -224,7 +221,7 @@ t.test(
       ),
     )
     const outcomes = await withTimeout(Promise.all(calls), 60_000, 'every call to be answered')
-    await blocked
+    t.match(await blocked.outcome, { ok: true }, 'the blocking call itself is answered')
     t.ok(outcomes.includes('refused'), 'what the node could not take was refused')
     t.ok(outcomes.includes('answered'), 'what it took was answered')
     t.match(

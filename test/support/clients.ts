@@ -92,3 +92,20 @@ export function recordProgress(client: Client): number[] {
   })
   return seen
 }
+
+export type CallOutcome = { ok: true; value: unknown } | { ok: false; error: unknown }
+
+/**
+ * Calls one of the failover fixture's slow tools (`slow_read`, `slow_write`, `block`), which report progress
+ * as they start: `running` resolves once the server runs it, `outcome` with its answer or its error.
+ */
+export function startSlowCall(client: Client, name: string, ms: number) {
+  const running = Promise.withResolvers<void>()
+  const outcome: Promise<CallOutcome> = client
+    .callTool({ name, arguments: { ms } }, undefined, { onprogress: () => running.resolve() })
+    .then(
+      (value) => ({ ok: true as const, value }),
+      (error: unknown) => ({ ok: false as const, error }),
+    )
+  return { running: running.promise, outcome }
+}
