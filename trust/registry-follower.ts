@@ -72,13 +72,7 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
       })
     }
     this.#deployedBlock = fromBlock
-    this.#state = {
-      block: fromBlock - 1,
-      blockHash: undefined,
-      chainId,
-      curators: new Set(),
-      records: new Map(),
-    }
+    this.#state = this.#emptyState(chainId)
     await this.#catchUp()
     this.#schedule()
     return this.#state
@@ -106,50 +100,56 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
 
   async #catchUp(): Promise<void> {
     const state = this.#state!
-    const { provider, address } = this.#options
-    const before = this.#fingerprint()
+    const { provider } = this.#options
     if (state.blockHash !== undefined && (await provider.getBlock(state.block))?.hash !== state.blockHash) {
       this.#options.logger.warn({ block: state.block }, 'the chain reorganised; replaying the registry')
-      this.#reset()
+      // Replayed aside and swapped in at once: no one sees a half-replayed registry meanwhile.
+      const rebuilt = this.#emptyState(state.chainId)
+      await this.#readInto(rebuilt)
+      state.block = rebuilt.block
+      state.blockHash = rebuilt.blockHash
+      state.curators = rebuilt.curators
+      state.records = rebuilt.records
+      // Consumers hear of the rebuilt state even if it came out the same.
+      this.emit('update', state)
+      return
     }
+    if (await this.#readInto(state)) this.emit('update', state)
+  }
+
+  /** Applies the events after `target.block` up to the head; true when any changed it. */
+  async #readInto(target: RegistryState): Promise<boolean> {
+    const { provider, address } = this.#options
     const head = await provider.getBlock('latest')
-    if (head === null || head.number <= state.block) return
+    if (head === null || head.number <= target.block) return false
     const range = this.#options.logRange ?? 5_000
-    for (let from = state.block + 1; from <= head.number; from += range) {
+    let changed = false
+    for (let from = target.block + 1; from <= head.number; from += range) {
       const to = Math.min(head.number, from + range - 1)
       const logs = await provider.getLogs({ address, fromBlock: from, toBlock: to })
-      for (const log of logs) this.#apply(log)
-      state.block = to
+      for (const log of logs) changed = this.#apply(target, log) || changed
+      target.block = to
     }
     // Logs read while the chain reorganised may mix both branches: the head's hash tells, and then it all
     // goes again from the start on the next poll.
-    state.blockHash =
+    target.blockHash =
       (await provider.getBlock(head.number))?.hash === head.hash ? (head.hash ?? undefined) : ''
-    if (this.#fingerprint() !== before) this.emit('update', state)
+    return changed
   }
 
-  /** Forgets everything read: the next catch-up replays from deployment. The state object stays the same. */
-  #reset(): void {
-    const state = this.#state!
-    state.block = this.#deployedBlock - 1
-    state.blockHash = undefined
-    state.curators.clear()
-    state.records.clear()
+  #emptyState(chainId: number): RegistryState {
+    return {
+      block: this.#deployedBlock - 1,
+      blockHash: undefined,
+      chainId,
+      curators: new Set(),
+      records: new Map(),
+    }
   }
 
-  /** What consumers see of the state, to tell whether it changed (a reorganisation may undo and redo). */
-  #fingerprint(): string {
-    const state = this.#state!
-    const records = [...state.records.values()].map(
-      (r) => `${r.id}@${r.version}:${r.manifestHash}:${r.status}`,
-    )
-    return JSON.stringify([[...state.curators].sort(), records.sort()])
-  }
-
-  #apply(log: Log): boolean {
+  #apply(state: RegistryState, log: Log): boolean {
     const event = this.#iface.parseLog(log)
     if (event === null) return false
-    const state = this.#state!
     const args = event.args
     switch (event.name) {
       case 'CuratorAdded':
