@@ -10,6 +10,7 @@ import { connectStreamable } from './support/clients.ts'
 import { fixtureServerConfig } from './support/fixture-server.ts'
 import { captureLogs } from './support/log-capture.ts'
 import { startNetwork } from './support/network.ts'
+import { initializeRequest } from './support/raw-sse.ts'
 
 const keysFile = join(mkdtempSync(join(tmpdir(), 'nexus-auth-')), 'keys.json')
 const alice = createApiKey(keysFile, 'alice', ['server:conformance'])
@@ -46,12 +47,7 @@ const { gateway } = network
 const url = gateway.serverUrl('conformance')
 const bearer = (secret: string) => ({ authorization: `Bearer ${secret}` })
 
-const initialize = {
-  jsonrpc: '2.0',
-  id: 1,
-  method: 'initialize',
-  params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
-}
+const initialize = initializeRequest()
 const post = (headers: Record<string, string> = {}, body: unknown = initialize) =>
   fetch(url, {
     method: 'POST',

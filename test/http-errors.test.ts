@@ -3,6 +3,7 @@ import t from 'tap'
 import { connectStreamable } from './support/clients.ts'
 import { fixtureServerConfig } from './support/fixture-server.ts'
 import { startNetwork } from './support/network.ts'
+import { initializeRequest } from './support/raw-sse.ts'
 
 const MAX_BODY = 64 * 1024
 const network = await startNetwork({
@@ -13,12 +14,7 @@ const network = await startNetwork({
 t.teardown(network.stop)
 const endpoint = network.gateway.serverUrl('conformance')
 const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }
-const initialize = {
-  jsonrpc: '2.0',
-  id: 1,
-  method: 'initialize',
-  params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
-}
+const initialize = initializeRequest()
 
 t.test('malformed JSON gets a JSON-RPC parse error', async (t) => {
   const response = await fetch(endpoint, {

@@ -83,21 +83,26 @@ export function sessionHeaders(sessionId: string, contentType?: string): Record<
   }
 }
 
+/** An `initialize` request as a client sends it, for tests that speak HTTP themselves. */
+export function initializeRequest(clientName = 'raw') {
+  return {
+    jsonrpc: '2.0',
+    id: 1,
+    method: 'initialize',
+    params: {
+      protocolVersion: RAW_PROTOCOL_VERSION,
+      capabilities: {},
+      clientInfo: { name: clientName, version: '1' },
+    },
+  }
+}
+
 /** Sends `initialize` as a plain HTTP request; resolves with the response, its body unread. */
 export function postInitialize(url: string, clientName = 'raw'): Promise<Response> {
   return fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-    body: JSON.stringify({
-      jsonrpc: '2.0',
-      id: 0,
-      method: 'initialize',
-      params: {
-        protocolVersion: RAW_PROTOCOL_VERSION,
-        capabilities: {},
-        clientInfo: { name: clientName, version: '1' },
-      },
-    }),
+    body: JSON.stringify(initializeRequest(clientName)),
   })
 }
 
