@@ -113,6 +113,12 @@ export const GatewayConfigSchema = z.object({
       sessionsPerPrincipal: z.number().int().min(1).default(64),
       /** Sessions the gateway holds at once, all principals together. */
       maxSessions: z.number().int().min(1).default(10_000),
+      /** Requests one session may have waiting for answers; more are answered with -32014 and not sent. */
+      inFlightPerSession: z.number().int().min(1).default(256),
+      /** Requests one principal may have waiting, all its sessions together. */
+      inFlightPerPrincipal: z.number().int().min(1).default(1_024),
+      /** Requests the gateway holds waiting, everyone together. */
+      maxInFlight: z.number().int().min(1).default(100_000),
     })
     .strict()
     .prefault({}),

@@ -106,19 +106,29 @@ export class BoundedEventStore implements EventStore {
   }
 
   async getStreamIdForEventId(eventId: string): Promise<string | undefined> {
-    const at = eventId.lastIndexOf(SEPARATOR)
-    return at > 0 ? eventId.slice(0, at) : undefined
+    return parseEventId(eventId)?.streamId
+  }
+
+  /**
+   * Why a stream cannot resume after `lastEventId`: it is not an id this store hands out, or the events after
+   * it were evicted. Undefined when it can.
+   */
+  resumeProblem(lastEventId: string): string | undefined {
+    const parsed = parseEventId(lastEventId)
+    if (parsed === undefined) return 'Last-Event-ID is not an event id this gateway handed out'
+    const oldest = this.#events[this.#head]
+    if (oldest !== undefined && parsed.counter + 1 < parseEventId(oldest.id)!.counter)
+      return `the events after Last-Event-ID ${lastEventId} are no longer stored; what followed it is lost`
+    return undefined
   }
 
   async replayEventsAfter(
     lastEventId: string,
     { send }: { send: (eventId: string, message: JSONRPCMessage) => Promise<void> },
   ): Promise<string> {
-    const streamId = await this.getStreamIdForEventId(lastEventId)
-    const counter = Number(lastEventId.slice(lastEventId.lastIndexOf(SEPARATOR) + 1))
-    if (streamId === undefined || !Number.isInteger(counter)) {
-      throw new NexusError('PROTOCOL_VIOLATION', `malformed Last-Event-ID ${lastEventId}`)
-    }
+    const parsed = parseEventId(lastEventId)
+    if (parsed === undefined) throw new NexusError('PROTOCOL_VIOLATION', 'malformed Last-Event-ID')
+    const { streamId, counter } = parsed
     const oldest = this.#events[this.#head]
     if (oldest !== undefined && counter + 1 < Number(oldest.id.slice(oldest.id.lastIndexOf(SEPARATOR) + 1))) {
       throw new NexusError('PROTOCOL_VIOLATION', `events after ${lastEventId} are no longer stored`)
@@ -133,4 +143,13 @@ export class BoundedEventStore implements EventStore {
     }
     return streamId
   }
+}
+
+/** An event id is `<stream id>|<counter>`; anything else (from a client's Last-Event-ID) is undefined. */
+function parseEventId(eventId: string): { streamId: string; counter: number } | undefined {
+  if (eventId.length > 256) return undefined
+  const at = eventId.lastIndexOf(SEPARATOR)
+  const digits = eventId.slice(at + 1)
+  if (at <= 0 || !/^\d{1,15}$/.test(digits)) return undefined
+  return { streamId: eventId.slice(0, at), counter: Number(digits) }
 }

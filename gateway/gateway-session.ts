@@ -1,8 +1,11 @@
 import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.js'
 import type { Logger } from 'pino'
 import { errorMessage } from '../protocol/errors.ts'
+import type { InputGuard } from '../protocol/input-guard.ts'
+import { JsonRpcCode } from '../protocol/rpc-codes.ts'
 import type { AuthContext } from '../protocol/session-handshake.ts'
 import { mayUseTool } from './authenticator.ts'
+import type { InFlightBudget } from './in-flight-budget.ts'
 import { errorResponse, GatewayErrorCode, isRequest, isResponse, type JsonRpcRequest } from './jsonrpc.ts'
 import type { LinkEnd, NodeLink } from './node-link.ts'
 import type { ResponseBacklog } from './response-backlog.ts'
@@ -49,6 +52,10 @@ export interface GatewaySessionInit {
   /** Opens a session on a node hosting the server, avoiding the given nodes. */
   connect: (exclude: Set<string>) => Promise<NodeLink>
   retrySafety: RetrySafety
+  /** The requests every session of the gateway has waiting, against the per-session and per-principal limits. */
+  inFlightBudget: InFlightBudget
+  /** Contains and counts what one bad message causes. */
+  guard: InputGuard
   /** How long a new node may take to answer the replayed `initialize`. */
   replayTimeoutMs: number
   logger: Logger
@@ -119,7 +126,30 @@ export class GatewaySession {
     return this.#heldBack
   }
 
+  /**
+   * A message from the agent. Whatever goes wrong with it is contained here: counted, logged, and a request
+   * answered with an error (never left waiting), while the session carries on.
+   */
   fromClient(message: JSONRPCMessage): void {
+    try {
+      this.#fromClient(message)
+    } catch (err) {
+      this.#init.guard.failed('agent', err, { sessionId: this.id })
+      if (isRequest(message)) {
+        this.#untrack(message.id)
+        void this.#deliver(
+          errorResponse(
+            message.id,
+            JsonRpcCode.InternalError,
+            'Internal error: the gateway could not relay this request',
+          ),
+          undefined,
+        )
+      }
+    }
+  }
+
+  #fromClient(message: JSONRPCMessage): void {
     this.lastActivity = Date.now()
     if (this.#closing !== undefined) {
       if (isRequest(message))
@@ -138,6 +168,21 @@ export class GatewaySession {
       }
     }
     if (isRequest(message)) {
+      if (this.#inFlight.has(message.id)) {
+        // Its answer could not be told from the other's: JSON-RPC ids are unique among requests waiting.
+        const refusal = `Invalid Request: a request with id ${JSON.stringify(message.id)} is already waiting on this session`
+        void this.#deliver(errorResponse(message.id, JsonRpcCode.InvalidRequest, refusal), undefined)
+        return
+      }
+      const refusal = this.#init.inFlightBudget.take(this.auth.principal, this.#inFlight.size)
+      if (refusal !== undefined) {
+        this.#init.guard.refused('agent', refusal, { sessionId: this.id })
+        void this.#deliver(
+          errorResponse(message.id, GatewayErrorCode.Overloaded, `Overloaded: ${refusal}; nothing was sent`),
+          undefined,
+        )
+        return
+      }
       const meta = (message.params as { _meta?: { progressToken?: unknown } } | undefined)?._meta
       this.#inFlight.set(message.id, {
         request: message,
@@ -147,7 +192,7 @@ export class GatewaySession {
       this.#init.onClientRequest?.(this)
     } else if ('method' in message && message.method === 'notifications/cancelled') {
       const requestId = (message.params as { requestId?: RequestId } | undefined)?.requestId
-      if (requestId !== undefined && this.#inFlight.delete(requestId)) this.#client.releaseRequest(requestId)
+      if (requestId !== undefined && this.#untrack(requestId)) this.#client.releaseRequest(requestId)
     }
     this.#replay.fromClient(message)
     if (this.#pending !== undefined) {
@@ -190,6 +235,9 @@ export class GatewaySession {
     // Set before closing the transport: its close handler calls back into close().
     const { promise, resolve } = Promise.withResolvers<void>()
     this.#closing = promise
+    // What still waits will get no answer through this session: its share of the budget comes back now.
+    this.#init.inFlightBudget.give(this.auth.principal, this.#inFlight.size)
+    this.#inFlight.clear()
     void Promise.allSettled([this.#link?.close(), this.#client.close()]).then(() => {
       this.#init.onClosed(this)
       resolve()
@@ -223,6 +271,15 @@ export class GatewaySession {
       this.#fromNode(message)
       this.#pushBackIfCongested(link)
     }
+    link.onUnreadable = (id, why) => {
+      // The node sent an answer the gateway refuses to read; the request it answers must not wait forever.
+      if (this.#link === link && this.#inFlight.has(id))
+        void this.#failRequests(
+          [id],
+          JsonRpcCode.InternalError,
+          `the server's answer could not be relayed: ${why}`,
+        )
+    }
     link.onEnd = (end) => void this.#nodeEnded(link, end)
     const pending = this.#pending ?? []
     this.#pending = undefined
@@ -237,7 +294,7 @@ export class GatewaySession {
         this.#logger.debug({ id: message.id }, 'response to no pending request; dropped')
         return
       }
-      this.#inFlight.delete(message.id)
+      this.#untrack(message.id)
       this.#done(inFlight, 'error' in message ? 'error' : 'ok')
       this.#replay.fromServer(inFlight.request, message)
       if (inFlight.request.method === 'tools/list' && 'result' in message) {
@@ -392,6 +449,13 @@ export class GatewaySession {
       })
   }
 
+  /** Ends the wait for a request's answer; false when it was not waiting. */
+  #untrack(id: RequestId): boolean {
+    if (!this.#inFlight.delete(id)) return false
+    this.#init.inFlightBudget.give(this.auth.principal)
+    return true
+  }
+
   #failInFlight(code: number, message: string, reason?: string): Promise<void> {
     return this.#failRequests([...this.#inFlight.keys()], code, message, reason)
   }
@@ -401,7 +465,7 @@ export class GatewaySession {
     for (const id of ids) {
       const inFlight = this.#inFlight.get(id)
       if (inFlight !== undefined) this.#done(inFlight, 'failed')
-      this.#inFlight.delete(id)
+      this.#untrack(id)
     }
     await Promise.all(
       ids.map((id) =>

@@ -1,15 +1,8 @@
 import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.js'
+import { NexusRpcCode } from '../protocol/rpc-codes.ts'
 
-/** JSON-RPC error codes of the gateway's own, in the range JSON-RPC reserves for implementations. */
-export const GatewayErrorCode = {
-  NodeFailed: -32010,
-  NoHost: -32011,
-  SessionClosed: -32012,
-  /** The principal's scopes do not cover what it asked for (a tool outside them). */
-  Forbidden: -32013,
-  /** The node is not reading what the agent sends (its server is stuck or swamped); nothing was sent. */
-  Overloaded: -32014,
-} as const
+/** The gateway's JSON-RPC error codes: one table for gateway and node (`protocol/rpc-codes.ts`). */
+export const GatewayErrorCode = NexusRpcCode
 
 export type JsonRpcRequest = Extract<JSONRPCMessage, { method: string; id: RequestId }>
 
@@ -25,7 +18,31 @@ export function errorResponse(id: RequestId, code: number, message: string, data
   return { jsonrpc: '2.0', id, error: data === undefined ? { code, message } : { code, message, data } }
 }
 
-/** A body for HTTP-level failures, which the MCP transports report as JSON-RPC errors with a null id. */
-export function httpErrorBody(code: number, message: string): string {
-  return JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } })
+/**
+ * A body for HTTP-level failures, which the MCP transports report as JSON-RPC errors with a null id (or the id
+ * of the request refused, when it could be read).
+ */
+export function httpErrorBody(code: number, message: string, id: RequestId | null = null): string {
+  return JSON.stringify({ jsonrpc: '2.0', id, error: { code, message } })
+}
+
+/**
+ * Whether a value from a node has the shape of a JSON-RPC 2.0 message as far as the gateway relies on it: a
+ * request or notification (a string method, a string or number id if any), or a response (a string or number
+ * id, and a result or an error with a numeric code and a string message). Checked without walking the params
+ * or result, which are the server's business.
+ */
+export function isJsonRpcMessage(value: unknown): value is JSONRPCMessage {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
+  const { jsonrpc, id, method } = value as { jsonrpc?: unknown; id?: unknown; method?: unknown }
+  if (jsonrpc !== '2.0') return false
+  const validId = typeof id === 'string' || typeof id === 'number'
+  if (method !== undefined) return typeof method === 'string' && (id === undefined || validId)
+  if (!validId) return false
+  const hasResult = 'result' in value
+  const error = (value as { error?: unknown }).error
+  if (error === undefined) return hasResult
+  if (hasResult || typeof error !== 'object' || error === null) return false
+  const { code, message } = error as { code?: unknown; message?: unknown }
+  return Number.isInteger(code) && typeof message === 'string'
 }

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js'
+import { JSONRPCMessageSchema } from '@modelcontextprotocol/sdk/types.js'
 import type { Logger } from 'pino'
 import type { AuthContext } from '../protocol/session-handshake.ts'
 import type { GatewaySession } from './gateway-session.ts'
@@ -68,10 +69,18 @@ export class LegacySseEndpoint {
     // Another principal's session is as good as unknown: its id must not be usable by someone else.
     if (entry === undefined || entry.session.auth.principal !== auth.principal)
       return sendHttpError(res, 404, -32001, 'Session not found: open a new one with GET /sse/<server-id>')
+    const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+    if (contentType !== 'application/json')
+      return sendHttpError(res, 415, -32000, 'Unsupported Media Type: Content-Type must be application/json')
     const body = await readJsonBodyOrReply(req, res, this.#factory.bodyLimits)
     if (body === undefined) return
+    // Checked here rather than by the SDK's handlePostMessage, whose refusals echo the body back as plain text.
+    const message = JSONRPCMessageSchema.safeParse(body.value)
+    if (!message.success)
+      return sendHttpError(res, 400, -32600, 'Invalid Request: the body is not a JSON-RPC 2.0 message')
     entry.session.lastActivity = Date.now()
-    await entry.transport.handlePostMessage(req, res, body.value)
+    await entry.transport.handleMessage(message.data)
+    res.writeHead(202, { 'content-type': 'text/plain' }).end('Accepted')
   }
 
   async closeAll(): Promise<void> {

@@ -6,6 +6,7 @@ import type { Logger } from 'pino'
 import { type DemandReport, decodeDemandReport } from '../protocol/demand.ts'
 import { errorMessage, NexusError } from '../protocol/errors.ts'
 import { DEFAULT_FRESHNESS, GossipRecords } from '../protocol/gossip-records.ts'
+import { InputGuard } from '../protocol/input-guard.ts'
 import { createLogger } from '../protocol/logger.ts'
 import { DEMAND_TOPIC } from '../protocol/names.ts'
 import { serveOps } from '../protocol/ops-endpoints.ts'
@@ -21,8 +22,10 @@ import { GatewayMetrics } from './gateway-metrics.ts'
 import { type ClientChannel, type FailoverEvent, GatewaySession } from './gateway-session.ts'
 import type { LocalLoad } from './host-selection.ts'
 import { sendHttpError, sendJson } from './http-responses.ts'
+import { InFlightBudget } from './in-flight-budget.ts'
 import { LEGACY_MESSAGES_PATH, LegacySseEndpoint } from './legacy-sse-endpoint.ts'
 import { RateLimiter } from './rate-limiter.ts'
+import { requestTarget } from './request-target.ts'
 
 const PROTECTED_RESOURCE_PATH = '/.well-known/oauth-protected-resource'
 
@@ -77,6 +80,10 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     peers: () => this.#peer?.getConnections().length ?? 0,
     announcements: () => this.#view?.announcements.counts ?? { accepted: 0, ignored: 0, rejected: 0 },
   })
+  /** Counts, logs and contains what hostile or broken input does (see `protocol/input-guard.ts`). */
+  readonly guard: InputGuard
+  /** The agents' requests waiting for answers, per principal and in all. */
+  readonly inFlightBudget: InFlightBudget
   readonly #options: NexusGatewayOptions
   readonly #retrySafety = new RetrySafety()
   #peer: NexusPeer | undefined
@@ -100,9 +107,16 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     this.#options = options
     this.#authenticator = new Authenticator(this.config.auth)
     this.#rateLimiter = new RateLimiter(this.config.limits.requestsPerSecond, this.config.limits.burst)
+    this.inFlightBudget = new InFlightBudget({
+      perSession: this.config.limits.inFlightPerSession,
+      perPrincipal: this.config.limits.inFlightPerPrincipal,
+      total: this.config.limits.maxInFlight,
+    })
     this.eventBudget = new EventBudget(this.config.sessions.maxStoredEventBytesTotal)
+    this.guard = new InputGuard(this.metrics.registry, 'nexus_gateway', this.logger)
     this.bodyLimits = {
       maxBodyBytes: this.config.http.maxBodyBytes,
+      onRefused: (reason) => this.guard.refused('agent', reason),
       // One body of the largest size must always fit.
       budget: new BodyBudget(Math.max(this.config.http.maxBufferedBodyBytes, this.config.http.maxBodyBytes)),
     }
@@ -280,26 +294,23 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       client,
       logger,
       retrySafety: this.#retrySafety,
+      inFlightBudget: this.inFlightBudget,
+      guard: this.guard,
       replayTimeoutMs: this.config.failover.replayTimeoutMs,
       connect: (exclude) =>
-        connectToHost(
-          this.peer,
-          this.view,
-          (peerId) => this.#localLoad(peerId),
-          {
-            serverId,
-            sessionId,
-            auth,
-            handshakeTimeoutMs: this.config.handshakeTimeoutMs,
-            maxUnsentBytes: this.config.sessions.maxUnsentBytes,
-            exclude,
-            random: this.#options.random,
-            admits: this.config.trust.allowUnverified
-              ? undefined
-              : (server) => this.whitelist.allows(server.id, server.version, server.manifestHash),
-          },
-          logger,
-        ),
+        connectToHost(this.peer, this.view, (peerId) => this.#localLoad(peerId), {
+          serverId,
+          sessionId,
+          auth,
+          handshakeTimeoutMs: this.config.handshakeTimeoutMs,
+          maxUnsentBytes: this.config.sessions.maxUnsentBytes,
+          guard: this.guard,
+          exclude,
+          random: this.#options.random,
+          admits: this.config.trust.allowUnverified
+            ? undefined
+            : (server) => this.whitelist.allows(server.id, server.version, server.manifestHash),
+        }),
       onClientRequest: () => this.#demand?.countCall(serverId),
       onRequestDone: (method, outcome, seconds) =>
         this.metrics.requestDone(serverId, method, outcome, seconds),
@@ -445,7 +456,18 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
 
   async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      const url = new URL(req.url ?? '/', 'http://gateway')
+      const url = requestTarget(req.url)
+      if (url === undefined) {
+        this.guard.refused('agent', 'request target is not a URL')
+        return sendHttpError(res, 400, -32000, 'Bad Request: the request target is not a valid URL path')
+      }
+      // Before anything is answered: a rebinding page must not read metrics or the server list either.
+      const refusal = refuseByOrigin(req, {
+        allowedHosts: this.config.http.allowedHosts,
+        allowedOrigins: this.config.http.allowedOrigins,
+        loopbackOnly: isLoopbackHost(this.config.http.host),
+      })
+      if (refusal !== undefined) return sendHttpError(res, 403, -32000, `Forbidden: ${refusal}`)
       if (
         await serveOps(url.pathname, res, {
           notReadyBecause: () => this.#notReadyBecause(),
@@ -457,12 +479,6 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
         const servers = this.view.serverIds().map((id) => ({ id, hosts: this.view.hostsOf(id).length }))
         return sendJson(res, 200, { servers })
       }
-      const refusal = refuseByOrigin(req, {
-        allowedHosts: this.config.http.allowedHosts,
-        allowedOrigins: this.config.http.allowedOrigins,
-        loopbackOnly: isLoopbackHost(this.config.http.host),
-      })
-      if (refusal !== undefined) return sendHttpError(res, 403, -32000, `Forbidden: ${refusal}`)
       if (applyCors(req, res)) return
       if (url.pathname.startsWith(PROTECTED_RESOURCE_PATH) && req.method === 'GET')
         return sendJson(res, 200, this.#resourceMetadata())
@@ -516,7 +532,8 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
         `Not found: ${url.pathname}; MCP endpoints are /mcp/<server-id> and /sse/<server-id>`,
       )
     } catch (err) {
-      this.logger.error({ err }, 'request failed')
+      // A bug that one request reached: that request alone fails, without saying what went wrong inside.
+      this.guard.failed('agent', err, { method: req.method })
       sendHttpError(res, 500, -32603, 'Internal error')
     }
   }

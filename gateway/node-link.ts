@@ -1,14 +1,14 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js'
-import type { Logger } from 'pino'
+import { decodeJsonBounded } from '../protocol/bounded-json.ts'
 import { errorMessage, NexusError } from '../protocol/errors.ts'
 import { FramedStream } from '../protocol/framed-stream.ts'
+import type { InputGuard } from '../protocol/input-guard.ts'
 import { MCP_STREAM_PROTOCOL } from '../protocol/names.ts'
 import { MAX_STREAMS_PER_CONNECTION, type NexusPeer } from '../protocol/peer.ts'
 import {
   type AuthContext,
   ClosingSchema,
-  decodeJson,
   encodeJson,
   OpenReplySchema,
   openFrame,
@@ -17,6 +17,7 @@ import {
   probeFrame,
 } from '../protocol/session-handshake.ts'
 import { chooseHost, type LocalLoad } from './host-selection.ts'
+import { isJsonRpcMessage } from './jsonrpc.ts'
 import type { NetworkView } from './network-view.ts'
 
 /** Why a link ended, when it did not end because we closed it. */
@@ -33,25 +34,33 @@ export class NodeLink {
   readonly peerId: string
   onMessage: ((message: JSONRPCMessage) => void) | undefined
   onEnd: ((end: LinkEnd) => void) | undefined
+  /** A frame the gateway refused to read (not JSON, nested too deep) that named this request id. */
+  onUnreadable: ((id: string | number, why: string) => void) | undefined
   /** When the node last sent anything on this session. */
   lastFrameAt = Date.now()
   /** What the node has sent on this session, in frame bytes. */
   receivedBytes = 0
   readonly #framed: FramedStream
-  readonly #logger: Logger
   #closing: LinkEnd | undefined
   #closedByUs = false
   #probe: { nonce: number; resolve: (answered: boolean) => void } | undefined
   #nonce = 0
   #paused = false
   readonly #maxUnsentBytes: number
+  readonly #guard: InputGuard
 
-  constructor(peerId: string, framed: FramedStream, logger: Logger, maxUnsentBytes = Infinity) {
+  constructor(peerId: string, framed: FramedStream, guard: InputGuard, maxUnsentBytes = Infinity) {
     this.peerId = peerId
     this.#framed = framed
     this.#maxUnsentBytes = maxUnsentBytes
-    this.#logger = logger
-    framed.onFrame((frame) => this.#receive(frame))
+    this.#guard = guard
+    framed.onFrame((frame) =>
+      guard.run(
+        'node-stream',
+        () => this.#receive(frame),
+        () => {},
+      ),
+    )
     framed.onEnd((error) => {
       if (this.#closedByUs) return
       const end = this.#closing ?? {
@@ -130,14 +139,19 @@ export class NodeLink {
   #receive(frame: Uint8Array): void {
     this.lastFrameAt = Date.now()
     this.receivedBytes += frame.byteLength
-    let value: unknown
-    try {
-      value = decodeJson(frame)
-    } catch {
-      this.#logger.warn('node sent a frame that is not JSON; dropped')
+    const parsed = decodeJsonBounded(frame)
+    if (!parsed.ok) {
+      this.#guard.refused('node-stream', `node sent a frame the gateway refuses: ${parsed.message}`, {
+        node: this.peerId,
+      })
+      if (parsed.id !== undefined) this.onUnreadable?.(parsed.id, parsed.message)
       return
     }
-    if (typeof value !== 'object' || value === null) return
+    const value = parsed.value
+    if (typeof value !== 'object' || value === null) {
+      this.#guard.refused('node-stream', 'node sent a frame that is not a JSON object', { node: this.peerId })
+      return
+    }
     if ('nexus' in value) {
       const closing = ClosingSchema.safeParse(value)
       if (closing.success) this.#closing = { code: closing.data.code, reason: closing.data.message }
@@ -147,8 +161,10 @@ export class NodeLink {
       }
       return
     }
-    if ((value as { jsonrpc?: unknown }).jsonrpc !== '2.0') {
-      this.#logger.warn('node relayed a message that is not JSON-RPC 2.0; dropped')
+    if (!isJsonRpcMessage(value)) {
+      this.#guard.refused('node-stream', 'node relayed a message that is not JSON-RPC 2.0', {
+        node: this.peerId,
+      })
       return
     }
     this.onMessage?.(value as JSONRPCMessage)
@@ -165,6 +181,8 @@ export interface ConnectOptions {
   random?: () => number
   /** How much the node may leave unread before the gateway refuses to send it more. */
   maxUnsentBytes?: number
+  /** Counts and contains what a node's bad frames cause. */
+  guard: InputGuard
   /** Whether the server a node declares on accepting may be used (the whitelist); anything by default. */
   admits?: (server: { id: string; version: string; manifestHash: string }) => boolean
 }
@@ -179,7 +197,6 @@ export async function connectToHost(
   view: NetworkView,
   localLoad: (peerId: string) => LocalLoad,
   options: ConnectOptions,
-  logger: Logger,
 ): Promise<NodeLink> {
   const tried = new Set(options.exclude)
   const failures: string[] = []
@@ -214,7 +231,7 @@ export async function connectToHost(
       }
       if (reply.type === 'accepted') {
         view.noteSessionOpened(host.peerId)
-        return new NodeLink(host.peerId, framed, logger, options.maxUnsentBytes)
+        return new NodeLink(host.peerId, framed, options.guard, options.maxUnsentBytes)
       }
       failures.push(`${host.peerId} refused (${reply.code}): ${reply.message}`)
       await framed.close()

@@ -1,13 +1,23 @@
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { parseJsonBounded } from '../protocol/bounded-json.ts'
 import { sendHttpError } from './http-responses.ts'
+import { httpErrorBody } from './jsonrpc.ts'
+
+/**
+ * How much of a refused body the gateway still reads (and drops) so that the client, still sending it, gets
+ * the 413 or 503: a client that writes its whole body before reading the answer — `fetch` does — sees a broken
+ * pipe instead when the connection closes under it. Past this the connection is closed all the same.
+ */
+export const MAX_DISCARDED_BODY_BYTES = 64 * 1024 * 1024
 
 export type BodyResult =
   | { kind: 'json'; value: unknown }
   | { kind: 'too-large'; limit: number }
   | { kind: 'busy' }
   | { kind: 'aborted' }
-  | { kind: 'malformed'; reason: string }
+  | { kind: 'malformed' }
+  | { kind: 'too-deep'; message: string; id?: string | number }
   | { kind: 'empty' }
 
 /**
@@ -45,6 +55,8 @@ export interface BodyLimits {
   maxBodyBytes: number
   /** All bodies being read at once. */
   budget: BodyBudget
+  /** Told of every body refused (too large, over the budget, not JSON, too deep), for counting. */
+  onRefused?: (reason: string) => void
 }
 
 /**
@@ -55,7 +67,10 @@ export interface BodyLimits {
 export function readJsonBody(req: IncomingMessage, limits: BodyLimits): Promise<BodyResult> {
   const limit = limits.maxBodyBytes
   const declared = Number(req.headers['content-length'])
-  if (Number.isFinite(declared) && declared > limit) return Promise.resolve({ kind: 'too-large', limit })
+  if (Number.isFinite(declared) && declared > limit) {
+    discardRest(req, 0)
+    return Promise.resolve({ kind: 'too-large', limit })
+  }
   if (req.destroyed) return Promise.resolve({ kind: 'aborted' })
   const { promise, resolve } = Promise.withResolvers<BodyResult>()
   const chunks: Buffer[] = []
@@ -67,13 +82,17 @@ export function readJsonBody(req: IncomingMessage, limits: BodyLimits): Promise<
     const value = result()
     limits.budget.give(size)
     chunks.length = 0
-    // Stop reading what is left of a refused body; the reply closes the connection.
-    if (!req.readableEnded) req.pause()
     resolve(value)
   }
   const onData = (chunk: Buffer) => {
-    if (size + chunk.byteLength > limit) return finish(() => ({ kind: 'too-large', limit }))
-    if (!limits.budget.tryTake(chunk.byteLength)) return finish(() => ({ kind: 'busy' }))
+    if (size + chunk.byteLength > limit) {
+      discardRest(req, size + chunk.byteLength)
+      return finish(() => ({ kind: 'too-large', limit }))
+    }
+    if (!limits.budget.tryTake(chunk.byteLength)) {
+      discardRest(req, size + chunk.byteLength)
+      return finish(() => ({ kind: 'busy' }))
+    }
     size += chunk.byteLength
     chunks.push(chunk)
   }
@@ -86,13 +105,25 @@ export function readJsonBody(req: IncomingMessage, limits: BodyLimits): Promise<
   return promise
 }
 
+/**
+ * Reads the rest of a refused body without keeping it, up to `MAX_DISCARDED_BODY_BYTES` in all (counting the
+ * `alreadyRead`), so that the client finishes sending and reads the refusal; past that the connection closes.
+ */
+function discardRest(req: IncomingMessage, alreadyRead: number): void {
+  let discarded = alreadyRead
+  req.on('data', (chunk: Buffer) => {
+    discarded += chunk.byteLength
+    if (discarded > MAX_DISCARDED_BODY_BYTES) req.socket.destroy()
+  })
+  req.resume()
+}
+
 function parseBody(chunks: Buffer[], size: number): BodyResult {
   if (size === 0) return { kind: 'empty' }
-  try {
-    return { kind: 'json', value: JSON.parse(Buffer.concat(chunks, size).toString('utf8')) }
-  } catch (err) {
-    return { kind: 'malformed', reason: (err as Error).message }
-  }
+  const parsed = parseJsonBounded(Buffer.concat(chunks, size).toString('utf8'))
+  if (parsed.ok) return { kind: 'json', value: parsed.value }
+  if (parsed.reason === 'malformed') return { kind: 'malformed' }
+  return { kind: 'too-deep', message: parsed.message, id: parsed.id }
 }
 
 /**
@@ -105,20 +136,24 @@ export async function readJsonBodyOrReply(
   limits: BodyLimits,
 ): Promise<{ value: unknown } | undefined> {
   const read = await readJsonBody(req, limits)
+  if (read.kind !== 'json' && read.kind !== 'aborted') limits.onRefused?.(`request body ${read.kind}`)
   if (read.kind === 'too-large') {
-    sendHttpError(res, 413, -32600, `request body exceeds the limit of ${read.limit} bytes`, {
-      connection: 'close',
-    })
+    sendHttpError(res, 413, -32600, `request body exceeds the limit of ${read.limit} bytes`)
     return undefined
   }
   if (read.kind === 'busy') {
     sendHttpError(res, 503, -32000, 'Service unavailable: the gateway is reading too many request bodies', {
-      connection: 'close',
       'retry-after': '1',
     })
     return undefined
   }
   if (read.kind === 'aborted') return undefined
+  if (read.kind === 'too-deep') {
+    // Refused before anything walks it: serialising or validating it would blow the stack.
+    const body = httpErrorBody(-32600, `Invalid Request: ${read.message}`, read.id)
+    res.writeHead(400, { 'content-type': 'application/json' }).end(body)
+    return undefined
+  }
   if (read.kind !== 'json') {
     sendHttpError(res, 400, -32700, 'Parse error: the body is not valid JSON')
     return undefined

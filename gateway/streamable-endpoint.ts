@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
-import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js'
+import { isInitializeRequest, isJSONRPCRequest } from '@modelcontextprotocol/sdk/types.js'
 import type { Logger } from 'pino'
 import type { AuthContext } from '../protocol/session-handshake.ts'
 import type { GatewayConfig } from './config.ts'
@@ -14,6 +14,7 @@ import type { SessionFactory } from './session-factory.ts'
 
 interface Entry {
   transport: StreamableHTTPServerTransport
+  eventStore: BoundedEventStore
   backlog: ResponseBacklog
   session: GatewaySession | undefined
   standaloneStreams: number
@@ -68,7 +69,13 @@ export class StreamableEndpoint {
         )
       }
       entry.session.lastActivity = Date.now()
-      if (req.method === 'GET' && req.headers['last-event-id'] === undefined) {
+      const lastEventId = req.headers['last-event-id']
+      const resumeProblem =
+        req.method === 'GET' && lastEventId !== undefined
+          ? entry.eventStore.resumeProblem(String(lastEventId))
+          : undefined
+      if (resumeProblem !== undefined) return sendHttpError(res, 400, -32000, `Bad Request: ${resumeProblem}`)
+      if (req.method === 'GET' && lastEventId === undefined) {
         entry.standaloneStreams++
         res.once('close', () => entry.standaloneStreams--)
       }
@@ -86,6 +93,10 @@ export class StreamableEndpoint {
         -32000,
         'Bad Request: Mcp-Session-Id header is required for anything but initialize',
       )
+    }
+    // Sent as a notification it would open a session whose id the client never learns, so it could never end it.
+    if (!isJSONRPCRequest(body)) {
+      return sendHttpError(res, 400, -32600, 'Invalid Request: initialize must be a request, with an id')
     }
     if (!(await this.#factory.isServed(serverId))) {
       return sendHttpError(res, 404, -32001, `Unknown server ${serverId}: no node in the network hosts it`)
@@ -106,6 +117,7 @@ export class StreamableEndpoint {
       this.#eventBudget,
     )
     const entry: Entry = {
+      eventStore,
       standaloneStreams: 0,
       backlog: this.#factory.createBacklog(serverId),
       session: undefined,

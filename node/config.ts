@@ -149,6 +149,13 @@ export const NodeConfigSchema = z.object({
   resources: z.object({ cpu: z.number().positive(), memoryMiB: z.number().int().positive() }).optional(),
   /** Session slots this node offers across all its servers. */
   maxSessions: z.number().int().min(1).default(256),
+  /** Requests of one session its server may be working on at once; more are answered with -32014. */
+  maxInFlightPerSession: z.number().int().min(1).default(1_024),
+  /**
+   * Server processes being stopped at once. Ending hundreds of sessions together (a gateway that fails or an
+   * agent that deletes them all) queues their processes' shutdown instead of starving the node's other work.
+   */
+  maxConcurrentTeardowns: z.number().int().min(1).default(4),
   announceIntervalMs: z.number().int().min(100).default(2_000),
   /** A session whose first frame does not arrive within this time is dropped. */
   handshakeTimeoutMs: z.number().int().min(100).default(10_000),

@@ -9,6 +9,7 @@ import { type DemandReport, decodeDemandReport } from '../protocol/demand.ts'
 import { errorMessage, NexusError } from '../protocol/errors.ts'
 import { FramedStream } from '../protocol/framed-stream.ts'
 import { DEFAULT_FRESHNESS, GossipRecords } from '../protocol/gossip-records.ts'
+import { InputGuard } from '../protocol/input-guard.ts'
 import { createLogger } from '../protocol/logger.ts'
 import { ANNOUNCE_TOPIC, DEMAND_TOPIC, MCP_STREAM_PROTOCOL, WIRE_VERSION } from '../protocol/names.ts'
 import { startOpsServer } from '../protocol/ops-endpoints.ts'
@@ -91,6 +92,8 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     refusedServers: () => this.refusedServers.size,
     divergences: () => this.#allocation?.divergences ?? 0,
   })
+  /** Counts, logs and contains what hostile or broken input does (see `protocol/input-guard.ts`). */
+  readonly guard: InputGuard
   #peer: NexusPeer | undefined
   #announcements: GossipRecords<Announcement> | undefined
   #demandReports: GossipRecords<DemandReport> | undefined
@@ -103,7 +106,10 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     super()
     this.config = parseNodeConfig(config)
     this.logger = options.logger ?? createLogger('node')
-    this.runtime = options.runtime ?? new ProcessRuntime(this.logger)
+    this.runtime =
+      options.runtime ??
+      new ProcessRuntime(this.logger, { maxConcurrentTeardowns: this.config.maxConcurrentTeardowns })
+    this.guard = new InputGuard(this.metrics.registry, 'nexus_node', this.logger)
     this.#options = options
   }
 
@@ -174,9 +180,18 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       await this.#trust.close()
       throw err
     }
-    await this.#peer.handle(MCP_STREAM_PROTOCOL, (stream, connection) => this.#onStream(stream, connection), {
-      maxInboundStreams: this.config.maxSessions + 64,
-    })
+    await this.#peer.handle(
+      MCP_STREAM_PROTOCOL,
+      (stream, connection) =>
+        this.guard.runAsync(
+          'gateway-stream',
+          () => this.#onStream(stream, connection),
+          (err) => stream.abort(err instanceof Error ? err : new Error(String(err))),
+        ),
+      {
+        maxInboundStreams: this.config.maxSessions + 64,
+      },
+    )
     this.#announcements = new GossipRecords(
       this.#peer,
       ANNOUNCE_TOPIC,
@@ -516,6 +531,8 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
         this.emit('session-closed', s)
       },
       onRequestDone: (done) => this.metrics.requestDone(open.serverId, done),
+      guard: this.guard,
+      maxInFlight: this.config.maxInFlightPerSession,
     })
     this.sessions.set(session.id, session)
     this.metrics.sessionOpened(open.serverId)

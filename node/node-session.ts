@@ -1,6 +1,9 @@
 import type { Logger } from 'pino'
+import { decodeJsonBounded } from '../protocol/bounded-json.ts'
 import type { NexusErrorCode } from '../protocol/errors.ts'
 import type { FramedStream } from '../protocol/framed-stream.ts'
+import type { InputGuard } from '../protocol/input-guard.ts'
+import { JsonRpcCode, NexusRpcCode } from '../protocol/rpc-codes.ts'
 import { closingFrame, type OpenSession, ProbeSchema, probeFrame } from '../protocol/session-handshake.ts'
 import { InFlightRequests, type RequestDone } from './in-flight-requests.ts'
 import type { UpstreamSession } from './runtime/upstream.ts'
@@ -19,6 +22,8 @@ export class NodeSession {
   readonly #upstream: UpstreamSession
   readonly #logger: Logger
   readonly #onClosed: (session: NodeSession) => void
+  readonly #guard: InputGuard
+  readonly #maxInFlight: number
   #outputBlocked = false
   #hung = false
   #inputBlocked = false
@@ -30,7 +35,13 @@ export class NodeSession {
     framed: FramedStream,
     upstream: UpstreamSession,
     logger: Logger,
-    hooks: { onClosed: (session: NodeSession) => void; onRequestDone?: (done: RequestDone) => void },
+    hooks: {
+      onClosed: (session: NodeSession) => void
+      onRequestDone?: (done: RequestDone) => void
+      guard: InputGuard
+      /** Requests of this session the server may be working on at once; more are answered with an error. */
+      maxInFlight: number
+    },
   ) {
     this.id = open.sessionId
     this.serverId = open.serverId
@@ -40,6 +51,8 @@ export class NodeSession {
     this.#upstream = upstream
     this.#logger = logger
     this.#onClosed = hooks.onClosed
+    this.#guard = hooks.guard
+    this.#maxInFlight = hooks.maxInFlight
     // One line per request, under the JSON-RPC id and session id the gateway's line carries too.
     this.inFlight = new InFlightRequests((done) => {
       logger.info(
@@ -48,9 +61,9 @@ export class NodeSession {
       )
       hooks.onRequestDone?.(done)
     })
-    upstream.onMessage = (message) => this.#toGateway(message)
+    upstream.onMessage = (message) => hooks.guard.run('server', () => this.#toGateway(message))
     upstream.onEnd = (code, reason) => this.#upstreamEnded(code, reason)
-    framed.onFrame((frame) => this.#toServer(frame))
+    framed.onFrame((frame) => hooks.guard.run('gateway-stream', () => this.#toServer(frame)))
     framed.onEnd((error) => {
       if (error) this.#logger.debug({ err: error }, 'gateway stream failed')
       void this.close()
@@ -75,11 +88,29 @@ export class NodeSession {
   }
 
   #toServer(frame: Uint8Array): void {
-    const message = parseJson(frame)
+    const parsed = decodeJsonBounded(frame)
+    if (!parsed.ok) {
+      // The server is not handed what the node itself would refuse to read; a request still gets its answer.
+      this.#guard.refused('gateway-stream', parsed.message, { sessionId: this.id })
+      if (parsed.id !== undefined)
+        this.#answer(parsed.id, JsonRpcCode.InvalidRequest, `Invalid Request: ${parsed.message}`)
+      return
+    }
+    const message = parsed.value
     if (typeof message === 'object' && message !== null && 'nexus' in message) {
       const probe = ProbeSchema.safeParse(message)
       if (probe.success && probe.data.nexus === 'ping' && this.#framed.writable)
         this.#framed.sendJson(probeFrame('pong', probe.data.nonce))
+      return
+    }
+    const id = requestIdOf(message)
+    if (id !== undefined && this.inFlight.size >= this.#maxInFlight) {
+      this.#guard.refused('gateway-stream', 'too many requests in flight', { sessionId: this.id })
+      this.#answer(
+        id,
+        NexusRpcCode.Overloaded,
+        `Overloaded: ${this.#maxInFlight} requests of this session are already running`,
+      )
       return
     }
     this.inFlight.fromClient(message)
@@ -92,10 +123,19 @@ export class NodeSession {
     })
   }
 
+  /** An error answer of the node's own to a request it did not pass on. */
+  #answer(id: string | number, code: number, message: string): void {
+    if (this.#framed.writable) this.#framed.sendJson({ jsonrpc: '2.0', id, error: { code, message } })
+  }
+
   #toGateway(message: Uint8Array): void {
     if (this.#hung) return
-    // Server messages are parsed only while a request waits: most traffic then is its answer.
-    if (this.inFlight.size > 0) this.inFlight.fromServer(parseJson(message))
+    // Server messages are parsed only while a request waits: most traffic then is its answer. One the node
+    // cannot read is relayed all the same: the gateway refuses it and answers the agent.
+    if (this.inFlight.size > 0) {
+      const parsed = decodeJsonBounded(message)
+      if (parsed.ok) this.inFlight.fromServer(parsed.value)
+    }
     if (this.#framed.send(message) || this.#outputBlocked || !this.#framed.writable) return
     this.#outputBlocked = true
     this.#upstream.setOutputPaused(true)
@@ -126,12 +166,9 @@ export class NodeSession {
   }
 }
 
-const decoder = new TextDecoder()
-
-function parseJson(bytes: Uint8Array): unknown {
-  try {
-    return JSON.parse(decoder.decode(bytes))
-  } catch {
-    return undefined
-  }
+/** The id of a JSON-RPC request (a method and an id), else undefined. */
+function requestIdOf(message: unknown): string | number | undefined {
+  if (typeof message !== 'object' || message === null || !('method' in message)) return undefined
+  const id = (message as { id?: unknown }).id
+  return typeof id === 'string' || typeof id === 'number' ? id : undefined
 }

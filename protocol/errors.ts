@@ -5,6 +5,8 @@
 export type NexusErrorCode =
   | 'FRAME_TOO_LARGE'
   | 'MALFORMED_FRAME'
+  /** Input from outside (a body, a file, a record) that is not what it must be: not JSON, nested too deep. */
+  | 'MALFORMED_INPUT'
   | 'PROTOCOL_VIOLATION'
   | 'HANDSHAKE_TIMEOUT'
   | 'UNKNOWN_SERVER'

@@ -1,4 +1,5 @@
 import * as z from 'zod/v4'
+import { decodeJsonBounded } from './bounded-json.ts'
 import { NexusError, type NexusErrorCode } from './errors.ts'
 import { WIRE_VERSION } from './names.ts'
 
@@ -80,18 +81,16 @@ export function isValidServerId(id: string): boolean {
 }
 
 const encoder = new TextEncoder()
-const decoder = new TextDecoder()
 
 export function encodeJson(value: unknown): Uint8Array {
   return encoder.encode(JSON.stringify(value))
 }
 
+/** Decodes a frame's JSON, refusing one that is not JSON or nests too deep (see `bounded-json.ts`). */
 export function decodeJson(bytes: Uint8Array): unknown {
-  try {
-    return JSON.parse(decoder.decode(bytes))
-  } catch (err) {
-    throw new NexusError('MALFORMED_FRAME', 'frame is not valid JSON', { cause: err })
-  }
+  const parsed = decodeJsonBounded(bytes)
+  if (parsed.ok) return parsed.value
+  throw new NexusError('MALFORMED_FRAME', `frame refused: ${parsed.message}`)
 }
 
 /** Parses a handshake frame against its schema, turning schema failures into a typed protocol error. */

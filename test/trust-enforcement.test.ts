@@ -8,7 +8,6 @@ import { NexusGateway } from '../gateway/nexus-gateway.ts'
 import { connectToHost } from '../gateway/node-link.ts'
 import { NexusNode } from '../node/nexus-node.ts'
 import type { ProcessRuntime } from '../node/runtime/process-runtime.ts'
-import { createLogger } from '../protocol/logger.ts'
 import { parseManifest } from '../protocol/manifest.ts'
 import { createManifest } from '../trust/manifest-create.ts'
 import { type SignedManifest, signManifest } from '../trust/manifest-signature.ts'
@@ -179,19 +178,14 @@ t.test('opening a session, the gateway checks the manifest the node declares', a
   const { gateway } = network
   const announced = gateway.view.hostsOf('conformance')[0]!.server!
   const connect = (admits: (s: { manifestHash: string }) => boolean) =>
-    connectToHost(
-      gateway.peer,
-      gateway.view,
-      () => ({ sessions: 0, inFlight: 0 }),
-      {
-        serverId: 'conformance',
-        sessionId: `session-${Date.now()}`,
-        auth: { principal: 't' },
-        handshakeTimeoutMs: 5_000,
-        admits,
-      },
-      createLogger('test'),
-    )
+    connectToHost(gateway.peer, gateway.view, () => ({ sessions: 0, inFlight: 0 }), {
+      serverId: 'conformance',
+      sessionId: `session-${Date.now()}`,
+      auth: { principal: 't' },
+      handshakeTimeoutMs: 5_000,
+      guard: gateway.guard,
+      admits,
+    })
   await t.rejects(
     connect(() => false),
     { code: 'NO_HOST', message: /runs a manifest of it that is not whitelisted/ },

@@ -4,6 +4,7 @@ import { NexusError } from '../../protocol/errors.ts'
 import type { ServerConfig } from '../config.ts'
 import { HttpUpstream } from './http-upstream.ts'
 import { StdioUpstream } from './stdio-upstream.ts'
+import { TeardownQueue } from './teardown-queue.ts'
 import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from './upstream.ts'
 
 /** The contract every runtime (local processes today, Kubernetes later) fulfils for the node. */
@@ -29,6 +30,11 @@ export interface ProcessRuntimeEvents {
   'process-exited': [{ serverId: string; description: string; retryInMs: number }]
 }
 
+export interface ProcessRuntimeOptions {
+  /** Server processes stopped at once; more wait their turn (default 4). */
+  maxConcurrentTeardowns?: number
+}
+
 /** The embedded runtime: servers run as child processes of the node. */
 export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implements Runtime {
   readonly #logger: Logger
@@ -39,9 +45,13 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
       this.emit('process-exited', { serverId, description, retryInMs }),
   }
 
-  constructor(logger: Logger) {
+  /** Stops the processes of ended sessions a few at a time, so that a mass teardown cannot starve the node. */
+  readonly teardowns: TeardownQueue
+
+  constructor(logger: Logger, options: ProcessRuntimeOptions = {}) {
     super()
     this.#logger = logger
+    this.teardowns = new TeardownQueue(options.maxConcurrentTeardowns ?? 4)
   }
 
   async ensure(servers: ServerConfig[]): Promise<void> {
@@ -59,7 +69,7 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
       if (running !== undefined) continue
       const upstream =
         config.transport === 'stdio'
-          ? new StdioUpstream(config, this.#logger, this.#events)
+          ? new StdioUpstream(config, this.#logger, this.#events, this.teardowns)
           : new HttpUpstream(config, this.#logger, this.#events)
       started.push(upstream)
     }

@@ -4,6 +4,7 @@ import type { NexusErrorCode } from '../../protocol/errors.ts'
 import type { StdioServerConfig } from '../config.ts'
 import { type LaunchSpec, resolveLaunch } from './launch.ts'
 import { StdioProcess } from './stdio-process.ts'
+import { TeardownQueue } from './teardown-queue.ts'
 import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from './upstream.ts'
 
 /**
@@ -17,14 +18,21 @@ export class StdioUpstream implements Upstream {
   readonly #idle: StdioProcess[] = []
   readonly #active = new Set<StdioSession>()
   readonly #backoff = new Backoff()
+  readonly #teardowns: TeardownQueue
   #spec: LaunchSpec | undefined
   #refillTimer: NodeJS.Timeout | undefined
   #restarts = 0
   #stopped = false
   #warmPool: number
 
-  constructor(config: StdioServerConfig, logger: Logger, events?: UpstreamEvents) {
+  constructor(
+    config: StdioServerConfig,
+    logger: Logger,
+    events?: UpstreamEvents,
+    teardowns = new TeardownQueue(Number.POSITIVE_INFINITY),
+  ) {
     this.config = config
+    this.#teardowns = teardowns
     this.#warmPool = config.warmPool
     this.#logger = logger.child({ server: config.id })
     this.#events = events
@@ -40,14 +48,14 @@ export class StdioUpstream implements Upstream {
     while (proc?.exited) proc = this.#idle.shift()
     proc ??= this.#spawn()
     if (this.#refillTimer === undefined) this.#refill()
-    const session = new StdioSession(proc, () => this.#active.delete(session))
+    const session = new StdioSession(proc, this.#teardowns, () => this.#active.delete(session))
     this.#active.add(session)
     return session
   }
 
   resize(warmPool: number): void {
     this.#warmPool = warmPool
-    for (const extra of this.#idle.splice(warmPool)) void extra.stop()
+    for (const extra of this.#idle.splice(warmPool)) void this.#teardowns.run(() => extra.stop())
     if (this.#spec !== undefined && this.#refillTimer === undefined) this.#refill()
   }
 
@@ -70,7 +78,10 @@ export class StdioUpstream implements Upstream {
     this.#stopped = true
     clearTimeout(this.#refillTimer)
     const idle = this.#idle.splice(0)
-    await Promise.all([...idle.map((p) => p.stop()), ...[...this.#active].map((s) => s.close())])
+    await Promise.all([
+      ...idle.map((p) => this.#teardowns.run(() => p.stop())),
+      ...[...this.#active].map((s) => s.close()),
+    ])
   }
 
   #spawn(): StdioProcess {
@@ -105,11 +116,13 @@ class StdioSession implements UpstreamSession {
   onMessage: ((message: Uint8Array) => void) | undefined
   onEnd: ((code: NexusErrorCode, reason: string) => void) | undefined
   readonly process: StdioProcess
+  readonly #teardowns: TeardownQueue
   readonly #release: () => void
   #closing = false
 
-  constructor(proc: StdioProcess, release: () => void) {
+  constructor(proc: StdioProcess, teardowns: TeardownQueue, release: () => void) {
     this.process = proc
+    this.#teardowns = teardowns
     this.#release = release
     proc.onMessage = (message) => this.onMessage?.(message)
     proc.onExit = (description) => {
@@ -133,7 +146,7 @@ class StdioSession implements UpstreamSession {
 
   async close(): Promise<void> {
     this.#closing = true
-    await this.process.stop()
+    await this.#teardowns.run(() => this.process.stop())
     this.#release()
   }
 }

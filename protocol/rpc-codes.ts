@@ -1,0 +1,20 @@
+/**
+ * JSON-RPC error codes of Nexus's own, in the range JSON-RPC reserves for implementations: what gateways and
+ * nodes answer agents with when the answer is not the server's. A change here changes what agents see.
+ */
+export const NexusRpcCode = {
+  NodeFailed: -32010,
+  NoHost: -32011,
+  SessionClosed: -32012,
+  /** The principal's scopes do not cover what it asked for (a tool outside them). */
+  Forbidden: -32013,
+  /** Too much is already waiting (the node is not reading, or too many requests are in flight); nothing was sent. */
+  Overloaded: -32014,
+} as const
+
+/** JSON-RPC's own codes. */
+export const JsonRpcCode = {
+  ParseError: -32700,
+  InvalidRequest: -32600,
+  InternalError: -32603,
+} as const
