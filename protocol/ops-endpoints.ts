@@ -1,6 +1,7 @@
 import { createServer, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Registry } from 'prom-client'
+import { isLoopbackHost, refuseByOrigin } from './origin-guard.ts'
 
 export interface OpsTarget {
   /** Why the peer cannot serve yet, or undefined when it can. */
@@ -36,7 +37,14 @@ export async function startOpsServer(
   target: OpsTarget,
 ): Promise<{ url: string; server: Server }> {
   const server = createServer((req, res) => {
-    const path = new URL(req.url ?? '/', 'http://ops').pathname
+    // A node's metrics on loopback are not for a browser page that rebinds its own name to 127.0.0.1.
+    const refusal = refuseByOrigin(req, {
+      allowedHosts: undefined,
+      allowedOrigins: undefined,
+      loopbackOnly: isLoopbackHost(host),
+    })
+    if (refusal !== undefined) return sendJson(res, 403, { error: refusal })
+    const path = (req.url ?? '/').split('?')[0]!
     serveOps(path, res, target)
       .then((served) => {
         if (!served) sendJson(res, 404, { error: 'not found' })

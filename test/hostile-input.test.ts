@@ -12,6 +12,7 @@ import {
   readEventsUntil,
   sessionHeaders,
 } from './support/raw-sse.ts'
+import { waitFor } from './support/wait.ts'
 
 // Each case here is input an attacker sent to a gateway and two nodes started with the CLIs (issue 19): it took
 // the gateway down, left work behind that nothing released, or answered with internals. A canary session
@@ -23,6 +24,7 @@ const network = await startNetwork({
   nodes: 1,
   servers: [fixtureServerConfig()],
   gateway: { http: { maxBodyBytes: MAX_BODY } },
+  node: { ops: { port: 0 } },
   logger: logs.logger,
 })
 t.teardown(network.stop)
@@ -122,8 +124,16 @@ t.test('on a live session a too-deep request is refused and leaves nothing in fl
   t.match(await response.json(), { id: 7, error: { code: -32600 } })
   t.equal(session.inFlightCount, 0, 'the refused request is not waiting for an answer')
   t.equal(gateway.inFlightBudget.total, 0, 'nor counted against anyone')
+  const nodeSessionsBefore = node.sessions.size
   const deleted = await fetch(endpoint, { method: 'DELETE', headers: sessionHeaders(sessionId) })
   t.equal(deleted.status, 200)
+  await waitFor(
+    () => node.sessions.size < nodeSessionsBefore,
+    node,
+    'session-closed',
+    10_000,
+    'its node session ended',
+  )
   await canaryStillWorks(t)
 })
 
@@ -198,18 +208,22 @@ t.test('request targets and Last-Event-IDs from an attacker get 4xx that say wha
 })
 
 t.test('operations endpoints and the server list refuse a foreign Host (DNS rebinding)', async (t) => {
-  for (const path of ['/metrics', '/servers', '/healthz', '/readyz']) {
+  const targets = [
+    ...['/metrics', '/servers', '/healthz', '/readyz'].map((path) => `${gateway.url}${path}`),
+    ...['/metrics', '/healthz'].map((path) => `${node.opsUrl}${path}`),
+  ]
+  for (const url of targets) {
     const status = await new Promise<number | undefined>((resolve, reject) => {
-      const req = request(`${gateway.url}${path}`, { headers: { host: 'evil.example' } }, (res) => {
+      const req = request(url, { headers: { host: 'evil.example' } }, (res) => {
         res.resume()
         resolve(res.statusCode)
       })
       req.once('error', reject)
       req.end()
     })
-    t.equal(status, 403, `${path} with Host evil.example: 403`)
-    const local = await fetch(`${gateway.url}${path}`)
-    t.not(local.status, 403, `${path} on a loopback Host is served`)
+    t.equal(status, 403, `${url} with Host evil.example: 403`)
+    const local = await fetch(url)
+    t.not(local.status, 403, `${url} on a loopback Host is served`)
     await local.body?.cancel()
   }
 })
