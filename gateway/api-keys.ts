@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import * as z from 'zod/v4'
+import { parseJsonBounded } from '../protocol/bounded-json.ts'
 import { NexusError } from '../protocol/errors.ts'
 
 /**
@@ -28,13 +29,16 @@ function sha256(text: string): string {
 
 export function readKeyFile(path: string): ApiKeyRecord[] {
   if (!existsSync(path)) return []
-  let raw: unknown
+  let text: string
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8'))
+    text = readFileSync(path, 'utf8')
   } catch (err) {
     throw new NexusError('INVALID_CONFIG', `cannot read API key file ${path}: ${(err as Error).message}`)
   }
-  const result = KeyFileSchema.safeParse(raw)
+  const parsed = parseJsonBounded(text)
+  if (!parsed.ok)
+    throw new NexusError('INVALID_CONFIG', `cannot read API key file ${path}: ${parsed.message}`)
+  const result = KeyFileSchema.safeParse(parsed.value)
   if (!result.success)
     throw new NexusError('INVALID_CONFIG', `invalid API key file ${path}:\n${z.prettifyError(result.error)}`)
   return result.data.keys

@@ -29,10 +29,10 @@ import { requestTarget } from './request-target.ts'
 
 const PROTECTED_RESOURCE_PATH = '/.well-known/oauth-protected-resource'
 
+import { isLoopbackHost, refuseByOrigin } from '../protocol/origin-guard.ts'
 import { EventBudget } from './event-store.ts'
 import { ADMIT_ALL, type HostAdmission, NetworkView } from './network-view.ts'
 import { connectToHost } from './node-link.ts'
-import { isLoopbackHost, refuseByOrigin } from '../protocol/origin-guard.ts'
 import { BodyBudget, type BodyLimits } from './request-body.ts'
 import { ResponseBacklog } from './response-backlog.ts'
 import { RetrySafety } from './retry-safety.ts'
@@ -230,7 +230,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       Math.max(50, Math.floor(this.config.sessions.idleTimeoutMs / 4)),
       Math.max(50, Math.floor(this.config.failover.probeAfterMs / 2)),
     )
-    this.#sweeper = setInterval(() => this.#sweep(), sweepEvery)
+    this.#sweeper = setInterval(() => this.guard.run('timer', () => this.#sweep()), sweepEvery)
     this.logger.info({ url: this.url, peerId: this.#peer.peerId.toString() }, 'gateway started')
   }
 

@@ -150,3 +150,18 @@ function scalarAt(text: string, at: number): string | number | undefined {
     return undefined
   }
 }
+
+/**
+ * Whether a value already parsed (from YAML, say) nests deeper than `maxDepth`, found without recursion: for
+ * inputs whose parser gives no chance to measure the text first.
+ */
+export function valueExceedsDepth(value: unknown, maxDepth = DEFAULT_MAX_JSON_DEPTH): boolean {
+  const stack: { value: unknown; depth: number }[] = [{ value, depth: 0 }]
+  while (stack.length > 0) {
+    const { value: current, depth } = stack.pop()!
+    if (typeof current !== 'object' || current === null) continue
+    if (depth + 1 > maxDepth) return true
+    for (const child of Object.values(current)) stack.push({ value: child, depth: depth + 1 })
+  }
+  return false
+}

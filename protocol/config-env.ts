@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
-import { NexusError } from './errors.ts'
+import { DEFAULT_MAX_JSON_DEPTH, parseJsonBounded, valueExceedsDepth } from './bounded-json.ts'
+import { errorMessage, NexusError } from './errors.ts'
 
 /** Variables of the `NEXUS_` family that are not configuration fields. */
 const NOT_CONFIG = new Set(['NEXUS_LOG_LEVEL', 'NEXUS_PRIVATE_KEY', 'NEXUS_KEYSTORE_PASSWORD'])
@@ -11,11 +12,8 @@ function camel(segment: string): string {
 
 /** A JSON value when the text is one (numbers, booleans, arrays, objects), the text itself otherwise. */
 function parseValue(text: string): unknown {
-  try {
-    return JSON.parse(text)
-  } catch {
-    return text
-  }
+  const parsed = parseJsonBounded(text)
+  return parsed.ok ? parsed.value : text
 }
 
 /**
@@ -56,8 +54,15 @@ export function loadRawConfig(path: string | undefined, envPrefix: string): Reco
     try {
       raw = parseYaml(readFileSync(path, 'utf8')) ?? {}
     } catch (err) {
-      throw new NexusError('INVALID_CONFIG', `cannot read ${path}: ${(err as Error).message}`, { cause: err })
+      // The YAML parser recurses: a document nested thousands deep overflows its stack, which says nothing useful.
+      const reason = /call stack/.test(errorMessage(err)) ? 'it nests too deep' : errorMessage(err)
+      throw new NexusError('INVALID_CONFIG', `cannot read ${path}: ${reason}`, { cause: err })
     }
+    if (valueExceedsDepth(raw))
+      throw new NexusError(
+        'INVALID_CONFIG',
+        `${path}: the configuration nests deeper than ${DEFAULT_MAX_JSON_DEPTH} levels`,
+      )
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
       throw new NexusError('INVALID_CONFIG', `${path}: the configuration must be a YAML mapping`)
   }

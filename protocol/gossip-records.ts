@@ -98,7 +98,16 @@ export class GossipRecords<T extends SignedRecord> extends EventEmitter<GossipRe
     const message = evt.detail
     if (message.topic !== this.topic) return
     const record = this.#validated.get(message.data)
-    if (record !== undefined) this.emit('record', record)
+    if (record === undefined) return
+    // A listener that throws on one record must not throw into libp2p's event dispatch (an uncaught exception).
+    try {
+      this.emit('record', record)
+    } catch (err) {
+      this.#logger.error(
+        { topic: this.topic, err },
+        'handling a gossiped record failed; the record is dropped',
+      )
+    }
   }
 
   constructor(
@@ -142,7 +151,13 @@ export class GossipRecords<T extends SignedRecord> extends EventEmitter<GossipRe
 
   #validate(propagator: PeerId, message: Message): TopicValidatorResult {
     const signer = message.type === 'signed' ? message.from.toString() : undefined
-    const verdict = this.#validator.validate(signer, message.data)
+    let verdict: Verdict<T>
+    try {
+      verdict = this.#validator.validate(signer, message.data)
+    } catch (err) {
+      this.#logger.error({ topic: this.topic, err }, 'validating a gossiped record failed; it is rejected')
+      verdict = { result: 'reject', reason: 'the record could not be validated' }
+    }
     if (verdict.result === 'accept') {
       this.counts.accepted++
       this.#validated.set(message.data, verdict.record)

@@ -147,7 +147,22 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
     }
   }
 
+  /**
+   * Applies one event. One that cannot be decoded (an endpoint that lies or breaks) is not skipped — it might
+   * be a revocation — but stops this read: the state keeps what it had, and the next poll reads again.
+   */
   #apply(state: RegistryState, log: Log): boolean {
+    try {
+      return this.#applyDecoded(state, log)
+    } catch (err) {
+      throw new NexusError(
+        'CHAIN_UNAVAILABLE',
+        `a registry event in block ${log.blockNumber} cannot be decoded (${errorMessage(err).slice(0, 200)})`,
+      )
+    }
+  }
+
+  #applyDecoded(state: RegistryState, log: Log): boolean {
     const event = this.#iface.parseLog(log)
     if (event === null) return false
     const args = event.args

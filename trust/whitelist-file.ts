@@ -1,5 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import * as z from 'zod/v4'
+import { parseJsonBounded } from '../protocol/bounded-json.ts'
 import { NexusError } from '../protocol/errors.ts'
 import { type SignedManifest, SignedManifestSchema } from './manifest-signature.ts'
 
@@ -25,11 +26,15 @@ export function parseWhitelistFile(input: unknown, where: string): WhitelistFile
 }
 
 export function readJsonFile(path: string): unknown {
+  let text: string
   try {
-    return JSON.parse(readFileSync(path, 'utf8'))
+    text = readFileSync(path, 'utf8')
   } catch (err) {
     throw new NexusError('INVALID_CONFIG', `cannot read ${path}: ${(err as Error).message}`, { cause: err })
   }
+  const parsed = parseJsonBounded(text)
+  if (!parsed.ok) throw new NexusError('INVALID_CONFIG', `cannot read ${path}: ${parsed.message}`)
+  return parsed.value
 }
 
 export function readWhitelistFile(path: string): WhitelistFile {
