@@ -117,10 +117,13 @@ export class NodeSession {
     if (this.#upstream.send(frame) || this.#inputBlocked) return
     this.#inputBlocked = true
     this.#framed.pause()
-    void this.#upstream.drained().then(() => {
-      this.#inputBlocked = false
-      if (!this.#hung) this.#framed.resume()
-    })
+    void this.#upstream
+      .drained()
+      .catch(() => {})
+      .then(() => {
+        this.#inputBlocked = false
+        if (!this.#hung) this.#framed.resume()
+      })
   }
 
   /** An error answer of the node's own to a request it did not pass on. */

@@ -83,7 +83,9 @@ export class StdioProcess {
   async drained(): Promise<void> {
     const stdin = this.child.stdin!
     if (this.#exited || !stdin.writableNeedDrain) return
-    await Promise.race([once(stdin, 'drain'), this.#exitPromise])
+    // `once` rejects when stdin fails instead (EPIPE: the server closed it while a flood was pending); then
+    // nothing more will be written, and a rejection left unhandled here would end the node's process.
+    await Promise.race([once(stdin, 'drain').catch(() => {}), this.#exitPromise])
   }
 
   setOutputPaused(paused: boolean): void {

@@ -8,11 +8,13 @@
  * - `failover`: node killed or hung → next successful call, over 20 trials each (`failover.ts`)
  * - `convergence`: announcement propagation in a 50-peer network (`convergence.ts`)
  * - `slow-client`: memory a stalled client costs the gateway while its server floods it (`slow-client.ts`)
+ * - `fuzz`: thousands of seeded hostile inputs at every trust boundary, with a canary session (`fuzz.ts`)
  */
 import { cpus } from 'node:os'
 import { runAllocationBench } from './allocation.ts'
 import { benchConvergence } from './convergence.ts'
 import { benchFailover } from './failover.ts'
+import { benchFuzz } from './fuzz.ts'
 import { benchSessions } from './sessions.ts'
 import { benchSlowClient } from './slow-client.ts'
 import { benchThroughput } from './throughput.ts'
@@ -24,6 +26,7 @@ const SUITES = {
   failover: benchFailover,
   convergence: benchConvergence,
   'slow-client': benchSlowClient,
+  fuzz: benchFuzz,
 } as const
 type Suite = keyof typeof SUITES
 
