@@ -17,6 +17,7 @@ import {
   fuzzLegacySse,
   fuzzNodeStreams,
   fuzzStreamableHttp,
+  inputFailures,
   startAttackerPeer,
   startHostileNode,
 } from './support/fuzz-boundaries.ts'
@@ -48,18 +49,7 @@ const attacker = await startAttackerPeer([
 ])
 t.teardown(() => attacker.stop())
 
-async function failures(): Promise<number> {
-  let total = 0
-  const registries = [
-    { registry: gateway.metrics.registry, name: 'nexus_gateway_input_failures_total' },
-    ...nodes.map((n) => ({ registry: n.metrics.registry, name: 'nexus_node_input_failures_total' })),
-  ]
-  for (const { registry, name } of registries) {
-    const metric = await registry.getSingleMetric(name)?.get()
-    for (const { value } of metric?.values ?? []) total += value
-  }
-  return total
-}
+const failures = () => inputFailures(gateway, nodes)
 
 async function checkRound(t: Test, tally: FuzzTally): Promise<void> {
   t.ok(tally.inputs > 0, `${tally.boundary}: ${tally.inputs} inputs`)

@@ -16,6 +16,7 @@ import {
   fuzzLegacySse,
   fuzzNodeStreams,
   fuzzStreamableHttp,
+  inputFailures,
   startAttackerPeer,
   startHostileNode,
 } from '../../test/support/fuzz-boundaries.ts'
@@ -89,14 +90,7 @@ export async function benchFuzz() {
         INPUTS,
       ),
     )
-    let handlerFailures = 0
-    for (const [peer, name] of [
-      [gateway, 'nexus_gateway_input_failures_total'],
-      ...nodes.map((n) => [n, 'nexus_node_input_failures_total'] as const),
-    ] as const) {
-      for (const { value } of (await peer.metrics.registry.getSingleMetric(name)?.get())?.values ?? [])
-        handlerFailures += value
-    }
+    const handlerFailures = await inputFailures(gateway, nodes)
     // What the attacker opened ends by itself (deleted, timed out); measured once the sessions are back.
     const settled = await waitFor(
       () => gateway.sessions.size <= baseline.gatewaySessions,

@@ -397,3 +397,15 @@ export async function fuzzGossipAndDht(
   }
   return tally
 }
+
+/** Exceptions handlers threw on inputs, all peers together (`*_input_failures_total`): the goal is 0. */
+export async function inputFailures(gateway: NexusGateway, nodes: NexusNode[]): Promise<number> {
+  const counters = [
+    { registry: gateway.metrics.registry, name: 'nexus_gateway_input_failures_total' },
+    ...nodes.map((n) => ({ registry: n.metrics.registry, name: 'nexus_node_input_failures_total' })),
+  ]
+  let total = 0
+  for (const { registry, name } of counters)
+    for (const { value } of (await registry.getSingleMetric(name)?.get())?.values ?? []) total += value
+  return total
+}
