@@ -14,10 +14,6 @@ export function isResponse(message: JSONRPCMessage): message is Extract<JSONRPCM
   return !('method' in message) && 'id' in message
 }
 
-export function errorResponse(id: RequestId, code: number, message: string, data?: unknown): JSONRPCMessage {
-  return { jsonrpc: '2.0', id, error: data === undefined ? { code, message } : { code, message, data } }
-}
-
 /**
  * A body for HTTP-level failures, which the MCP transports report as JSON-RPC errors with a null id (or the id
  * of the request refused, when it could be read).

@@ -31,9 +31,10 @@ export class InFlightRequests {
   /** A message from the agent: a request (method and id) starts waiting for its answer. */
   fromClient(message: unknown): void {
     if (typeof message !== 'object' || message === null) return
-    const { id, method, params } = message as { id?: unknown; method?: unknown; params?: unknown }
+    const { method, params } = message as { method?: unknown; params?: unknown }
     if (typeof method !== 'string') return
-    if (isRequestId(id)) this.#waiting.set(id, { method, startedAt: performance.now() })
+    const id = requestIdOf(message)
+    if (id !== undefined) this.#waiting.set(id, { method, startedAt: performance.now() })
     // A server does not answer a request the agent cancelled.
     else if (method === 'notifications/cancelled')
       this.#answered((params as { requestId?: unknown })?.requestId, 'cancelled')
@@ -74,6 +75,13 @@ export class InFlightRequests {
     this.#idle ??= Promise.withResolvers<void>()
     return this.#idle.promise
   }
+}
+
+/** The id of a JSON-RPC request (a string method and a string or number id), else undefined. */
+export function requestIdOf(message: unknown): RequestId | undefined {
+  if (typeof message !== 'object' || message === null) return undefined
+  const { id, method } = message as { id?: unknown; method?: unknown }
+  return typeof method === 'string' && isRequestId(id) ? id : undefined
 }
 
 function isRequestId(id: unknown): id is RequestId {

@@ -3,9 +3,9 @@ import { decodeJsonBounded } from '../protocol/bounded-json.ts'
 import type { NexusErrorCode } from '../protocol/errors.ts'
 import type { FramedStream } from '../protocol/framed-stream.ts'
 import type { InputGuard } from '../protocol/input-guard.ts'
-import { JsonRpcCode, NexusRpcCode } from '../protocol/rpc-codes.ts'
+import { errorResponse, JsonRpcCode, NexusRpcCode } from '../protocol/rpc-codes.ts'
 import { closingFrame, type OpenSession, ProbeSchema, probeFrame } from '../protocol/session-handshake.ts'
-import { InFlightRequests, type RequestDone } from './in-flight-requests.ts'
+import { InFlightRequests, type RequestDone, requestIdOf } from './in-flight-requests.ts'
 import type { UpstreamSession } from './runtime/upstream.ts'
 
 /**
@@ -117,18 +117,15 @@ export class NodeSession {
     if (this.#upstream.send(frame) || this.#inputBlocked) return
     this.#inputBlocked = true
     this.#framed.pause()
-    void this.#upstream
-      .drained()
-      .catch(() => {})
-      .then(() => {
-        this.#inputBlocked = false
-        if (!this.#hung) this.#framed.resume()
-      })
+    void this.#upstream.drained().then(() => {
+      this.#inputBlocked = false
+      if (!this.#hung) this.#framed.resume()
+    })
   }
 
   /** An error answer of the node's own to a request it did not pass on. */
   #answer(id: string | number, code: number, message: string): void {
-    if (this.#framed.writable) this.#framed.sendJson({ jsonrpc: '2.0', id, error: { code, message } })
+    if (this.#framed.writable) this.#framed.sendJson(errorResponse(id, code, message))
   }
 
   #toGateway(message: Uint8Array): void {
@@ -167,11 +164,4 @@ export class NodeSession {
     this.#logger.warn({ code, reason }, 'server ended the session')
     void this.close(code, reason)
   }
-}
-
-/** The id of a JSON-RPC request (a method and an id), else undefined. */
-function requestIdOf(message: unknown): string | number | undefined {
-  if (typeof message !== 'object' || message === null || !('method' in message)) return undefined
-  const id = (message as { id?: unknown }).id
-  return typeof id === 'string' || typeof id === 'number' ? id : undefined
 }

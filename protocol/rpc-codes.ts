@@ -1,3 +1,5 @@
+import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.js'
+
 /**
  * JSON-RPC error codes of Nexus's own, in the range JSON-RPC reserves for implementations: what gateways and
  * nodes answer agents with when the answer is not the server's. A change here changes what agents see.
@@ -18,3 +20,8 @@ export const JsonRpcCode = {
   InvalidRequest: -32600,
   InternalError: -32603,
 } as const
+
+/** A JSON-RPC error answer to request `id`: what a gateway or node says when the answer is not the server's. */
+export function errorResponse(id: RequestId, code: number, message: string, data?: unknown): JSONRPCMessage {
+  return { jsonrpc: '2.0', id, error: data === undefined ? { code, message } : { code, message, data } }
+}

@@ -4,7 +4,7 @@ import type { NexusErrorCode } from '../../protocol/errors.ts'
 import type { StdioServerConfig } from '../config.ts'
 import { type LaunchSpec, resolveLaunch } from './launch.ts'
 import { StdioProcess } from './stdio-process.ts'
-import { TeardownQueue } from './teardown-queue.ts'
+import type { TeardownQueue } from './teardown-queue.ts'
 import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from './upstream.ts'
 
 /**
@@ -28,8 +28,8 @@ export class StdioUpstream implements Upstream {
   constructor(
     config: StdioServerConfig,
     logger: Logger,
-    events?: UpstreamEvents,
-    teardowns = new TeardownQueue(Number.POSITIVE_INFINITY),
+    events: UpstreamEvents | undefined,
+    teardowns: TeardownQueue,
   ) {
     this.config = config
     this.#teardowns = teardowns

@@ -8,6 +8,10 @@ import type { ServerConfig } from '../config.ts'
 export interface UpstreamSession {
   /** Delivers one message to the server. Returns false when the caller should await `drained()`. */
   send(message: Uint8Array): boolean
+  /**
+   * Resolves once the server takes more, or never will (it failed or exited: `onEnd` says so). Never rejects:
+   * callers wait on it in the background, where a rejection would be unhandled and end the node.
+   */
   drained(): Promise<void>
   /** While paused, the server's output is held back (back-pressure from a slow agent). */
   setOutputPaused(paused: boolean): void
