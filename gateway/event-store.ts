@@ -116,10 +116,15 @@ export class BoundedEventStore implements EventStore {
   resumeProblem(lastEventId: string): string | undefined {
     const parsed = parseEventId(lastEventId)
     if (parsed === undefined) return 'Last-Event-ID is not an event id this gateway handed out'
-    const oldest = this.#events[this.#head]
-    if (oldest !== undefined && parsed.counter + 1 < parseEventId(oldest.id)!.counter)
+    if (this.#evictedAfter(parsed.counter))
       return `the events after Last-Event-ID ${lastEventId} are no longer stored; what followed it is lost`
     return undefined
+  }
+
+  /** Whether events that followed the one numbered `counter` are gone from the store. */
+  #evictedAfter(counter: number): boolean {
+    const oldest = this.#events[this.#head]
+    return oldest !== undefined && counter + 1 < parseEventId(oldest.id)!.counter
   }
 
   async replayEventsAfter(
@@ -129,13 +134,12 @@ export class BoundedEventStore implements EventStore {
     const parsed = parseEventId(lastEventId)
     if (parsed === undefined) throw new NexusError('PROTOCOL_VIOLATION', 'malformed Last-Event-ID')
     const { streamId, counter } = parsed
-    const oldest = this.#events[this.#head]
-    if (oldest !== undefined && counter + 1 < Number(oldest.id.slice(oldest.id.lastIndexOf(SEPARATOR) + 1))) {
+    if (this.#evictedAfter(counter)) {
       throw new NexusError('PROTOCOL_VIOLATION', `events after ${lastEventId} are no longer stored`)
     }
     for (let i = this.#head; i < this.#events.length; i++) {
       const event = this.#events[i]!
-      const eventCounter = Number(event.id.slice(event.id.lastIndexOf(SEPARATOR) + 1))
+      const eventCounter = parseEventId(event.id)!.counter
       // Priming events carry an empty object only to hand out an id; there is nothing to replay in them.
       if (eventCounter > counter && event.streamId === streamId && Object.keys(event.message).length > 0) {
         await send(event.id, event.message)

@@ -54,13 +54,7 @@ export class NodeLink {
     this.#framed = framed
     this.#maxUnsentBytes = maxUnsentBytes
     this.#guard = guard
-    framed.onFrame((frame) =>
-      guard.run(
-        'node-stream',
-        () => this.#receive(frame),
-        () => {},
-      ),
-    )
+    framed.onFrame((frame) => guard.run('node-stream', () => this.#receive(frame)))
     framed.onEnd((error) => {
       if (this.#closedByUs) return
       const end = this.#closing ?? {

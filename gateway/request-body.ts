@@ -2,7 +2,6 @@ import { EventEmitter } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { parseJsonBounded } from '../protocol/bounded-json.ts'
 import { sendHttpError } from './http-responses.ts'
-import { httpErrorBody } from './jsonrpc.ts'
 
 /**
  * How much of a refused body the gateway still reads (and drops) so that the client, still sending it, gets
@@ -150,8 +149,7 @@ export async function readJsonBodyOrReply(
   if (read.kind === 'aborted') return undefined
   if (read.kind === 'too-deep') {
     // Refused before anything walks it: serialising or validating it would blow the stack.
-    const body = httpErrorBody(-32600, `Invalid Request: ${read.message}`, read.id)
-    res.writeHead(400, { 'content-type': 'application/json' }).end(body)
+    sendHttpError(res, 400, -32600, `Invalid Request: ${read.message}`, {}, read.id ?? null)
     return undefined
   }
   if (read.kind !== 'json') {

@@ -64,25 +64,22 @@ export class InputGuard {
     try {
       handle()
     } catch (err) {
-      this.failed(boundary, err)
-      onError?.(err)
+      this.#contain(boundary, err, onError)
     }
   }
 
   /** Like `run` for async work: a rejection is contained the same way. */
   runAsync(boundary: Boundary, handle: () => Promise<void>, onError?: (err: unknown) => void): void {
-    let pending: Promise<void>
     try {
-      pending = handle()
+      handle().catch((err: unknown) => this.#contain(boundary, err, onError))
     } catch (err) {
-      this.failed(boundary, err)
-      onError?.(err)
-      return
+      this.#contain(boundary, err, onError)
     }
-    pending.catch((err: unknown) => {
-      this.failed(boundary, err)
-      onError?.(err)
-    })
+  }
+
+  #contain(boundary: Boundary, err: unknown, onError: ((err: unknown) => void) | undefined): void {
+    this.failed(boundary, err)
+    onError?.(err)
   }
 
   #mayLog(key: string): boolean {
