@@ -1,14 +1,4 @@
-/**
- * The long fuzz run (`BENCH_SUITES=fuzz npm run bench`): the fuzz test's drivers with many more inputs per
- * trust boundary (`BENCH_FUZZ_INPUTS`, default 2,000 for agents and node streams, a tenth of that toward the
- * malicious node, whose every input waits out a handshake), against a gateway and two nodes with real
- * servers, while a canary session calls a tool between rounds. Reports per boundary the inputs tried, what
- * came back that should not have, handler failures and canary failures (goal 0 each), and the process count
- * and heap before and after (goal: back at baseline).
- */
-import { pino } from 'pino'
-import { connectStreamable, textOf } from '../../test/support/clients.ts'
-import { fixtureServerConfig } from '../../test/support/fixture-server.ts'
+import { textOf } from '../../test/support/clients.ts'
 import {
   type FuzzTally,
   fuzzGossipAndDht,
@@ -17,10 +7,9 @@ import {
   fuzzNodeStreams,
   fuzzStreamableHttp,
   inputFailures,
-  startAttackerPeer,
+  startFuzzNetwork,
   startHostileNode,
 } from '../../test/support/fuzz-boundaries.ts'
-import { startNetwork } from '../../test/support/network.ts'
 import { seededRandom } from '../../test/support/seeded-random.ts'
 import { waitFor } from '../../test/support/wait.ts'
 import { round } from './stats.ts'
@@ -29,21 +18,9 @@ const INPUTS = Number(process.env.BENCH_FUZZ_INPUTS ?? 2_000)
 const SEED = Number(process.env.FUZZ_SEED ?? 1919)
 
 export async function benchFuzz() {
-  const network = await startNetwork({
-    nodes: 2,
-    servers: [fixtureServerConfig()],
-    gateway: { handshakeTimeoutMs: 1_000, failover: { replayTimeoutMs: 1_000 } },
-    node: { handshakeTimeoutMs: 1_000 },
-    logger: pino({ level: 'silent' }),
-  })
-  const { gateway, nodes } = network
+  const { gateway, nodes, canary, attacker, stop } = await startFuzzNetwork()
   const serverProcesses = () =>
     nodes.reduce((sum, node) => sum + node.runtime.status().reduce((n, s) => n + (s.pids?.length ?? 0), 0), 0)
-  const canary = await connectStreamable(gateway.serverUrl('conformance'), { name: 'canary' })
-  const attacker = await startAttackerPeer([
-    nodes[0]!.multiaddrs[0]!,
-    ...gateway.peer.getMultiaddrs().map(String),
-  ])
   globalThis.gc?.()
   const baseline = {
     serverProcesses: serverProcesses(),
@@ -122,8 +99,6 @@ export async function benchFuzz() {
       },
     }
   } finally {
-    await canary.client.close()
-    await attacker.stop()
-    await network.stop()
+    await stop()
   }
 }

@@ -1,4 +1,5 @@
 import { peerIdFromString } from '@libp2p/peer-id'
+import { pino } from 'pino'
 import type { NexusGateway } from '../../gateway/nexus-gateway.ts'
 import type { NexusNode } from '../../node/nexus-node.ts'
 import { type Announcement, encodeAnnouncement } from '../../protocol/announcement.ts'
@@ -12,7 +13,10 @@ import {
   WIRE_VERSION,
 } from '../../protocol/names.ts'
 import { createPeer, type NexusPeer } from '../../protocol/peer.ts'
+import { connectStreamable } from './clients.ts'
+import { fixtureServerConfig } from './fixture-server.ts'
 import { hostileBytes, integer, mutateJson, nestedText, pick, type Random } from './hostile-inputs.ts'
+import { startNetwork } from './network.ts'
 import { initializeRequest, RAW_PROTOCOL_VERSION } from './raw-sse.ts'
 
 /**
@@ -164,9 +168,36 @@ export async function fuzzLegacySse(gateway: NexusGateway, serverId: string, ran
   return tally
 }
 
-/** A libp2p peer of the attacker's, joined to the network through `bootstrap`. */
-export async function startAttackerPeer(bootstrap: string[]): Promise<NexusPeer> {
-  return createPeer({ transport: 'memory', bootstrap })
+/**
+ * The network the fuzzers attack: a gateway and two nodes hosting the conformance fixture, with short
+ * handshake timeouts (a silent malicious node costs 1 s an input), a canary session on it and the attacker's
+ * own libp2p peer joined to it. `stop()` ends all of them.
+ */
+export async function startFuzzNetwork() {
+  const network = await startNetwork({
+    nodes: 2,
+    servers: [fixtureServerConfig()],
+    gateway: { handshakeTimeoutMs: 1_000, failover: { replayTimeoutMs: 1_000 } },
+    node: { handshakeTimeoutMs: 1_000 },
+    logger: pino({ level: 'silent' }),
+  })
+  const { gateway, nodes } = network
+  const canary = await connectStreamable(gateway.serverUrl('conformance'), { name: 'canary' })
+  const attacker = await createPeer({
+    transport: 'memory',
+    bootstrap: [nodes[0]!.multiaddrs[0]!, ...gateway.peer.getMultiaddrs().map(String)],
+  })
+  return {
+    gateway,
+    nodes,
+    canary,
+    attacker,
+    async stop() {
+      await canary.client.close()
+      await attacker.stop()
+      await network.stop()
+    },
+  }
 }
 
 /** Session streams opened on a node as a malicious gateway would: garbage frames, bad handshakes, bad relays. */
@@ -297,28 +328,40 @@ export async function startHostileNode(
   let seq = Date.now() * 1000
   return {
     async announce() {
-      const peerId = attacker.peerId.toString()
-      const announcement: Announcement = {
-        v: WIRE_VERSION,
-        peerId,
-        addrs: [],
-        servers: [
-          {
-            id: 'hostile',
-            version: '1.0.0',
-            manifestHash: `0x${'ab'.repeat(32)}`,
-            sessions: 0,
-            freeSlots: 100,
-          },
-        ],
-        load: { sessions: 0, capacity: 100, inFlight: 0, cpu: 0, memory: 0 },
-        draining: false,
-        intervalMs: 1_000,
-        seq: ++seq,
-        timestamp: Date.now(),
-      }
+      const announcement = attackerAnnouncement(
+        attacker,
+        { id: 'hostile', hashByte: 'ab', slots: 100 },
+        ++seq,
+      )
       await attacker.services.pubsub.publish(ANNOUNCE_TOPIC, encodeAnnouncement(announcement)).catch(() => {})
     },
+  }
+}
+
+/** A well-formed announcement by the attacker's peer that it hosts one server with `slots` free. */
+function attackerAnnouncement(
+  attacker: NexusPeer,
+  server: { id: string; hashByte: string; slots: number },
+  seq: number,
+): Announcement {
+  return {
+    v: WIRE_VERSION,
+    peerId: attacker.peerId.toString(),
+    addrs: [],
+    servers: [
+      {
+        id: server.id,
+        version: '1.0.0',
+        manifestHash: `0x${server.hashByte.repeat(32)}`,
+        sessions: 0,
+        freeSlots: server.slots,
+      },
+    ],
+    load: { sessions: 0, capacity: server.slots, inFlight: 0, cpu: 0, memory: 0 },
+    draining: false,
+    intervalMs: 1_000,
+    seq,
+    timestamp: Date.now(),
   }
 }
 
@@ -358,20 +401,7 @@ export async function fuzzGossipAndDht(
   count: number,
 ) {
   const tally: FuzzTally = { boundary: 'gossip and DHT', inputs: 0, unexpected: [] }
-  const peerId = attacker.peerId.toString()
-  const base = {
-    v: WIRE_VERSION,
-    peerId,
-    addrs: [],
-    servers: [
-      { id: 'bogus', version: '1.0.0', manifestHash: `0x${'cd'.repeat(32)}`, sessions: 0, freeSlots: 1 },
-    ],
-    load: { sessions: 0, capacity: 1, inFlight: 0, cpu: 0, memory: 0 },
-    draining: false,
-    intervalMs: 1_000,
-    seq: Date.now() * 1000,
-    timestamp: Date.now(),
-  }
+  const base = attackerAnnouncement(attacker, { id: 'bogus', hashByte: 'cd', slots: 1 }, Date.now() * 1000)
   for (let i = 0; i < count; i++) {
     tally.inputs++
     const topic = pick(random, [ANNOUNCE_TOPIC, DEMAND_TOPIC])
