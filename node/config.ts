@@ -99,7 +99,53 @@ export function isWhitelistedServer(server: HostedServerConfig): server is White
   return !('transport' in server)
 }
 
+const LabelsSchema = z.record(z.string().max(317), z.string().max(63))
+
+/** Where a Kubernetes runtime applies its workloads and how it reaches the API server. */
+export const KubernetesRuntimeSchema = z
+  .object({
+    kind: z.literal('kubernetes'),
+    /** The namespace the node's workloads go to (one node, one namespace, is the simple layout). */
+    namespace: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
+      .max(63),
+    /** A kubeconfig file; by default the standard places (KUBECONFIG, ~/.kube/config). */
+    kubeconfig: z.string().optional(),
+    context: z.string().optional(),
+    /** The node runs in a pod: use its ServiceAccount's token and the cluster's CA. */
+    inCluster: z.boolean().default(false),
+    /**
+     * The name this node's objects carry (label `nexus.mcp/node`): stable across restarts, so that a restarted
+     * node adopts its objects. By default the host name (a StatefulSet pod's name).
+     */
+    nodeName: z.string().min(1).max(63).optional(),
+    /** Where the node's own pods run, and their labels: the only traffic the servers' pods admit. */
+    nodeNamespace: z.string().optional(),
+    nodePodLabels: LabelsSchema.default({ 'app.kubernetes.io/name': 'nexus-node' }),
+    /**
+     * Image of a server whose manifest is an npm package (an OCI manifest pins its own), by `id@version`, `id` or
+     * manifest hash: `registry/repository@sha256:<digest>` only — a tag is refused.
+     */
+    images: z.record(z.string(), z.string()).default({}),
+    /** Sessions one pod serves before another is added; replicas follow the node's sessions. */
+    sessionsPerPod: z.number().int().min(1).max(4096).default(16),
+    minPods: z.number().int().min(0).max(64).default(1),
+    maxPods: z.number().int().min(1).max(1024).default(16),
+    /** On a graceful stop: keep the objects (a restart adopts them) or delete them. */
+    onStop: z.enum(['keep', 'delete']).default('keep'),
+    fieldManager: z.string().min(1).max(128).default('nexus-node'),
+  })
+  .strict()
+export type KubernetesRuntimeConfig = z.infer<typeof KubernetesRuntimeSchema>
+
+export const RuntimeConfigSchema = z
+  .discriminatedUnion('kind', [z.object({ kind: z.literal('process') }).strict(), KubernetesRuntimeSchema])
+  .default({ kind: 'process' })
+
 export const NodeConfigSchema = z.object({
+  /** Where servers run: child processes of the node (default), or workloads in a Kubernetes cluster. */
+  runtime: RuntimeConfigSchema,
   transport: z.enum(['tcp', 'memory']).default('tcp'),
   listen: z.array(z.string()).optional(),
   bootstrap: z.array(z.string()).default([]),

@@ -10,13 +10,11 @@ import {
   StdioServerConfigSchema,
   type WhitelistedServer,
 } from './config.ts'
+import type { Runtime, RuntimeServer } from './runtime/runtime.ts'
 import { serverHash } from './server-hash.ts'
 
-/** A server the node will run, and the hash it announces for it. */
-export interface ResolvedServer {
-  config: ServerConfig
-  manifestHash: string
-}
+/** A server the node will run, the hash it announces for it, and its manifest. */
+export type ResolvedServer = RuntimeServer
 
 export interface ServerRefusal {
   id: string
@@ -24,8 +22,15 @@ export interface ServerRefusal {
   reason: string
 }
 
-/** How a whitelisted manifest runs on the process runtime, with the operator's values for its variables. */
-export function launchFromManifest(manifest: Manifest, settings: WhitelistedServer): ServerConfig {
+/**
+ * How a whitelisted manifest runs, with the operator's values for its variables. An npm package runs its bin;
+ * an OCI image (only on a runtime that runs images) runs the manifest's command inside the image.
+ */
+export function launchFromManifest(
+  manifest: Manifest,
+  settings: WhitelistedServer,
+  runsImages = false,
+): ServerConfig {
   const allowed = new Set(manifest.env)
   const given = [...Object.keys(settings.env), ...settings.passEnv]
   const foreign = given.filter((name) => !allowed.has(name))
@@ -41,17 +46,23 @@ export function launchFromManifest(manifest: Manifest, settings: WhitelistedServ
       `server ${manifest.id}: its manifest does not let the operator add arguments (remove args)`,
     )
   const ref = manifestPackage(manifest)
-  if (ref.kind !== 'npm')
+  if (ref.kind !== 'npm' && !runsImages)
     throw new NexusError(
       'INVALID_CONFIG',
       `server ${manifest.id} is an OCI image; the process runtime runs npm packages only`,
     )
+  const [command, ...commandArgs] = manifest.command ?? []
+  if (ref.kind === 'oci' && manifest.transport === 'stdio' && command === undefined)
+    throw new NexusError('INVALID_CONFIG', `server ${manifest.id}: an OCI image needs the command to run`)
+  const launch =
+    ref.kind === 'npm'
+      ? { package: ref.name, bin: manifest.bin }
+      : { command: command ?? 'entrypoint', args: commandArgs }
   const common = {
     id: manifest.id,
     version: manifest.version,
-    package: ref.name,
-    bin: manifest.bin,
-    args: [...manifest.args, ...settings.args],
+    ...launch,
+    args: [...(launch.args ?? []), ...manifest.args, ...settings.args],
     env: settings.env,
     passEnv: settings.passEnv,
     cwd: settings.cwd,
@@ -73,11 +84,13 @@ export function launchFromManifest(manifest: Manifest, settings: WhitelistedServ
  */
 export class HostedServers {
   readonly #whitelist: Whitelist | undefined
+  readonly #runtime: Pick<Runtime, 'runsImages' | 'admit'> | undefined
   /** Package checks that passed, by manifest hash: a package is checked before its first start. */
   readonly #verified = new Map<string, Promise<string>>()
 
-  constructor(whitelist: Whitelist | undefined) {
+  constructor(whitelist: Whitelist | undefined, runtime?: Pick<Runtime, 'runsImages' | 'admit'>) {
     this.#whitelist = whitelist
+    this.#runtime = runtime
   }
 
   async resolve(
@@ -94,13 +107,16 @@ export class HostedServers {
   }
 
   async #resolveOne(server: HostedServerConfig): Promise<ResolvedServer | ServerRefusal> {
-    if (!isWhitelistedServer(server)) return { config: server, manifestHash: serverHash(server) }
     try {
+      if (!isWhitelistedServer(server))
+        return this.#admitted({ config: server, manifestHash: serverHash(server) })
       if (this.#whitelist === undefined) throw new NexusError('UNTRUSTED_MANIFEST', 'no whitelist is loaded')
       const { manifest, hash } = this.#whitelist.resolve(server.id, server.version)
-      const config = launchFromManifest(manifest, server)
-      await this.#verify(manifest, hash)
-      return { config, manifestHash: hash }
+      const config = launchFromManifest(manifest, server, this.#runtime?.runsImages)
+      const resolved = this.#admitted({ config, manifestHash: hash, manifest })
+      // An image is pinned by its digest; the files of an npm package are checked where they are installed.
+      if (!this.#runtime?.runsImages) await this.#verify(manifest, hash)
+      return resolved
     } catch (err) {
       return {
         id: server.id,
@@ -108,6 +124,11 @@ export class HostedServers {
         reason: errorMessage(err),
       }
     }
+  }
+
+  #admitted(server: ResolvedServer): ResolvedServer {
+    this.#runtime?.admit?.(server)
+    return server
   }
 
   #verify(manifest: Manifest, hash: string): Promise<string> {

@@ -31,7 +31,8 @@ import { NodeAllocation } from './node-allocation.ts'
 import { NodeMetrics } from './node-metrics.ts'
 import { NodeSession } from './node-session.ts'
 import { ProviderRecords } from './provider-records.ts'
-import { ProcessRuntime, type Runtime } from './runtime/process-runtime.ts'
+import { createRuntime } from './runtime/create-runtime.ts'
+import type { Runtime } from './runtime/runtime.ts'
 
 export interface NexusNodeOptions {
   logger?: Logger
@@ -64,7 +65,7 @@ export interface NexusNodeEvents {
 export class NexusNode extends EventEmitter<NexusNodeEvents> {
   readonly config: NodeConfig
   readonly logger: Logger
-  readonly runtime: Runtime
+  #runtime: Runtime | undefined
   readonly sessions = new Map<string, NodeSession>()
   /** `server-id@version` of the servers whose provider records are in the DHT. */
   readonly providedServers = new Set<string>()
@@ -86,7 +87,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
   readonly metrics = new NodeMetrics({
     sessionsPerServer: () =>
       new Map([...this.#sessionsByServer()].map(([id, sessions]) => [id, sessions.length])),
-    servers: () => this.runtime.status(),
+    servers: () => this.#runtime?.status() ?? [],
     peers: () => this.#peer?.getConnections().length ?? 0,
     announcements: () => this.#announcements?.counts ?? { accepted: 0, ignored: 0, rejected: 0 },
     refusedServers: () => this.refusedServers.size,
@@ -106,11 +107,15 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     super()
     this.config = parseNodeConfig(config)
     this.logger = options.logger ?? createLogger('node')
-    this.runtime =
-      options.runtime ??
-      new ProcessRuntime(this.logger, { maxConcurrentTeardowns: this.config.maxConcurrentTeardowns })
+    this.#runtime = options.runtime
     this.guard = new InputGuard(this.metrics.registry, 'nexus_node', this.logger)
     this.#options = options
+  }
+
+  /** Where the node's servers run (created at start from `runtime` in the configuration, unless given). */
+  get runtime(): Runtime {
+    if (this.#runtime === undefined) throw new NexusError('STOPPED', 'node is not started')
+    return this.#runtime
   }
 
   /** Network allocation's state on this node (undefined when the node hosts a static list). */
@@ -149,8 +154,9 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
   }
 
   async start(): Promise<void> {
+    this.#runtime ??= await createRuntime(this.config, this.logger, this.metrics)
     this.#trust = await openWhitelist(this.config.trust, this.logger)
-    this.#hosted = new HostedServers(this.#trust.whitelist)
+    this.#hosted = new HostedServers(this.#trust.whitelist, this.runtime)
     if (this.config.allocation.enabled)
       this.#allocation = new NodeAllocation(
         this.config,
@@ -304,7 +310,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       this.emit('server-refused', refusal)
     }
     this.#hashes = new Map(resolved.map((r) => [r.config.id, r.manifestHash]))
-    await this.runtime.ensure(resolved.map((r) => r.config))
+    await this.runtime.ensure(resolved)
     return fresh
   }
 
@@ -313,7 +319,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     if (this.#peer === undefined) return 'not started'
     if (this.#draining) return 'draining'
     if (this.#peer.getConnections().length === 0) return 'not connected to any peer'
-    return undefined
+    return this.#runtime?.notReadyBecause?.()
   }
 
   async #closeOps(): Promise<void> {

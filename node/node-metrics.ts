@@ -18,6 +18,7 @@ export class NodeMetrics {
   readonly #opened: Counter<'server'>
   readonly #refused: Counter<'code'>
   readonly #requests: RequestMetrics
+  readonly #kubeRequests: Counter<'verb' | 'resource' | 'code'>
 
   constructor(gauges: NodeGauges) {
     const registry = this.registry
@@ -38,6 +39,12 @@ export class NodeMetrics {
         'Agent requests relayed to servers, by server, MCP method and outcome (ok, error from the server, cancelled by the agent, unanswered when the session ended)',
       duration: 'Time from a request reaching the node to the server answering it, by server and MCP method',
     })
+    this.#kubeRequests = counter(
+      registry,
+      'nexus_node_kube_requests_total',
+      'Requests to the Kubernetes API server (Kubernetes runtime), by verb, resource and HTTP status (0: unreachable)',
+      ['verb', 'resource', 'code'],
+    )
     const gauge = (
       name: string,
       help: string,
@@ -83,6 +90,10 @@ export class NodeMetrics {
 
   sessionOpened(server: string): void {
     this.#opened.inc({ server })
+  }
+
+  kubeRequest(record: { verb: string; resource: string; status: number }): void {
+    this.#kubeRequests.inc({ verb: record.verb, resource: record.resource, code: String(record.status) })
   }
 
   sessionRefused(code: string): void {

@@ -26,6 +26,12 @@ export type NexusErrorCode =
   | 'SERVER_REVOKED'
   /** The chain that holds the registry cannot be reached or answered something unexpected. */
   | 'CHAIN_UNAVAILABLE'
+  /** The Kubernetes API server cannot be reached or answered something unexpected. */
+  | 'CLUSTER_UNAVAILABLE'
+  /** The Kubernetes API server refused a request: the node's Role lacks a verb on a resource. */
+  | 'CLUSTER_FORBIDDEN'
+  /** A server for the Kubernetes runtime has no image pinned by digest (a tag, or no image at all). */
+  | 'IMAGE_NOT_PINNED'
 
 export class NexusError extends Error {
   readonly code: NexusErrorCode

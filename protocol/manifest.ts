@@ -73,6 +73,11 @@ export const ManifestSchema = z
       .strict()
       .optional(),
     resources: ResourcesSchema.default({ cpu: 0.25, memoryMiB: 256 }),
+    /**
+     * Whether the server may open connections out of its sandbox or pod. Absent means no: a server reaches
+     * nothing unless its manifest says so. (Optional with no default: manifests signed before it hash alike.)
+     */
+    egress: z.boolean().optional(),
     /** What the curators found when they reviewed this version. */
     notes: z.array(z.string().max(4096)).max(64).default([]),
   })

@@ -147,7 +147,8 @@ function negotiatedVersion(message: JSONRPCMessage): string | undefined {
     : undefined
 }
 
-class HttpSession implements UpstreamSession {
+/** One MCP session with a streamable-HTTP server (the server's own session). */
+export class HttpSession implements UpstreamSession {
   onMessage: ((message: Uint8Array) => void) | undefined
   onEnd: ((code: NexusErrorCode, reason: string) => void) | undefined
   readonly #transport: StreamableHTTPClientTransport

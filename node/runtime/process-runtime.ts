@@ -3,21 +3,12 @@ import type { Logger } from 'pino'
 import { NexusError } from '../../protocol/errors.ts'
 import type { ServerConfig } from '../config.ts'
 import { HttpUpstream } from './http-upstream.ts'
+import type { Runtime, RuntimeServer } from './runtime.ts'
 import { StdioUpstream } from './stdio-upstream.ts'
 import { TeardownQueue } from './teardown-queue.ts'
 import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from './upstream.ts'
 
-/** The contract every runtime (local processes today, Kubernetes later) fulfils for the node. */
-export interface Runtime {
-  /** Makes the set of running servers equal to `servers`: starts the new, stops the ones no longer listed. */
-  ensure(servers: ServerConfig[]): Promise<void>
-  open(serverId: string): Promise<UpstreamSession>
-  has(serverId: string): boolean
-  status(): UpstreamStatus[]
-  /** Calls `listener` whenever `status()` may have changed on its own (a server went down or came back). */
-  onStatusChange(listener: () => void): void
-  stop(): Promise<void>
-}
+export type { Runtime } from './runtime.ts'
 
 /** Whether two configurations start the same processes; the warm pool size can change in place. */
 function sameLaunch(a: ServerConfig, b: ServerConfig): boolean {
@@ -54,8 +45,10 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
     this.teardowns = new TeardownQueue(options.maxConcurrentTeardowns ?? 4)
   }
 
-  async ensure(servers: ServerConfig[]): Promise<void> {
-    const wanted = new Map(servers.map((s) => [s.id, s]))
+  readonly runsImages = false
+
+  async ensure(servers: RuntimeServer[]): Promise<void> {
+    const wanted = new Map(servers.map(({ config }) => [config.id, config]))
     const retired = [...this.#upstreams.values()].filter((u) => {
       const next = wanted.get(u.config.id)
       return next === undefined || !sameLaunch(next, u.config)

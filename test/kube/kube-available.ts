@@ -1,0 +1,19 @@
+import { existsSync } from 'node:fs'
+import { goMissing, harnessPath } from './harness-build.ts'
+
+/** Set by `.ci/run`: the Kubernetes tests must run, and a machine that cannot run them fails. */
+export const KUBE_REQUIRED = process.env.NEXUS_REQUIRE_KUBE === '1'
+
+/**
+ * Why the Kubernetes tests cannot run on this machine (no Go, and no harness built before), or undefined.
+ * Said loudly: a skipped suite must not pass unnoticed.
+ */
+export function kubeUnavailable(): string | undefined {
+  if (existsSync(harnessPath())) return undefined
+  const missing = goMissing()
+  if (missing === undefined) return undefined
+  process.stderr.write(
+    `\n${'!'.repeat(100)}\n!! SKIPPING the Kubernetes tests: ${missing}.\n!! Install Go (https://go.dev/dl/) and run npm test again; CI fails here.\n${'!'.repeat(100)}\n\n`,
+  )
+  return missing
+}
