@@ -1,18 +1,25 @@
 import t from 'tap'
+import { StdioServerConfigSchema } from '../node/config.ts'
 import { demoServers } from '../node/demo-servers.ts'
+import { NexusNode } from '../node/nexus-node.ts'
 import {
   DEPLOYMENTS,
   type KubeObject,
+  type KubeRequestRecord,
   NETWORK_POLICIES,
   SERVICES,
 } from '../node/runtime/kubernetes/kube-api.ts'
 import type { KubernetesRuntime } from '../node/runtime/kubernetes/kubernetes-runtime.ts'
-import { managedSelector } from '../node/runtime/kubernetes/workload.ts'
+import { managedSelector, podTemplate, workloadName } from '../node/runtime/kubernetes/workload.ts'
+import { workloadSpec } from '../node/runtime/kubernetes/workload-spec.ts'
+import type { RuntimeServer } from '../node/runtime/runtime.ts'
+import { PODS } from './kube/cluster-actor.ts'
 import { KUBE_REQUIRED, kubeUnavailable } from './kube/kube-available.ts'
-import { startKubeEnvironment } from './kube/kube-environment.ts'
+import { startKubeEnvironment, testImage } from './kube/kube-environment.ts'
+import { RawSession } from './kube/raw-session.ts'
 import { connectStreamable, textOf } from './support/clients.ts'
 import { startNetwork } from './support/network.ts'
-import { waitFor } from './support/wait.ts'
+import { waitFor, withTimeout } from './support/wait.ts'
 
 const unavailable = kubeUnavailable()
 if (unavailable !== undefined) {
@@ -60,6 +67,17 @@ async function suite() {
         readyTimeoutMs: 60_000,
       })
       t.teardown(network.stop)
+      // Nodes join one after another: the first placements move as the others count. Wait for the settled state.
+      const ids = ['everything', 'filesystem', 'memory', 'sequential-thinking']
+      await waitFor(
+        () =>
+          ids.every((id) => network.gateway.view.hostsOf(id).length === 1) &&
+          network.nodes.every((n) => n.runtime.status().every((s) => s.ready)),
+        network.gateway.view,
+        'change',
+        60_000,
+        'each server announced by exactly one node, every placement ready',
+      )
       const hosted = new Map<string, string[]>()
       for (const [i, node] of network.nodes.entries()) {
         const servers = node.runtime.status().map((s) => s.id)
@@ -75,7 +93,7 @@ async function suite() {
       }
       t.same(
         [...hosted.values()].flat().sort(),
-        ['everything', 'filesystem', 'memory', 'sequential-thinking'],
+        ids,
         'every whitelisted server is placed once (minReplicas 1), across the three namespaces',
       )
       for (const id of ['everything', 'memory'])
@@ -89,6 +107,310 @@ async function suite() {
       const status = host.runtime.status().find((s) => s.id === 'everything')!
       t.equal(status.activeSessions, 1, 'the node holds the session on one of its pods')
       t.same(refusedPods, [], 'PodSecurity restricted admitted every pod the nodes asked for')
+    },
+  )
+
+  const ready = (runtime: KubernetesRuntime, id: string) =>
+    waitFor(
+      () => runtime.status().some((s) => s.id === id && s.ready),
+      runtime,
+      'status',
+      30_000,
+      `${id} to have a ready pod`,
+    )
+  /** What the node last asked the runtime to run, to ask again. */
+  const recordEnsured = (runtime: KubernetesRuntime) => {
+    let last: RuntimeServer[] = []
+    const ensure = runtime.ensure.bind(runtime)
+    runtime.ensure = (servers) => {
+      last = servers
+      return ensure(servers)
+    }
+    return () => last
+  }
+  const writes = (requests: KubeRequestRecord[]) =>
+    requests.filter((r) => r.verb === 'patch' || r.verb === 'create')
+
+  t.test(
+    'a restarted node adopts its objects without rewriting them and deletes what is no longer assigned',
+    async (t) => {
+      const servers = [
+        { id: 'everything', warmPool: 0 },
+        { id: 'sequential-thinking', warmPool: 0 },
+      ]
+      const first = await env.kubernetesRuntime('team-a', 'node-adopt')
+      const before = new NexusNode({ servers }, { runtime: first.runtime })
+      await before.start()
+      await ready(first.runtime, 'sequential-thinking')
+      const kept = await managed('team-a', 'node-adopt')
+      t.equal(kept.deployments.length, 2, 'two servers, two Deployments')
+      await before.stop()
+      t.equal(
+        (await managed('team-a', 'node-adopt')).deployments.length,
+        2,
+        'a graceful stop keeps them (onStop: keep)',
+      )
+
+      const second = await env.kubernetesRuntime('team-a', 'node-adopt')
+      const ensured = recordEnsured(second.runtime)
+      const after = new NexusNode({ servers: [servers[0]!] }, { runtime: second.runtime })
+      t.teardown(() => after.stop())
+      await after.start()
+      const now = await managed('team-a', 'node-adopt')
+      t.same(now.deployments.map(serverIdOf), ['everything'], 'the server no longer listed is deleted')
+      t.equal(now.services.length + now.policies.length, 2, 'with its Service and NetworkPolicy')
+      const everything = kept.deployments.find((d) => serverIdOf(d) === 'everything')!
+      t.equal(
+        now.deployments[0]!.metadata.uid,
+        everything.metadata.uid,
+        'the kept Deployment is the same object',
+      )
+      t.equal(
+        now.deployments[0]!.metadata.resourceVersion,
+        everything.metadata.resourceVersion,
+        'and it was not written to',
+      )
+      t.same(writes(second.requests), [], 'adopting costs no write')
+      t.equal(
+        second.requests.filter((r) => r.verb === 'delete').length,
+        3,
+        'three deletes: the dropped objects',
+      )
+      await ready(second.runtime, 'everything')
+      const requestsBefore = second.requests.length
+      await second.runtime.ensure(ensured())
+      t.same(second.requests.slice(requestsBefore), [], 'a re-apply that changes nothing sends nothing')
+    },
+  )
+
+  t.test(
+    'a new version rolls out beside the old one: no session is cut, the old one goes once its sessions are done',
+    async (t) => {
+      const { runtime, requests } = await env.kubernetesRuntime('team-b', 'node-roll', {
+        extra: { images: { echo: testImage('echo') } },
+        drainTimeoutMs: 60_000,
+      })
+      t.teardown(() => runtime.stop())
+      const version = (v: string, hash: string): RuntimeServer => ({
+        config: StdioServerConfigSchema.parse({
+          id: 'echo',
+          version: v,
+          transport: 'stdio',
+          package: '@modelcontextprotocol/server-everything',
+          args: ['stdio'],
+          warmPool: 0,
+        }),
+        manifestHash: hash,
+      })
+      await runtime.ensure([version('1.0.0', `0x${'1'.repeat(64)}`)])
+      await ready(runtime, 'echo')
+      const old = new RawSession(await runtime.open('echo'))
+      await old.initialize()
+      t.equal(await old.echo('before'), 'Echo: before', 'a session on version 1')
+
+      await runtime.ensure([version('1.0.1', `0x${'2'.repeat(64)}`)])
+      const both = await managed('team-b', 'node-roll')
+      t.same(
+        both.deployments.map((d) => d.metadata.annotations?.['nexus.mcp/server-version']).sort(),
+        ['1.0.0', '1.0.1'],
+        'the new version gets its own Deployment beside the old one',
+      )
+      await waitFor(
+        () => runtime.status()[0]?.version === '1.0.1' && runtime.status()[0]!.ready,
+        runtime,
+        'status',
+        30_000,
+        'version 1.0.1 to have a ready pod',
+      )
+      t.equal(await old.echo('during'), 'Echo: during', 'the old session goes on, on the old pod')
+      const fresh = new RawSession(await runtime.open('echo'))
+      await fresh.initialize()
+      t.equal(await fresh.echo('new'), 'Echo: new', 'a new session is served by the new version')
+      const newName = workloadName({
+        serverId: 'echo',
+        version: '1.0.1',
+        manifestHash: `0x${'2'.repeat(64)}`,
+      })
+      t.equal(env.actor.podsOf('team-b', newName).length, 1, 'the new version runs its own pod')
+
+      const deletesBefore = requests.filter((r) => r.verb === 'delete').length
+      await old.session.close()
+      await waitFor(
+        () => requests.filter((r) => r.verb === 'delete').length === deletesBefore + 3,
+        runtime,
+        'synced',
+        10_000,
+        "the old version's three objects to be deleted",
+      )
+      const after = await managed('team-b', 'node-roll')
+      t.same(
+        after.deployments.map((d) => d.metadata.annotations?.['nexus.mcp/server-version']),
+        ['1.0.1'],
+        'once its last session ended, the old version is gone',
+      )
+      t.equal(await fresh.echo('still'), 'Echo: still', 'the new session is untouched')
+      await fresh.session.close()
+    },
+  )
+
+  t.test(
+    'sessions left on a replaced version after the drain timeout are moved with NODE_DRAINING',
+    async (t) => {
+      const { runtime } = await env.kubernetesRuntime('team-b', 'node-drain', {
+        extra: { images: { echo: testImage('echo') } },
+        drainTimeoutMs: 500,
+      })
+      t.teardown(() => runtime.stop())
+      const version = (v: string) => ({
+        config: StdioServerConfigSchema.parse({
+          id: 'echo',
+          version: v,
+          transport: 'stdio',
+          package: '@modelcontextprotocol/server-everything',
+          args: ['stdio'],
+          warmPool: 0,
+        }),
+        manifestHash: `0x${v.replaceAll('.', '').padStart(64, '0')}`,
+      })
+      await runtime.ensure([version('2.0.0')])
+      await ready(runtime, 'echo')
+      const old = new RawSession(await runtime.open('echo'))
+      await old.initialize()
+      await runtime.ensure([version('2.0.1')])
+      const ended = await withTimeout(old.ended, 10_000, 'the old session to be moved')
+      t.equal(
+        ended.code,
+        'NODE_DRAINING',
+        'ended with NODE_DRAINING: its gateway moves it to the new version',
+      )
+    },
+  )
+
+  t.test('the pod template passes PodSecurity restricted; a weakened one is refused', async (t) => {
+    const spec = workloadSpec(
+      {
+        config: StdioServerConfigSchema.parse({ id: 'probe', transport: 'stdio', command: 'true' }),
+        manifestHash: `0x${'3'.repeat(64)}`,
+      },
+      testImage('probe'),
+      '{}',
+      1,
+    )
+    const context = { namespace: 'team-c', nodeName: 'node-psa', nodeNamespace: 'team-c', nodePodLabels: {} }
+    const pod = (template: ReturnType<typeof podTemplate>, name: string) => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, labels: (template.metadata as { labels: Record<string, string> }).labels },
+      spec: template.spec,
+    })
+    const template = podTemplate(spec, context, 'psa-probe')
+    const created = await env.admin.create(PODS, 'team-c', pod(template, 'psa-hardened'))
+    t.equal(created.metadata.name, 'psa-hardened', 'the template as the node applies it is admitted')
+    await env.admin.delete(PODS, 'team-c', 'psa-hardened')
+    const weakenings: [
+      string,
+      (container: Record<string, unknown>, podSpec: Record<string, unknown>) => void,
+    ][] = [
+      [
+        'privilege escalation allowed',
+        (c) => ((c.securityContext as Record<string, unknown>).allowPrivilegeEscalation = true),
+      ],
+      [
+        'a capability kept',
+        (c) => ((c.securityContext as Record<string, unknown>).capabilities = { add: ['NET_RAW'] }),
+      ],
+      [
+        'root allowed',
+        (c, p) => {
+          ;(c.securityContext as Record<string, unknown>).runAsNonRoot = false
+          ;(p.securityContext as Record<string, unknown>).runAsNonRoot = false
+        },
+      ],
+      [
+        'no seccomp profile',
+        (c, p) => {
+          delete (c.securityContext as Record<string, unknown>).seccompProfile
+          delete (p.securityContext as Record<string, unknown>).seccompProfile
+        },
+      ],
+    ]
+    for (const [what, weaken] of weakenings) {
+      const weak = structuredClone(template)
+      const podSpec = weak.spec as Record<string, unknown>
+      weaken((podSpec.containers as Record<string, unknown>[])[0]!, podSpec)
+      await t.rejects(
+        env.admin.create(PODS, 'team-c', pod(weak, 'psa-weakened')),
+        { status: 403, message: /violates PodSecurity "restricted:latest"/ },
+        `${what}: refused by admission`,
+      )
+    }
+  })
+
+  t.test(
+    'API server stopped and restarted under load: sessions keep being served, the node recovers its watch',
+    async (t) => {
+      const network = await startNetwork({
+        nodes: [
+          {
+            servers: [{ id: 'everything', warmPool: 0 }],
+            runtime: env.runtime('team-c', 'node-outage'),
+            ops: { port: 0 },
+          },
+        ],
+        readyTimeoutMs: 30_000,
+      })
+      t.teardown(network.stop)
+      const node = network.nodes[0]!
+      const runtime = node.runtime as KubernetesRuntime
+      const { client } = await connectStreamable(network.gateway.serverUrl('everything'))
+      t.teardown(() => client.close())
+      let calls = 0
+      const failures: unknown[] = []
+      let loading = true
+      const load = (async () => {
+        while (loading) {
+          try {
+            await client.callTool({ name: 'echo', arguments: { message: `call ${calls}` } })
+            calls++
+          } catch (err) {
+            failures.push(err)
+          }
+        }
+      })()
+      const watch = runtime.endpointWatch
+      await env.cluster.stopApiServer()
+      await waitFor(
+        () => watch.problem !== undefined,
+        watch,
+        'problem',
+        30_000,
+        'the node to notice the outage',
+      )
+      const readyz = await fetch(`${node.opsUrl}/readyz`)
+      t.equal(readyz.status, 503, '/readyz says the node is not fully ready…')
+      t.match(await readyz.text(), /cannot watch EndpointSlices/, '…and why')
+      const callsDuringOutage = calls
+      const { client: newcomer } = await connectStreamable(network.gateway.serverUrl('everything'))
+      t.teardown(() => newcomer.close())
+      t.match(
+        textOf(
+          await newcomer.callTool({ name: 'echo', arguments: { message: 'while the API server is away' } }),
+        ),
+        /while the API server is away/,
+        'a new session is served from the endpoints last seen',
+      )
+      const recovered = new Promise<{ afterMs: number }>((resolve) => watch.once('recovered', resolve))
+      await env.cluster.startApiServer()
+      await withTimeout(recovered, 30_000, 'the watch to recover')
+      t.equal(runtime.notReadyBecause(), undefined, 'the node recovered its watch')
+      t.equal((await fetch(`${node.opsUrl}/readyz`)).status, 200, '/readyz is 200 again')
+      loading = false
+      await load
+      t.ok(
+        calls > callsDuringOutage,
+        `calls went on during the outage (${callsDuringOutage} before it was noticed, ${calls} in all)`,
+      )
+      t.same(failures, [], 'no call failed')
     },
   )
 }

@@ -128,17 +128,20 @@ export class KubeCluster {
     await this.#waitReady(proc, 120_000)
   }
 
-  /** Stops the API server (etcd keeps the state); `startApiServer()` brings it back on the same port. */
-  async stopApiServer(): Promise<void> {
+  /**
+   * Stops the API server (etcd keeps the state); `startApiServer()` brings it back on the same port. It is
+   * killed, as a crash or a lost control plane would end it: a graceful stop waits about 30 s for open watches.
+   */
+  async stopApiServer(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const proc = this.#apiserver
     this.#apiserver = undefined
     if (proc === undefined || proc.exitCode !== null) return
-    proc.kill('SIGTERM')
+    proc.kill(signal)
     await once(proc, 'exit')
   }
 
   async stop(): Promise<void> {
-    await this.stopApiServer()
+    await this.stopApiServer('SIGKILL')
     const etcd = this.#etcd
     this.#etcd = undefined
     if (etcd !== undefined && etcd.exitCode === null) {

@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto'
+import type { Logger } from 'pino'
 import type { KubernetesRuntimeConfig } from '../../node/config.ts'
-import type { KubeApi } from '../../node/runtime/kubernetes/kube-api.ts'
+import { KubeApi, type KubeRequestRecord } from '../../node/runtime/kubernetes/kube-api.ts'
+import { KubernetesRuntime } from '../../node/runtime/kubernetes/kubernetes-runtime.ts'
+import { createLogger } from '../../protocol/logger.ts'
 import { ClusterActor } from './cluster-actor.ts'
 import { KubeCluster } from './kube-cluster.ts'
 
@@ -30,6 +33,15 @@ export interface KubeEnvironment {
     nodeName: string,
     extra?: Partial<KubernetesRuntimeConfig>,
   ): KubernetesRuntimeConfig
+  /**
+   * A runtime built by the test (to pass to a node, or to drive alone), whose every API request is recorded:
+   * the tests count writes with it.
+   */
+  kubernetesRuntime(
+    namespace: string,
+    nodeName: string,
+    options?: { extra?: Partial<KubernetesRuntimeConfig>; drainTimeoutMs?: number; logger?: Logger },
+  ): Promise<{ runtime: KubernetesRuntime; requests: KubeRequestRecord[] }>
   stop(): Promise<void>
 }
 
@@ -56,25 +68,38 @@ export async function startKubeEnvironment(namespaces: string[]): Promise<KubeEn
     for (const name of namespaces) await createRestrictedNamespace(admin, name)
     const actor = new ClusterActor(admin, namespaces)
     await actor.start()
+    const runtime = (
+      namespace: string,
+      nodeName: string,
+      extra: Partial<KubernetesRuntimeConfig> = {},
+    ): KubernetesRuntimeConfig => ({
+      kind: 'kubernetes',
+      namespace,
+      nodeName,
+      kubeconfig: cluster.kubeconfig(),
+      inCluster: false,
+      nodePodLabels: { 'app.kubernetes.io/name': 'nexus-node' },
+      images: TEST_IMAGES,
+      sessionsPerPod: 16,
+      minPods: 1,
+      maxPods: 4,
+      onStop: 'keep',
+      fieldManager: 'nexus-node',
+      ...extra,
+    })
     return {
       cluster,
       admin,
       actor,
-      runtime: (namespace, nodeName, extra = {}) => ({
-        kind: 'kubernetes',
-        namespace,
-        nodeName,
-        kubeconfig: cluster.kubeconfig(),
-        inCluster: false,
-        nodePodLabels: { 'app.kubernetes.io/name': 'nexus-node' },
-        images: TEST_IMAGES,
-        sessionsPerPod: 16,
-        minPods: 1,
-        maxPods: 4,
-        onStop: 'keep',
-        fieldManager: 'nexus-node',
-        ...extra,
-      }),
+      runtime,
+      kubernetesRuntime: async (namespace, nodeName, options = {}) => {
+        const config = runtime(namespace, nodeName, options.extra)
+        const requests: KubeRequestRecord[] = []
+        const api = await KubeApi.connect(config, { onRequest: (r) => requests.push(r) })
+        const logger = options.logger ?? createLogger('node')
+        const made = new KubernetesRuntime({ api, config, logger, drainTimeoutMs: options.drainTimeoutMs })
+        return { runtime: made, requests }
+      },
       stop: async () => {
         await actor.stop()
         await cluster.stop()
