@@ -147,6 +147,11 @@ export const NodeConfigSchema = z.object({
   /** Where servers run: child processes of the node (default), or workloads in a Kubernetes cluster. */
   runtime: RuntimeConfigSchema,
   transport: z.enum(['tcp', 'memory']).default('tcp'),
+  /**
+   * A file with this node's private key (`nexus peer-key` makes one): the same peer id across restarts, as a
+   * StatefulSet pod with its Secret needs. Without it, every start is a new peer.
+   */
+  identityFile: z.string().min(1).optional(),
   listen: z.array(z.string()).optional(),
   bootstrap: z.array(z.string()).default([]),
   servers: z.array(HostedServerConfigSchema).default([]),

@@ -14,6 +14,7 @@ import { createLogger } from '../protocol/logger.ts'
 import { ANNOUNCE_TOPIC, DEMAND_TOPIC, MCP_STREAM_PROTOCOL, WIRE_VERSION } from '../protocol/names.ts'
 import { startOpsServer } from '../protocol/ops-endpoints.ts'
 import { createPeer, type NexusPeer } from '../protocol/peer.ts'
+import { readPeerKey } from '../protocol/peer-identity.ts'
 import {
   acceptedFrame,
   OpenSessionSchema,
@@ -168,6 +169,8 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       await this.#allocation?.refreshEligible(this.#hosted)
       await this.#applyServers()
     } catch (err) {
+      // What the runtime started (processes, a cluster watch) goes with the failed start.
+      await this.runtime.stop()
       await this.#trust.close()
       throw err
     }
@@ -176,7 +179,9 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
         transport: this.config.transport,
         listen: this.config.listen,
         bootstrap: this.config.bootstrap,
-        privateKey: this.#options.privateKey,
+        privateKey:
+          this.#options.privateKey ??
+          (this.config.identityFile === undefined ? undefined : readPeerKey(this.config.identityFile)),
         maxConnections: this.config.maxConnections,
         connectionGater: this.#options.connectionGater,
         logger: this.logger,

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseCli } from '../protocol/cli-args.ts'
 import { errorMessage } from '../protocol/errors.ts'
+import { newPeerKeyText } from '../protocol/peer-identity.ts'
 import { keysCommand } from './nexus-keys.ts'
 import { manifestCommand, registryCommand } from './nexus-trust.ts'
 
@@ -11,6 +12,9 @@ Administration of a Nexus network.
 
 Servers:
   servers --gateway <url>          list the servers a gateway can route to, with their live hosts
+
+Peers:
+  peer-key                         print a new peer identity for a node's identityFile (a Secret in k8s/)
 
 API keys (for gateways' auth.apiKeys file):
   keys create --keys-file <file> --principal <name> [--scope <scope>]...
@@ -84,6 +88,10 @@ async function listServers(): Promise<number> {
 try {
   let code: number
   if (command === 'servers') code = await listServers()
+  else if (command === 'peer-key') {
+    process.stdout.write(`${await newPeerKeyText()}\n`)
+    code = 0
+  }
   else if (command === 'keys') code = keysCommand(sub, args, values)
   else if (command === 'manifest') code = await manifestCommand(sub, args, values)
   else if (command === 'registry') code = await registryCommand(sub, args, values)

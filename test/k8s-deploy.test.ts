@@ -1,0 +1,157 @@
+import t from 'tap'
+import { NexusNode } from '../node/nexus-node.ts'
+import { DEPLOYMENTS, type KubeObject } from '../node/runtime/kubernetes/kube-api.ts'
+import type { KubernetesRuntime } from '../node/runtime/kubernetes/kubernetes-runtime.ts'
+import { ClusterActor, PODS } from './kube/cluster-actor.ts'
+import { KUBE_REQUIRED, kubeUnavailable } from './kube/kube-available.ts'
+import { startKubeEnvironment } from './kube/kube-environment.ts'
+import { renderKustomization } from './kube/kustomize.ts'
+import { RawSession } from './kube/raw-session.ts'
+import { waitFor } from './support/wait.ts'
+
+const unavailable = kubeUnavailable()
+if (unavailable !== undefined) {
+  if (KUBE_REQUIRED) t.fail(`the Kubernetes tests are required here but cannot run: ${unavailable}`)
+  else t.test('the k8s/ deployment suite', { skip: `cannot run here: ${unavailable}` }, async () => {})
+} else {
+  await suite()
+}
+
+interface PodTemplateOwner extends KubeObject {
+  spec: { template: { metadata: { labels: Record<string, string> }; spec: Record<string, unknown> } }
+}
+
+async function suite() {
+  const NAMESPACE = 'nexus-dev'
+  const env = await startKubeEnvironment([])
+  t.teardown(env.stop)
+  const objects = await renderKustomization('k8s/overlays/dev')
+  const kinds = (kind: string) => objects.filter((o) => o.kind === kind)
+
+  t.test(
+    'the dev overlay renders the whole network, and the real API server accepts every object',
+    async (t) => {
+      t.same(
+        [...new Set(objects.map((o) => o.kind))].sort(),
+        [
+          'ConfigMap',
+          'Deployment',
+          'HorizontalPodAutoscaler',
+          'Namespace',
+          'PodDisruptionBudget',
+          'Role',
+          'RoleBinding',
+          'Secret',
+          'Service',
+          'ServiceAccount',
+          'StatefulSet',
+        ],
+        'nodes, gateways, RBAC, configuration, identities, probes and budgets',
+      )
+      // The namespace first: everything else lives in it.
+      for (const object of [...kinds('Namespace'), ...objects.filter((o) => o.kind !== 'Namespace')]) {
+        const applied = await env.admin.apply(object, 'nexus-test-deploy')
+        t.equal(applied.metadata.uid !== undefined, true, `${object.kind} ${object.metadata.name} applied`)
+      }
+    },
+  )
+
+  t.test(
+    'the node and gateway pod templates pass PodSecurity restricted in the enforcing namespace',
+    async (t) => {
+      for (const owner of [...kinds('StatefulSet'), ...kinds('Deployment')] as PodTemplateOwner[]) {
+        const name = `${owner.metadata.name}-admission-probe`
+        const pod = await env.admin.create(PODS, NAMESPACE, {
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: { name, labels: owner.spec.template.metadata.labels },
+          spec: owner.spec.template.spec,
+        })
+        t.equal(pod.metadata.name, name, `a pod of ${owner.kind} ${owner.metadata.name} is admitted`)
+        await env.admin.delete(PODS, NAMESPACE, name)
+      }
+    },
+  )
+
+  const actor = new ClusterActor(env.admin, [NAMESPACE])
+  await actor.start()
+  t.teardown(() => actor.stop())
+
+  /** A node authenticated as the k8s/ ServiceAccount, with its Role's rights and no more. */
+  const nodeAsServiceAccount = async (nodeName: string, serverId: string) => {
+    const token = await env.cluster.serviceAccountToken(NAMESPACE, 'nexus-node')
+    const runtime = env.runtime(NAMESPACE, nodeName, {
+      kubeconfig: env.cluster.kubeconfig(token, 'nexus-node'),
+    })
+    return new NexusNode({ servers: [{ id: serverId, warmPool: 0 }], runtime })
+  }
+
+  t.test(
+    'a node authenticated as the k8s/ ServiceAccount runs its servers with the Role as written',
+    async (t) => {
+      const node = await nodeAsServiceAccount('nexus-node-0', 'everything')
+      t.teardown(() => node.stop())
+      await node.start()
+      const runtime = node.runtime as KubernetesRuntime
+      await waitFor(() => runtime.status()[0]?.ready === true, runtime, 'status', 30_000, 'a ready pod')
+      const deployments = await env.admin.list(DEPLOYMENTS, NAMESPACE, 'nexus.mcp/node=nexus-node-0')
+      const managers = (
+        deployments.items[0]!.metadata.managedFields as { manager: string; operation: string }[]
+      ).map((f) => `${f.manager}/${f.operation}`)
+      t.same(managers, ['nexus-node/Apply'], 'applied by the node, server-side, under its own field manager')
+      const session = new RawSession(await runtime.open('everything'))
+      await session.initialize()
+      t.equal(
+        await session.echo('as the ServiceAccount'),
+        'Echo: as the ServiceAccount',
+        'and serves sessions',
+      )
+      await session.session.close()
+    },
+  )
+
+  const role = kinds('Role')[0]! as KubeObject & { rules: { resources: string[]; verbs: string[] }[] }
+  const withoutVerb = (resource: string, verb: string) => ({
+    ...role,
+    rules: role.rules.map((rule) =>
+      rule.resources.includes(resource) ? { ...rule, verbs: rule.verbs.filter((v) => v !== verb) } : rule,
+    ),
+  })
+
+  t.test(
+    'with "patch" on Deployments removed from the Role, the node fails to start and says which verb',
+    async (t) => {
+      await env.admin.apply(withoutVerb('deployments', 'patch'), 'nexus-test-deploy')
+      t.teardown(() => env.admin.apply(role, 'nexus-test-deploy'))
+      const node = await nodeAsServiceAccount('nexus-node-1', 'memory')
+      await t.rejects(
+        node.start(),
+        {
+          code: 'CLUSTER_FORBIDDEN',
+          message: /the node's Role lacks the verb "patch" on "deployments\.apps"/,
+        },
+        'the refusal names the verb and the resource',
+      )
+    },
+  )
+
+  t.test(
+    'with "watch" on EndpointSlices removed, /readyz says the node cannot watch them, and why',
+    async (t) => {
+      await env.admin.apply(withoutVerb('endpointslices', 'watch'), 'nexus-test-deploy')
+      t.teardown(() => env.admin.apply(role, 'nexus-test-deploy'))
+      const node = await nodeAsServiceAccount('nexus-node-1', 'memory')
+      t.teardown(() => node.stop())
+      await node.start()
+      const runtime = node.runtime as KubernetesRuntime
+      await waitFor(
+        () => runtime.notReadyBecause() !== undefined,
+        runtime.endpointWatch,
+        'problem',
+        15_000,
+        'the watch to be refused',
+      )
+      t.match(runtime.notReadyBecause(), /lacks the verb "watch" on "endpointslices\.discovery\.k8s\.io"/)
+    },
+  )
+}
