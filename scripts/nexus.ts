@@ -91,8 +91,7 @@ try {
   else if (command === 'peer-key') {
     process.stdout.write(`${await newPeerKeyText()}\n`)
     code = 0
-  }
-  else if (command === 'keys') code = keysCommand(sub, args, values)
+  } else if (command === 'keys') code = keysCommand(sub, args, values)
   else if (command === 'manifest') code = await manifestCommand(sub, args, values)
   else if (command === 'registry') code = await registryCommand(sub, args, values)
   else {

@@ -1,4 +1,5 @@
-import t from 'tap'
+import { setTimeout as delay } from 'node:timers/promises'
+import t, { type Test } from 'tap'
 import { NexusNode } from '../node/nexus-node.ts'
 import { DEPLOYMENTS, type KubeObject } from '../node/runtime/kubernetes/kube-api.ts'
 import type { KubernetesRuntime } from '../node/runtime/kubernetes/kubernetes-runtime.ts'
@@ -8,6 +9,15 @@ import { startKubeEnvironment } from './kube/kube-environment.ts'
 import { renderKustomization } from './kube/kustomize.ts'
 import { RawSession } from './kube/raw-session.ts'
 import { waitFor } from './support/wait.ts'
+
+/** Asks `check` again (every 50 ms) until it holds, for conditions nothing announces; fails after 10 s. */
+async function until(check: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await delay(50)
+  }
+}
 
 const unavailable = kubeUnavailable()
 if (unavailable !== undefined) {
@@ -110,36 +120,70 @@ async function suite() {
     },
   )
 
-  const role = kinds('Role')[0]! as KubeObject & { rules: { resources: string[]; verbs: string[] }[] }
-  const withoutVerb = (resource: string, verb: string) => ({
-    ...role,
-    rules: role.rules.map((rule) =>
-      rule.resources.includes(resource) ? { ...rule, verbs: rule.verbs.filter((v) => v !== verb) } : rule,
-    ),
-  })
-
-  t.test(
-    'with "patch" on Deployments removed from the Role, the node fails to start and says which verb',
-    async (t) => {
-      await env.admin.apply(withoutVerb('deployments', 'patch'), 'nexus-test-deploy')
-      t.teardown(() => env.admin.apply(role, 'nexus-test-deploy'))
-      const node = await nodeAsServiceAccount('nexus-node-1', 'memory')
-      await t.rejects(
-        node.start(),
-        {
-          code: 'CLUSTER_FORBIDDEN',
-          message: /the node's Role lacks the verb "patch" on "deployments\.apps"/,
+  const role = kinds('Role')[0]! as KubeObject & {
+    rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[]
+  }
+  const SUBJECT_ACCESS_REVIEWS = { apiVersion: 'authorization.k8s.io/v1', plural: 'subjectaccessreviews' }
+  /** Whether the node's ServiceAccount may `verb` on `resource`, as the API server's authorizer says now. */
+  const allowed = async (verb: string, resource: string) => {
+    const group = role.rules.find((r) => r.resources.includes(resource))!.apiGroups[0]!
+    const review = await env.admin.create<KubeObject & { status: { allowed: boolean } }>(
+      SUBJECT_ACCESS_REVIEWS,
+      '',
+      {
+        apiVersion: 'authorization.k8s.io/v1',
+        kind: 'SubjectAccessReview',
+        // A review is not stored: it must carry no metadata at all.
+        metadata: {} as KubeObject['metadata'],
+        spec: {
+          user: `system:serviceaccount:${NAMESPACE}:nexus-node`,
+          groups: ['system:serviceaccounts', `system:serviceaccounts:${NAMESPACE}`],
+          resourceAttributes: { namespace: NAMESPACE, verb, group, resource },
         },
-        'the refusal names the verb and the resource',
-      )
-    },
-  )
+      },
+    )
+    return review.status.allowed
+  }
+  /**
+   * Applies the Role with one verb removed (restoring it at teardown), and waits until the authorizer uses it:
+   * RBAC reaches the authorizer through an informer, a moment after the write, with no event a client sees.
+   */
+  const removeVerb = async (t: Test, resource: string, verb: string) => {
+    const weakened = {
+      ...role,
+      rules: role.rules.map((rule) =>
+        rule.resources.includes(resource) ? { ...rule, verbs: rule.verbs.filter((v) => v !== verb) } : rule,
+      ),
+    }
+    await env.admin.apply(weakened, 'nexus-test-deploy')
+    t.teardown(async () => {
+      await env.admin.apply(role, 'nexus-test-deploy')
+      await until(() => allowed(verb, resource), `${verb} on ${resource} to be allowed again`)
+    })
+    await until(async () => !(await allowed(verb, resource)), `${verb} on ${resource} to be refused`)
+  }
+
+  for (const verb of ['create', 'patch'])
+    t.test(
+      `with "${verb}" on Deployments removed from the Role, the node fails to start and says which verb`,
+      async (t) => {
+        await removeVerb(t, 'deployments', verb)
+        const node = await nodeAsServiceAccount('nexus-node-1', 'memory')
+        await t.rejects(
+          node.start(),
+          {
+            code: 'CLUSTER_FORBIDDEN',
+            message: new RegExp(`the node's Role lacks the verb "${verb}" on "deployments\\.apps"`),
+          },
+          'the refusal names the verb and the resource',
+        )
+      },
+    )
 
   t.test(
     'with "watch" on EndpointSlices removed, /readyz says the node cannot watch them, and why',
     async (t) => {
-      await env.admin.apply(withoutVerb('endpointslices', 'watch'), 'nexus-test-deploy')
-      t.teardown(() => env.admin.apply(role, 'nexus-test-deploy'))
+      await removeVerb(t, 'endpointslices', 'watch')
       const node = await nodeAsServiceAccount('nexus-node-1', 'memory')
       t.teardown(() => node.stop())
       await node.start()

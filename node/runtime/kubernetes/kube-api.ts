@@ -67,11 +67,16 @@ export class KubeApiError extends NexusError {
     reason?: string,
   ) {
     const what = `${verb} ${rbacName(type)}${namespace === '' ? '' : ` in namespace ${namespace}`}`
+    // RBAC says which verb it refused: an apply that creates an object needs `create`, not only `patch`.
+    const refused = /cannot (\w+) resource "([^"]+)"(?: in API group "([^"]*)")?/.exec(detail)
+    const resource =
+      refused === null ? rbacName(type) : refused[3] ? `${refused[2]}.${refused[3]}` : refused[2]!
+    const missing = refused?.[1] ?? verb
     super(
       status === 403 ? 'CLUSTER_FORBIDDEN' : 'CLUSTER_UNAVAILABLE',
       status === 403
-        ? `the Kubernetes API server refused to ${what}: the node's Role lacks the verb "${verb}" on ` +
-            `"${rbacName(type)}" (grant it in the Role bound to the node's ServiceAccount). The server said: ${detail}`
+        ? `the Kubernetes API server refused to ${what}: the node's Role lacks the verb "${missing}" on ` +
+            `"${resource}" (grant it in the Role bound to the node's ServiceAccount). The server said: ${detail}`
         : `cannot ${what}: HTTP ${status}: ${detail}`,
     )
     this.status = status
