@@ -1,6 +1,7 @@
 import t from 'tap'
-import { StdioServerConfigSchema } from '../node/config.ts'
+import { HttpServerConfigSchema, StdioServerConfigSchema } from '../node/config.ts'
 import { demoServers } from '../node/demo-servers.ts'
+import type { ServerRefusal } from '../node/hosted-servers.ts'
 import { NexusNode } from '../node/nexus-node.ts'
 import {
   DEPLOYMENTS,
@@ -12,10 +13,11 @@ import {
 import type { KubernetesRuntime } from '../node/runtime/kubernetes/kubernetes-runtime.ts'
 import { managedSelector, podTemplate, workloadName } from '../node/runtime/kubernetes/workload.ts'
 import { workloadSpec } from '../node/runtime/kubernetes/workload-spec.ts'
+import { resolvePackageBin } from '../node/runtime/package-bin.ts'
 import type { RuntimeServer } from '../node/runtime/runtime.ts'
 import { PODS } from './kube/cluster-actor.ts'
 import { KUBE_REQUIRED, kubeUnavailable } from './kube/kube-available.ts'
-import { startKubeEnvironment, testImage } from './kube/kube-environment.ts'
+import { startKubeEnvironment, TEST_IMAGES, testImage } from './kube/kube-environment.ts'
 import { RawSession } from './kube/raw-session.ts'
 import { connectStreamable, textOf } from './support/clients.ts'
 import { startNetwork } from './support/network.ts'
@@ -226,12 +228,15 @@ async function suite() {
       const fresh = new RawSession(await runtime.open('echo'))
       await fresh.initialize()
       t.equal(await fresh.echo('new'), 'Echo: new', 'a new session is served by the new version')
-      const newName = workloadName({
-        serverId: 'echo',
-        version: '1.0.1',
-        manifestHash: `0x${'2'.repeat(64)}`,
-      })
-      t.equal(env.actor.podsOf('team-b', newName).length, 1, 'the new version runs its own pod')
+      const newName = workloadName(
+        { serverId: 'echo', version: '1.0.1', manifestHash: `0x${'2'.repeat(64)}` },
+        'node-roll',
+      )
+      t.equal(
+        env.actor.podsOf('team-b', { deployment: newName }).length,
+        1,
+        'the new version runs its own pod',
+      )
 
       const deletesBefore = requests.filter((r) => r.verb === 'delete').length
       await old.session.close()
@@ -411,6 +416,200 @@ async function suite() {
         `calls went on during the outage (${callsDuringOutage} before it was noticed, ${calls} in all)`,
       )
       t.same(failures, [], 'no call failed')
+    },
+  )
+
+  t.test('an image that is a tag, or no image at all, is refused like any untrusted server', async (t) => {
+    const refusals: ServerRefusal[] = []
+    const node = new NexusNode({
+      servers: [
+        { id: 'everything', warmPool: 0 },
+        { id: 'memory', warmPool: 0 },
+        { id: 'sequential-thinking', warmPool: 0 },
+      ],
+      runtime: env.runtime('team-c', 'node-images', {
+        images: {
+          everything: 'registry.example/mcp-nexus/everything:latest',
+          'sequential-thinking': TEST_IMAGES['sequential-thinking']!,
+        },
+      }),
+    })
+    node.on('server-refused', (r) => refusals.push(r))
+    t.teardown(() => node.stop())
+    await node.start()
+    const byId = new Map(refusals.map((r) => [r.id, r]))
+    t.equal(byId.get('everything')?.code, 'IMAGE_NOT_PINNED')
+    t.match(
+      byId.get('everything')?.reason,
+      /not pinned by digest.*never a tag/,
+      'a tag is named as the problem',
+    )
+    t.equal(byId.get('memory')?.code, 'IMAGE_NOT_PINNED')
+    t.match(byId.get('memory')?.reason, /has no image/, 'a missing image is named as the problem')
+    t.same(
+      node.runtime.status().map((s) => s.id),
+      ['sequential-thinking'],
+      'the pinned one runs',
+    )
+    const { deployments } = await managed('team-c', 'node-images')
+    t.same(deployments.map(serverIdOf), ['sequential-thinking'], 'nothing is applied for the refused ones')
+  })
+
+  t.test('a streamable-HTTP server is reached directly in its pod', async (t) => {
+    const everything = resolvePackageBin('@modelcontextprotocol/server-everything')
+    const { runtime } = await env.kubernetesRuntime('team-c', 'node-http', {
+      extra: { images: { 'echo-http': testImage('echo-http') } },
+    })
+    t.teardown(() => runtime.stop())
+    await runtime.ensure([
+      {
+        config: HttpServerConfigSchema.parse({
+          id: 'echo-http',
+          version: '1.0.0',
+          transport: 'streamable-http',
+          command: process.execPath,
+          args: [everything.binPath, 'streamableHttp'],
+        }),
+        manifestHash: `0x${'4'.repeat(64)}`,
+      },
+    ])
+    await ready(runtime, 'echo-http')
+    const [pod] = env.actor.podsOf('team-c', { node: 'node-http' })
+    t.ok(pod, 'its pod runs the server itself, no pod host')
+    const session = new RawSession(await runtime.open('echo-http'))
+    await session.initialize()
+    t.equal(await session.echo('over HTTP'), 'Echo: over HTTP', 'node → pod over streamable HTTP')
+    await session.session.close()
+  })
+
+  t.test("replicas follow the node's sessions, and sessions go to the least loaded pod", async (t) => {
+    const { runtime } = await env.kubernetesRuntime('team-a', 'node-scale', {
+      extra: { sessionsPerPod: 2, images: { echo: testImage('echo') } },
+    })
+    t.teardown(() => runtime.stop())
+    await runtime.ensure([
+      {
+        config: StdioServerConfigSchema.parse({
+          id: 'echo',
+          transport: 'stdio',
+          package: '@modelcontextprotocol/server-everything',
+          args: ['stdio'],
+          warmPool: 0,
+        }),
+        manifestHash: `0x${'5'.repeat(64)}`,
+      },
+    ])
+    await ready(runtime, 'echo')
+    const replicas = async () =>
+      (await managed('team-a', 'node-scale')).deployments[0]!.spec as { replicas: number }
+    t.equal((await replicas()).replicas, 1, 'one pod while idle')
+    const sessions = [new RawSession(await runtime.open('echo')), new RawSession(await runtime.open('echo'))]
+    await waitFor(
+      () => runtime.status()[0]!.idleInstances === 2,
+      runtime,
+      'status',
+      30_000,
+      'a second ready pod',
+    )
+    t.equal((await replicas()).replicas, 2, 'two sessions and room for the next: two pods')
+    sessions.push(new RawSession(await runtime.open('echo')))
+    for (const session of sessions) await session.initialize()
+    t.equal(env.actor.podsOf('team-a', { node: 'node-scale' }).length, 2, 'the actor runs both pods')
+    t.equal(runtime.status()[0]!.activeSessions, 3, 'three sessions')
+    t.same(
+      Object.values(runtime.sessionsByPod('echo')).sort(),
+      [1, 2],
+      'the two opened before the second pod share the first; the third went to the idle new pod',
+    )
+    for (const session of sessions) await session.session.close()
+    await waitFor(
+      () => runtime.status()[0]!.idleInstances === 1,
+      runtime,
+      'status',
+      30_000,
+      'back to one pod',
+    )
+    t.equal((await replicas()).replicas, 1, 'sessions gone: back to one pod')
+  })
+
+  t.test(
+    'a server whose pods are all gone is withdrawn from the network, and announced again when one is back',
+    async (t) => {
+      const network = await startNetwork({
+        nodes: [
+          { servers: [{ id: 'memory', warmPool: 0 }], runtime: env.runtime('team-b', 'node-withdraw') },
+        ],
+        readyTimeoutMs: 30_000,
+      })
+      t.teardown(network.stop)
+      const view = network.gateway.view
+      t.equal(view.hostsOf('memory').length, 1, 'announced while its pod is ready')
+      const [pod] = env.actor.podsOf('team-b', { node: 'node-withdraw' })
+      await env.actor.crash(pod!, { replace: false })
+      await waitFor(
+        () => view.hostsOf('memory').length === 0,
+        view,
+        'change',
+        15_000,
+        'memory to be withdrawn',
+      )
+      t.pass('withdrawn once it has no ready endpoint')
+      // The actor, playing the ReplicaSet controller, replaces the crashed pod.
+      env.actor.release('team-b', pod!.deployment)
+      await waitFor(() => view.hostsOf('memory').length === 1, view, 'change', 30_000, 'memory to be back')
+      t.pass('announced again once a new pod is ready')
+    },
+  )
+
+  t.test(
+    'a field another manager owns is never overwritten: the conflict is reported and retried',
+    async (t) => {
+      const { runtime } = await env.kubernetesRuntime('team-c', 'node-conflict', {
+        extra: { sessionsPerPod: 1, images: { echo: testImage('echo') } },
+      })
+      t.teardown(() => runtime.stop())
+      await runtime.ensure([
+        {
+          config: StdioServerConfigSchema.parse({
+            id: 'echo',
+            transport: 'stdio',
+            package: '@modelcontextprotocol/server-everything',
+            args: ['stdio'],
+            warmPool: 0,
+          }),
+          manifestHash: `0x${'6'.repeat(64)}`,
+        },
+      ])
+      await ready(runtime, 'echo')
+      const deployment = (await managed('team-c', 'node-conflict')).deployments[0]!
+      // An operator takes over the replica count, as an autoscaler or a `kubectl scale --server-side` would.
+      await env.admin.apply(
+        {
+          apiVersion: 'apps/v1',
+          kind: 'Deployment',
+          metadata: { name: deployment.metadata.name, namespace: 'team-c' },
+          spec: { replicas: 3 },
+        },
+        'ops-team',
+        true,
+      )
+      const session = new RawSession(await runtime.open('echo'))
+      t.teardown(() => session.session.close())
+      await waitFor(
+        () => runtime.notReadyBecause() !== undefined,
+        runtime,
+        'synced',
+        10_000,
+        'the conflict to show',
+      )
+      t.match(
+        runtime.notReadyBecause(),
+        /conflict with "ops-team".*\.spec\.replicas/s,
+        '/readyz names the manager and field',
+      )
+      const now = (await managed('team-c', 'node-conflict')).deployments[0]!
+      t.equal((now.spec as { replicas: number }).replicas, 3, "the other manager's value stands")
+      t.equal(runtime.status()[0]!.ready, true, 'what runs keeps serving')
     },
   )
 }

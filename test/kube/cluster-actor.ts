@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { EventEmitter, once } from 'node:events'
+import { connect } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { dirname, join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
@@ -13,7 +14,8 @@ import {
   type KubeObject,
   type ResourceType,
 } from '../../node/runtime/kubernetes/kube-api.ts'
-import { MANAGED_BY } from '../../node/runtime/kubernetes/workload.ts'
+import { LABEL_NODE, MANAGED_BY, POD_HOST_SERVER_ENV } from '../../node/runtime/kubernetes/workload.ts'
+import { freePort } from './kube-cluster.ts'
 
 /**
  * The address the actor's pods listen on: EndpointSlices refuse loopback addresses, so the machine's own
@@ -39,7 +41,21 @@ interface Deployment extends KubeObject {
   }
 }
 interface Container {
+  command?: string[]
+  args?: string[]
   env?: { name: string; value?: string }[]
+  ports?: { containerPort: number }[]
+}
+
+function accepts(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port })
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
 }
 
 /** A pod the actor runs: its Pod object in the API server, and the real process behind it on loopback. */
@@ -47,6 +63,8 @@ export interface LocalPod {
   name: string
   namespace: string
   deployment: string
+  /** The node whose Deployment it belongs to (its `nexus.mcp/node` label). */
+  node: string
   process: ChildProcess
   port: number
 }
@@ -78,6 +96,8 @@ export class ClusterActor extends EventEmitter<ClusterActorEvents> {
   readonly #abort = new AbortController()
   readonly #loops: Promise<void>[] = []
   readonly #deployments = new Map<string, Deployment>()
+  /** Deployments whose pods are not replaced for now (`crash(pod, { replace: false })`). */
+  readonly #held = new Set<string>()
   #reconciling: Promise<void> = Promise.resolve()
   /** Where this actor's pods listen (a pod IP stand-in). */
   readonly address = podAddress()
@@ -112,20 +132,34 @@ export class ClusterActor extends EventEmitter<ClusterActorEvents> {
     this.pods.clear()
   }
 
-  podsOf(namespace: string, deployment?: string): LocalPod[] {
+  /** The pods of a namespace, of one Deployment, or of one node's Deployments. */
+  podsOf(namespace: string, of?: { deployment?: string; node?: string }): LocalPod[] {
     return [...this.pods.values()].filter(
-      (p) => p.namespace === namespace && (deployment === undefined || p.deployment === deployment),
+      (p) =>
+        p.namespace === namespace &&
+        (of?.deployment === undefined || p.deployment === of.deployment) &&
+        (of?.node === undefined || p.node === of.node),
     )
   }
 
-  /** Kills a pod's process as a crashed container would die, and marks its endpoint not ready. */
-  async crash(pod: LocalPod): Promise<void> {
+  /**
+   * Kills a pod's process as a crashed container would die, and takes its endpoint away. With `replace: false`
+   * the Deployment gets no new pod until `release()` (a node whose pods cannot be scheduled, say).
+   */
+  async crash(pod: LocalPod, options: { replace?: boolean } = {}): Promise<void> {
+    if (options.replace === false) this.#held.add(`${pod.namespace}/${pod.deployment}`)
     this.pods.delete(`${pod.namespace}/${pod.name}`)
     await this.#stopProcess(pod)
     await this.#api.delete(ENDPOINT_SLICES, pod.namespace, pod.name).catch(() => {})
     await this.#api.delete(PODS, pod.namespace, pod.name).catch(() => {})
     this.emit('pod-stopped', pod)
     this.#schedule(pod.namespace)
+  }
+
+  /** Lets a held Deployment have its pods again. */
+  release(namespace: string, deployment: string): void {
+    this.#held.delete(`${namespace}/${deployment}`)
+    this.#schedule(namespace)
   }
 
   async #follow(namespace: string): Promise<void> {
@@ -178,8 +212,9 @@ export class ClusterActor extends EventEmitter<ClusterActorEvents> {
     const wanted = [...this.#deployments].filter(([key]) => key.startsWith(`${namespace}/`))
     const names = new Set(wanted.map(([, d]) => d.metadata.name))
     for (const pod of this.podsOf(namespace)) if (!names.has(pod.deployment)) await this.#remove(pod)
-    for (const [, deployment] of wanted) {
-      const pods = this.podsOf(namespace, deployment.metadata.name)
+    for (const [key, deployment] of wanted) {
+      if (this.#held.has(key)) continue
+      const pods = this.podsOf(namespace, { deployment: deployment.metadata.name })
       const replicas = deployment.spec.replicas ?? 1
       for (const extra of pods.slice(replicas)) await this.#remove(extra)
       for (let i = pods.length; i < replicas; i++) {
@@ -207,9 +242,30 @@ export class ClusterActor extends EventEmitter<ClusterActorEvents> {
       })
       return false
     }
+    const container = template.spec.containers[0]!
     const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' }
-    for (const variable of template.spec.containers[0]?.env ?? []) env[variable.name] = variable.value ?? ''
+    for (const variable of container.env ?? []) env[variable.name] = variable.value ?? ''
     env.NEXUS_LOG_LEVEL = 'warn'
+    const { child, port } =
+      env[POD_HOST_SERVER_ENV] === undefined
+        ? await this.#runServer(container, env)
+        : await this.#runPodHost(env)
+    const pod: LocalPod = {
+      name,
+      namespace,
+      deployment: deployment.metadata.name,
+      node: deployment.metadata.labels?.[LABEL_NODE] ?? '',
+      process: child,
+      port,
+    }
+    this.pods.set(`${namespace}/${name}`, pod)
+    await this.#publish(pod, deployment)
+    this.emit('pod-ready', pod)
+    return true
+  }
+
+  /** A stdio server's pod: the pod host (the image's entrypoint), which says its port once it listens. */
+  async #runPodHost(env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
     const child = spawn(process.execPath, [POD_HOST_CLI, '--host', this.address, '--port', '0'], {
       env,
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -223,11 +279,31 @@ export class ClusterActor extends EventEmitter<ClusterActorEvents> {
       })
       child.once('exit', (code) => reject(new Error(`pod host exited (${code}) before listening`)))
     })
-    const pod: LocalPod = { name, namespace, deployment: deployment.metadata.name, process: child, port }
-    this.pods.set(`${namespace}/${name}`, pod)
-    await this.#publish(pod, deployment)
-    this.emit('pod-ready', pod)
-    return true
+    return { child, port }
+  }
+
+  /**
+   * A streamable-HTTP server's pod: the container's own command. Every pod here shares this machine's address,
+   * so the actor gives each its own port through the variable that carries the container port, and plays the
+   * kubelet's TCP readiness probe until the server accepts connections.
+   */
+  async #runServer(
+    container: Container,
+    env: Record<string, string>,
+  ): Promise<{ child: ChildProcess; port: number }> {
+    const containerPort = String(container.ports?.[0]?.containerPort ?? '')
+    const portEnv = (container.env ?? []).find((v) => v.value === containerPort)?.name
+    if (container.command === undefined || portEnv === undefined)
+      throw new Error('an HTTP server pod needs a command and the variable of its port')
+    const port = await freePort()
+    env[portEnv] = String(port)
+    const [command, ...commandArgs] = container.command
+    const child = spawn(command!, [...commandArgs, ...(container.args ?? [])], { env, stdio: 'ignore' })
+    for (let wait = 20; !(await accepts(this.address, port)); wait = Math.min(wait * 2, 250)) {
+      if (child.exitCode !== null) throw new Error(`the server exited (${child.exitCode}) before listening`)
+      await delay(wait)
+    }
+    return { child, port }
   }
 
   /** The EndpointSlice controller's part: one slice per pod, with the Service's labels. */

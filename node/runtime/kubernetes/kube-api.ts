@@ -174,13 +174,13 @@ export class KubeApi {
   }
 
   /**
-   * Server-side apply under `fieldManager`, never forced: a field another manager owns is a conflict the API
-   * server reports, not something the node overwrites.
+   * Server-side apply under `fieldManager`. The runtime never forces: a field another manager owns is a
+   * conflict the API server reports, not something the node overwrites. (`force` is for operators' tools.)
    */
-  async apply<T extends KubeObject>(object: KubeObject, fieldManager: string): Promise<T> {
+  async apply<T extends KubeObject>(object: KubeObject, fieldManager: string, force = false): Promise<T> {
     const type = { apiVersion: object.apiVersion, plural: pluralOf(object.kind) }
     const namespace = object.metadata.namespace ?? ''
-    const query = `?fieldManager=${encodeURIComponent(fieldManager)}&force=false`
+    const query = `?fieldManager=${encodeURIComponent(fieldManager)}&force=${force}`
     const { body } = await this.#call(
       'patch',
       type,

@@ -52,7 +52,7 @@ interface HostedServer {
 }
 
 export interface KubernetesRuntimeEvents {
-  /** Ready endpoints of a server appeared or went (the node re-announces). */
+  /** Ready pods of a server came or went (the node re-announces when one has none or gets its first). */
   status: []
   /** One pass that brought the cluster in line: how many objects it wanted, how many it wrote and deleted. */
   synced: [{ objects: number; applied: number; deleted: number }]
@@ -147,7 +147,8 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
     const wanted = new Map(servers.map((s) => [s.config.id, s]))
     for (const [id, hosted] of this.#servers) {
       const next = wanted.get(id)
-      const nextName = next === undefined ? undefined : workloadName(this.#specOf(next, 0))
+      const nextName =
+        next === undefined ? undefined : workloadName(this.#specOf(next, 0), this.#context.nodeName)
       if (nextName === hosted.current.name) continue
       this.#servers.delete(id)
       this.#retire(hosted.current)
@@ -159,7 +160,7 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
         continue
       }
       const spec = this.#specOf(server, 0)
-      const name = workloadName(spec)
+      const name = workloadName(spec, this.#context.nodeName)
       // A version that was retired and comes back takes its old pods and sessions back.
       const revived = this.#retiring.get(name)
       this.#retiring.delete(name)
@@ -228,6 +229,16 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
         pids: [],
       }
     })
+  }
+
+  /** The node's sessions on each ready pod of a server (`address:port`), as it balances them. */
+  sessionsByPod(serverId: string): Record<string, number> {
+    const placement = this.#servers.get(serverId)?.current
+    if (placement === undefined) return {}
+    const load: Record<string, number> = {}
+    for (const endpoint of this.#watch.endpoints(placement.name))
+      load[hostPort(endpoint)] = placement.sessionsByEndpoint.get(`${endpoint.address}:${endpoint.port}`) ?? 0
+    return load
   }
 
   onStatusChange(listener: () => void): void {
@@ -398,8 +409,9 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
   }
 
   #readinessMayHaveChanged(): void {
+    // Ready pods per server: a server that gains or loses its last pod changes what the node announces.
     const signature = this.status()
-      .map((s) => `${s.id}:${s.ready}`)
+      .map((s) => `${s.id}:${s.idleInstances}`)
       .join(',')
     if (signature === this.#readySignature) return
     this.#readySignature = signature

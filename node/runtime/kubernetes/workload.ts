@@ -69,12 +69,16 @@ function labelValue(text: string): string {
 }
 
 /**
- * The name of one version's objects: the server id, made a DNS label, plus a short hash of the id, version and
- * manifest hash, so that two versions (or two ids that clean up alike) never share objects.
+ * The name of one node's objects for one version of a server: the server id, made a DNS label, plus a short
+ * hash of the node, id, version and manifest hash — so that two versions, two nodes sharing a namespace, or
+ * two ids that clean up alike never share objects.
  */
-export function workloadName(spec: Pick<WorkloadSpec, 'serverId' | 'version' | 'manifestHash'>): string {
+export function workloadName(
+  spec: Pick<WorkloadSpec, 'serverId' | 'version' | 'manifestHash'>,
+  nodeName: string,
+): string {
   const digest = createHash('sha256')
-    .update(`${spec.serverId}\n${spec.version}\n${spec.manifestHash}`)
+    .update(`${nodeName}\n${spec.serverId}\n${spec.version}\n${spec.manifestHash}`)
     .digest('hex')
     .slice(0, 10)
   return `mcp-${dnsLabel(spec.serverId, 48)}-${digest}`
@@ -185,7 +189,7 @@ function metadata(spec: WorkloadSpec, context: WorkloadContext, name: string) {
 
 /** The Deployment, Service and NetworkPolicy of one version of a server, each with the hash of its content. */
 export function workloadObjects(spec: WorkloadSpec, context: WorkloadContext): KubeObject[] {
-  const name = workloadName(spec)
+  const name = workloadName(spec, context.nodeName)
   const port = servingPort(spec)
   const selector = { 'app.kubernetes.io/instance': name }
   const deployment: KubeObject = {
