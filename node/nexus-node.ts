@@ -32,7 +32,8 @@ import { NodeAllocation } from './node-allocation.ts'
 import { NodeMetrics } from './node-metrics.ts'
 import { NodeSession } from './node-session.ts'
 import { ProviderRecords } from './provider-records.ts'
-import { createRuntime } from './runtime/create-runtime.ts'
+import { createKubernetesRuntime } from './runtime/create-runtime.ts'
+import { ProcessRuntime } from './runtime/process-runtime.ts'
 import type { Runtime } from './runtime/runtime.ts'
 
 export interface NexusNodeOptions {
@@ -108,12 +109,17 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     super()
     this.config = parseNodeConfig(config)
     this.logger = options.logger ?? createLogger('node')
-    this.#runtime = options.runtime
+    // The process runtime exists at once; a Kubernetes runtime connects to its cluster at start.
+    this.#runtime =
+      options.runtime ??
+      (this.config.runtime.kind === 'process'
+        ? new ProcessRuntime(this.logger, { maxConcurrentTeardowns: this.config.maxConcurrentTeardowns })
+        : undefined)
     this.guard = new InputGuard(this.metrics.registry, 'nexus_node', this.logger)
     this.#options = options
   }
 
-  /** Where the node's servers run (created at start from `runtime` in the configuration, unless given). */
+  /** Where the node's servers run (`runtime` in the configuration, unless given; Kubernetes' from start on). */
   get runtime(): Runtime {
     if (this.#runtime === undefined) throw new NexusError('STOPPED', 'node is not started')
     return this.#runtime
@@ -155,7 +161,13 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
   }
 
   async start(): Promise<void> {
-    this.#runtime ??= await createRuntime(this.config, this.logger, this.metrics)
+    if (this.#runtime === undefined && this.config.runtime.kind === 'kubernetes')
+      this.#runtime = await createKubernetesRuntime(
+        this.config,
+        this.config.runtime,
+        this.logger,
+        this.metrics,
+      )
     this.#trust = await openWhitelist(this.config.trust, this.logger)
     this.#hosted = new HostedServers(this.#trust.whitelist, this.runtime)
     if (this.config.allocation.enabled)

@@ -9,12 +9,15 @@
  * - `convergence`: announcement propagation in a 50-peer network (`convergence.ts`)
  * - `slow-client`: memory a stalled client costs the gateway while its server floods it (`slow-client.ts`)
  * - `fuzz`: thousands of seeded hostile inputs at every trust boundary, with a canary session (`fuzz.ts`)
+ * - `kubernetes`: 100 servers applied to a real kube-apiserver, steady-state API requests, watch recovery
+ *   after API server restarts (`kubernetes.ts`)
  */
 import { cpus } from 'node:os'
 import { runAllocationBench } from './allocation.ts'
 import { benchConvergence } from './convergence.ts'
 import { benchFailover } from './failover.ts'
 import { benchFuzz } from './fuzz.ts'
+import { benchKubernetes } from './kubernetes.ts'
 import { benchSessions } from './sessions.ts'
 import { benchSlowClient } from './slow-client.ts'
 import { benchThroughput } from './throughput.ts'
@@ -27,6 +30,7 @@ const SUITES = {
   convergence: benchConvergence,
   'slow-client': benchSlowClient,
   fuzz: benchFuzz,
+  kubernetes: benchKubernetes,
 } as const
 type Suite = keyof typeof SUITES
 

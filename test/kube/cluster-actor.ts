@@ -65,7 +65,8 @@ export interface LocalPod {
   deployment: string
   /** The node whose Deployment it belongs to (its `nexus.mcp/node` label). */
   node: string
-  process: ChildProcess
+  /** The pod's process; none when the actor only simulates pods (`simulatePodsAt`). */
+  process?: ChildProcess
   port: number
 }
 
@@ -95,6 +96,7 @@ export class ClusterActor extends EventEmitter<ClusterActorEvents> {
   readonly pods = new Map<string, LocalPod>()
   readonly #abort = new AbortController()
   readonly #loops: Promise<void>[] = []
+  readonly #simulated: { port: number } | undefined
   readonly #deployments = new Map<string, Deployment>()
   /** Deployments whose pods are not replaced for now (`crash(pod, { replace: false })`). */
   readonly #held = new Set<string>()
@@ -102,10 +104,15 @@ export class ClusterActor extends EventEmitter<ClusterActorEvents> {
   /** Where this actor's pods listen (a pod IP stand-in). */
   readonly address = podAddress()
 
-  constructor(api: KubeApi, namespaces: string[]) {
+  /**
+   * `simulatePodsAt`: publish every pod's endpoint at this port without starting a process, for measuring the
+   * control path alone (the benchmark's 100 servers); what answers there is up to the caller.
+   */
+  constructor(api: KubeApi, namespaces: string[], options: { simulatePodsAt?: { port: number } } = {}) {
     super()
     this.#api = api
     this.#namespaces = namespaces
+    this.#simulated = options.simulatePodsAt
   }
 
   async start(): Promise<void> {
@@ -247,9 +254,11 @@ export class ClusterActor extends EventEmitter<ClusterActorEvents> {
     for (const variable of container.env ?? []) env[variable.name] = variable.value ?? ''
     env.NEXUS_LOG_LEVEL = 'warn'
     const { child, port } =
-      env[POD_HOST_SERVER_ENV] === undefined
-        ? await this.#runServer(container, env)
-        : await this.#runPodHost(env)
+      this.#simulated !== undefined
+        ? { child: undefined, port: this.#simulated.port }
+        : env[POD_HOST_SERVER_ENV] === undefined
+          ? await this.#runServer(container, env)
+          : await this.#runPodHost(env)
     const pod: LocalPod = {
       name,
       namespace,
@@ -341,7 +350,7 @@ export class ClusterActor extends EventEmitter<ClusterActorEvents> {
   }
 
   async #stopProcess(pod: LocalPod): Promise<void> {
-    if (pod.process.exitCode !== null || pod.process.signalCode !== null) return
+    if (pod.process === undefined || pod.process.exitCode !== null || pod.process.signalCode !== null) return
     pod.process.kill('SIGTERM')
     await once(pod.process, 'exit')
   }

@@ -87,6 +87,8 @@ export class KubeApiError extends NexusError {
 export interface KubeRequestRecord {
   verb: string
   resource: string
+  /** The object's name, for requests about one object. */
+  name?: string
   status: number
 }
 
@@ -165,7 +167,16 @@ export class KubeApi {
     name: string,
   ): Promise<T | undefined> {
     try {
-      const { body } = await this.#call('get', type, namespace, 'GET', this.path(type, namespace, name))
+      const { body } = await this.#call(
+        'get',
+        type,
+        namespace,
+        'GET',
+        this.path(type, namespace, name),
+        undefined,
+        undefined,
+        name,
+      )
       return body as T
     } catch (err) {
       if (err instanceof KubeApiError && err.status === 404) return undefined
@@ -189,6 +200,7 @@ export class KubeApi {
       `${this.path(type, namespace, object.metadata.name)}${query}`,
       JSON.stringify(object),
       'application/apply-patch+yaml',
+      object.metadata.name,
     )
     return body as T
   }
@@ -203,6 +215,8 @@ export class KubeApi {
         'DELETE',
         this.path(type, namespace, name),
         JSON.stringify({ propagationPolicy: 'Background' }),
+        undefined,
+        name,
       )
     } catch (err) {
       if (err instanceof KubeApiError && err.status === 404) return
@@ -291,6 +305,7 @@ export class KubeApi {
     path: string,
     body?: string,
     contentType = 'application/json',
+    name?: string,
   ): Promise<{ status: number; body: unknown }> {
     let response: IncomingMessage
     try {
@@ -303,7 +318,7 @@ export class KubeApi {
         this.#options.timeoutMs ?? 15_000,
       )
     } catch (err) {
-      this.#options.onRequest?.({ verb, resource: rbacName(type), status: 0 })
+      this.#options.onRequest?.({ verb, resource: rbacName(type), name, status: 0 })
       throw new NexusError(
         'CLUSTER_UNAVAILABLE',
         `cannot reach the Kubernetes API server at ${this.#server.origin} (${verb} ${rbacName(type)}): ${errorMessage(err)}`,
@@ -311,7 +326,7 @@ export class KubeApi {
     }
     const text = await readBody(response)
     const status = response.statusCode ?? 0
-    this.#options.onRequest?.({ verb, resource: rbacName(type), status })
+    this.#options.onRequest?.({ verb, resource: rbacName(type), name, status })
     if (status < 200 || status >= 300) throw errorFrom(status, text, verb, type, namespace)
     return { status, body: text === '' ? undefined : JSON.parse(text) }
   }

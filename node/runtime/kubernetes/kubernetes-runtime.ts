@@ -231,6 +231,16 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
     })
   }
 
+  /** What the runtime runs now, as the node last gave it. */
+  servers(): RuntimeServer[] {
+    return [...this.#servers.values()].map((h) => h.server)
+  }
+
+  /** The name of the objects of the version of a server that takes new sessions. */
+  workloadOf(serverId: string): string | undefined {
+    return this.#servers.get(serverId)?.current.name
+  }
+
   /** The node's sessions on each ready pod of a server (`address:port`), as it balances them. */
   sessionsByPod(serverId: string): Record<string, number> {
     const placement = this.#servers.get(serverId)?.current
