@@ -8,6 +8,7 @@ import t from 'tap'
 import { GatewayErrorCode } from '../gateway/jsonrpc.ts'
 import { NexusNode } from '../node/nexus-node.ts'
 import { applyEnvOverrides } from '../protocol/config-env.ts'
+import { newPeerKeyText } from '../protocol/peer-identity.ts'
 import { connectStreamable, startSlowCall } from './support/clients.ts'
 import { failoverServerConfig } from './support/fixture-server.ts'
 import { withTimeout } from './support/wait.ts'
@@ -147,3 +148,50 @@ async function waitForServerList(url: string, serverId: string): Promise<boolean
   }
   return false
 }
+
+t.test('a node with an identity file keeps its peer id across restarts; a bad file is named', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'nexus-identity-'))
+  const file = join(dir, 'node-0')
+  writeFileSync(file, `${await newPeerKeyText()}\n`)
+  const peerIds: string[] = []
+  for (let run = 0; run < 2; run++) {
+    const node = new NexusNode({ transport: 'memory', identityFile: file })
+    await node.start()
+    peerIds.push(node.peerId)
+    await node.stop()
+  }
+  t.equal(peerIds[0], peerIds[1], 'the same peer id both times')
+  writeFileSync(file, 'not a key\n')
+  await t.rejects(new NexusNode({ transport: 'memory', identityFile: file }).start(), {
+    code: 'INVALID_CONFIG',
+    message: new RegExp(`the identity file ${file} does not hold a peer key`),
+  })
+  await t.rejects(new NexusNode({ transport: 'memory', identityFile: join(dir, 'missing') }).start(), {
+    code: 'INVALID_CONFIG',
+    message: /cannot read the identity file .*missing/,
+  })
+})
+
+t.test(
+  'the Kubernetes runtime settings are strict, and an unloadable kubeconfig is named at start',
+  async (t) => {
+    t.throws(
+      () => new NexusNode({ runtime: { kind: 'kubernetes', namespace: 'x', nameSpace: 'y' } as never }),
+      /invalid node configuration:[\s\S]*nameSpace/,
+      'a misspelt field is refused',
+    )
+    t.throws(
+      () => new NexusNode({ runtime: { kind: 'kubernetes', namespace: 'Not_A_Namespace' } }),
+      /invalid node configuration:[\s\S]*runtime\.namespace/,
+      'a namespace that is not a DNS label is refused',
+    )
+    const node = new NexusNode({
+      transport: 'memory',
+      runtime: { kind: 'kubernetes', namespace: 'x', kubeconfig: '/nonexistent/kubeconfig' },
+    })
+    await t.rejects(node.start(), {
+      code: 'INVALID_CONFIG',
+      message: /cannot load the Kubernetes configuration/,
+    })
+  },
+)

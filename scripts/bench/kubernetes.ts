@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { NexusGateway } from '../../gateway/nexus-gateway.ts'
 import { NexusNode } from '../../node/nexus-node.ts'
@@ -9,11 +10,27 @@ import { kubeUnavailable } from '../../test/kube/kube-available.ts'
 import { KubeCluster } from '../../test/kube/kube-cluster.ts'
 import { createRestrictedNamespace, testImage } from '../../test/kube/kube-environment.ts'
 import { waitFor } from '../../test/support/wait.ts'
-import { distribution } from './stats.ts'
+import { distribution, round } from './stats.ts'
 
 const SERVERS = Number(process.env.BENCH_KUBE_SERVERS ?? 100)
 const RESTARTS = Number(process.env.BENCH_KUBE_RESTARTS ?? 5)
+const OUTAGE_MS = Number(process.env.BENCH_KUBE_OUTAGE_MS ?? 10_000)
 const NAMESPACE = 'bench'
+
+/** CPU seconds a process has used, from /proc (Linux). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return Number.NaN
+  }
+}
+const ownCpuSeconds = () => {
+  const usage = process.cpuUsage()
+  return (usage.user + usage.system) / 1e6
+}
 const NODE_NAME = 'bench-node'
 
 /**
@@ -26,8 +43,8 @@ const NODE_NAME = 'bench-node'
  *   objects applied, its endpoints seen ready, and the gateway seeing it announced (p50/p99).
  * - `steadyState`: API requests while nothing changes: an idle minute-long window, and re-applying the same
  *   share as an epoch that changed nothing would (goal: zero writes).
- * - `watchRecovery`: the API server killed and restarted `RESTARTS` times; time from it serving again to the
- *   node's EndpointSlice watch being current, and the whole outage as the node saw it.
+ * - `watchRecovery`: the API server killed, kept away `OUTAGE_MS`, and restarted, `RESTARTS` times; time from
+ *   it serving again to the node's EndpointSlice watch being current, and the whole outage as the node saw it.
  */
 export async function benchKubernetes() {
   const unavailable = kubeUnavailable()
@@ -92,6 +109,7 @@ export async function benchKubernetes() {
       if (!announcedAt.has(id) && gateway.view.hostsOf(id).length > 0) announcedAt.set(id, now)
   })
   try {
+    const cpuBefore = { apiServer: cpuSeconds(cluster.apiServerPid), bench: ownCpuSeconds() }
     const started = performance.now()
     await node.start()
     await waitFor(
@@ -116,6 +134,11 @@ export async function benchKubernetes() {
       appliedMs: since(appliedAt),
       readyMs: since(readyAt),
       announcedMs: since(announcedAt),
+      // The bench process holds the node, the gateway and the actor (which plays the controllers).
+      cpuSeconds: {
+        apiServer: round(cpuSeconds(cluster.apiServerPid) - cpuBefore.apiServer),
+        nodeGatewayAndActor: round(ownCpuSeconds() - cpuBefore.bench),
+      },
     }
 
     const idleFrom = records.length
@@ -153,6 +176,7 @@ export async function benchKubernetes() {
     }
     const watchRecovery = {
       restarts: RESTARTS,
+      outageMs: OUTAGE_MS,
       afterApiServerReadyMs: distribution(afterReady),
       wholeOutageMs: distribution(outage),
     }

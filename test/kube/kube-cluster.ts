@@ -53,6 +53,11 @@ export class KubeCluster {
     return cluster
   }
 
+  /** The API server's process id while it runs (for CPU figures). */
+  get apiServerPid(): number | undefined {
+    return this.#apiserver?.pid
+  }
+
   get server(): string {
     return `https://127.0.0.1:${this.apiPort}`
   }

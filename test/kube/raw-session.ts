@@ -9,7 +9,10 @@ import { withTimeout } from '../support/wait.ts'
 export class RawSession {
   readonly session: UpstreamSession
   readonly ended: Promise<{ code: string; reason: string }>
-  readonly #pending = new Map<number, (message: Record<string, unknown>) => void>()
+  readonly #pending = new Map<
+    number,
+    { resolve: (message: Record<string, unknown>) => void; reject: (err: Error) => void }
+  >()
   #nextId = 1
 
   constructor(session: UpstreamSession) {
@@ -17,18 +20,26 @@ export class RawSession {
     session.onMessage = (bytes) => {
       const message = decodeJson(bytes) as Record<string, unknown>
       if (typeof message.id === 'number' && ('result' in message || 'error' in message)) {
-        this.#pending.get(message.id)?.(message)
+        this.#pending.get(message.id)?.resolve(message)
         this.#pending.delete(message.id)
       }
     }
     this.ended = new Promise((resolve) => {
-      session.onEnd = (code, reason) => resolve({ code, reason })
+      session.onEnd = (code, reason) => {
+        // Requests still waiting get no answer now: they fail with the reason, at once.
+        for (const { reject } of this.#pending.values())
+          reject(new Error(`session ended (${code}): ${reason}`))
+        this.#pending.clear()
+        resolve({ code, reason })
+      }
     })
   }
 
   request(method: string, params: unknown, timeoutMs = 15_000): Promise<Record<string, unknown>> {
     const id = this.#nextId++
-    const answer = new Promise<Record<string, unknown>>((resolve) => this.#pending.set(id, resolve))
+    const answer = new Promise<Record<string, unknown>>((resolve, reject) =>
+      this.#pending.set(id, { resolve, reject }),
+    )
     this.session.send(encodeJson({ jsonrpc: '2.0', id, method, params }))
     return withTimeout(answer, timeoutMs, `the answer to ${method}`)
   }
