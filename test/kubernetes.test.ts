@@ -120,6 +120,18 @@ async function suite() {
       30_000,
       `${id} to have a ready pod`,
     )
+  /** The reference server as an unverified `echo` of a given version and manifest hash (one hex digit, repeated). */
+  const echo = (version: string, hashDigit: string): RuntimeServer => ({
+    config: StdioServerConfigSchema.parse({
+      id: 'echo',
+      version,
+      transport: 'stdio',
+      package: '@modelcontextprotocol/server-everything',
+      args: ['stdio'],
+      warmPool: 0,
+    }),
+    manifestHash: `0x${hashDigit.repeat(64)}`,
+  })
   /** What the node last asked the runtime to run, to ask again. */
   const recordEnsured = (runtime: KubernetesRuntime) => {
     let last: RuntimeServer[] = []
@@ -193,24 +205,13 @@ async function suite() {
         drainTimeoutMs: 60_000,
       })
       t.teardown(() => runtime.stop())
-      const version = (v: string, hash: string): RuntimeServer => ({
-        config: StdioServerConfigSchema.parse({
-          id: 'echo',
-          version: v,
-          transport: 'stdio',
-          package: '@modelcontextprotocol/server-everything',
-          args: ['stdio'],
-          warmPool: 0,
-        }),
-        manifestHash: hash,
-      })
-      await runtime.ensure([version('1.0.0', `0x${'1'.repeat(64)}`)])
+      await runtime.ensure([echo('1.0.0', '1')])
       await ready(runtime, 'echo')
       const old = new RawSession(await runtime.open('echo'))
       await old.initialize()
       t.equal(await old.echo('before'), 'Echo: before', 'a session on version 1')
 
-      await runtime.ensure([version('1.0.1', `0x${'2'.repeat(64)}`)])
+      await runtime.ensure([echo('1.0.1', '2')])
       const both = await managed('team-b', 'node-roll')
       t.same(
         both.deployments.map((d) => d.metadata.annotations?.['nexus.mcp/server-version']).sort(),
@@ -266,22 +267,11 @@ async function suite() {
         drainTimeoutMs: 500,
       })
       t.teardown(() => runtime.stop())
-      const version = (v: string) => ({
-        config: StdioServerConfigSchema.parse({
-          id: 'echo',
-          version: v,
-          transport: 'stdio',
-          package: '@modelcontextprotocol/server-everything',
-          args: ['stdio'],
-          warmPool: 0,
-        }),
-        manifestHash: `0x${v.replaceAll('.', '').padStart(64, '0')}`,
-      })
-      await runtime.ensure([version('2.0.0')])
+      await runtime.ensure([echo('2.0.0', '7')])
       await ready(runtime, 'echo')
       const old = new RawSession(await runtime.open('echo'))
       await old.initialize()
-      await runtime.ensure([version('2.0.1')])
+      await runtime.ensure([echo('2.0.1', '8')])
       const ended = await withTimeout(old.ended, 10_000, 'the old session to be moved')
       t.equal(
         ended.code,
@@ -487,18 +477,7 @@ async function suite() {
       extra: { sessionsPerPod: 2, images: { echo: testImage('echo') } },
     })
     t.teardown(() => runtime.stop())
-    await runtime.ensure([
-      {
-        config: StdioServerConfigSchema.parse({
-          id: 'echo',
-          transport: 'stdio',
-          package: '@modelcontextprotocol/server-everything',
-          args: ['stdio'],
-          warmPool: 0,
-        }),
-        manifestHash: `0x${'5'.repeat(64)}`,
-      },
-    ])
+    await runtime.ensure([echo('0.0.0', '5')])
     await ready(runtime, 'echo')
     const replicas = async () =>
       (await managed('team-a', 'node-scale')).deployments[0]!.spec as { replicas: number }
@@ -568,18 +547,7 @@ async function suite() {
         extra: { sessionsPerPod: 1, images: { echo: testImage('echo') } },
       })
       t.teardown(() => runtime.stop())
-      await runtime.ensure([
-        {
-          config: StdioServerConfigSchema.parse({
-            id: 'echo',
-            transport: 'stdio',
-            package: '@modelcontextprotocol/server-everything',
-            args: ['stdio'],
-            warmPool: 0,
-          }),
-          manifestHash: `0x${'6'.repeat(64)}`,
-        },
-      ])
+      await runtime.ensure([echo('0.0.0', '6')])
       await ready(runtime, 'echo')
       const deployment = (await managed('team-c', 'node-conflict')).deployments[0]!
       // An operator takes over the replica count, as an autoscaler or a `kubectl scale --server-side` would.
@@ -610,6 +578,36 @@ async function suite() {
       const now = (await managed('team-c', 'node-conflict')).deployments[0]!
       t.equal((now.spec as { replicas: number }).replicas, 3, "the other manager's value stands")
       t.equal(runtime.status()[0]!.ready, true, 'what runs keeps serving')
+      // The operator gives the field back: the node's next retry applies its own value.
+      await env.admin.apply(
+        {
+          apiVersion: 'apps/v1',
+          kind: 'Deployment',
+          metadata: { name: deployment.metadata.name, namespace: 'team-c' },
+        },
+        'ops-team',
+      )
+      await waitFor(
+        () => runtime.notReadyBecause() === undefined,
+        runtime,
+        'synced',
+        30_000,
+        'a retry to succeed',
+      )
+      const retried = (await managed('team-c', 'node-conflict')).deployments[0]!
+      t.equal((retried.spec as { replicas: number }).replicas, 2, "the retry applied the node's replicas")
     },
   )
+
+  t.test("with onStop: delete, a graceful stop removes the node's objects", async (t) => {
+    const node = new NexusNode({
+      servers: [{ id: 'sequential-thinking', warmPool: 0 }],
+      runtime: env.runtime('team-a', 'node-delete', { onStop: 'delete' }),
+    })
+    await node.start()
+    t.equal((await managed('team-a', 'node-delete')).deployments.length, 1, 'applied at start')
+    await node.stop()
+    const left = await managed('team-a', 'node-delete')
+    t.same([...left.deployments, ...left.services, ...left.policies], [], 'nothing of it is left')
+  })
 }

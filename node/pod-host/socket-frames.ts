@@ -1,22 +1,16 @@
 import type { Socket } from 'node:net'
-import { NexusError } from '../../protocol/errors.ts'
+import { FrameInbox } from '../../protocol/frame-inbox.ts'
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder } from '../../protocol/framing.ts'
 import { encodeJson } from '../../protocol/session-handshake.ts'
 
 /**
  * The session frames of a libp2p stream (`protocol/framing.ts`), carried over a TCP socket between a node and
- * a pod host: same handshake, same messages, same back-pressure. Frames that arrive before a consumer is
- * attached are queued; `end` fires once, with an error when the socket failed rather than ended.
+ * a pod host: same handshake, same messages, same back-pressure (arriving frames go through a `FrameInbox`).
  */
 export class SocketFrames {
   readonly socket: Socket
   readonly #decoder: FrameDecoder
-  readonly #queued: Uint8Array[] = []
-  #onFrame: ((frame: Uint8Array) => void) | undefined
-  #onEnd: ((error?: Error) => void) | undefined
-  #waiter: { resolve: (frame: Uint8Array) => void; reject: (err: Error) => void } | undefined
-  #ended = false
-  #endError: Error | undefined
+  readonly #inbox = new FrameInbox('connection')
 
   constructor(socket: Socket, maxFrameBytes = DEFAULT_MAX_FRAME_BYTES) {
     this.socket = socket
@@ -24,18 +18,18 @@ export class SocketFrames {
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => {
       try {
-        for (const frame of this.#decoder.decode(chunk)) this.#deliver(frame)
+        for (const frame of this.#decoder.decode(chunk)) this.#inbox.deliver(frame)
       } catch (err) {
         socket.destroy(err as Error)
       }
     })
-    socket.on('end', () => this.#end())
-    socket.on('error', (err) => this.#end(err))
-    socket.on('close', () => this.#end())
+    socket.on('end', () => this.#inbox.end())
+    socket.on('error', (err) => this.#inbox.end(err))
+    socket.on('close', () => this.#inbox.end())
   }
 
   get ended(): boolean {
-    return this.#ended
+    return this.#inbox.ended
   }
 
   get writable(): boolean {
@@ -43,37 +37,16 @@ export class SocketFrames {
   }
 
   onFrame(handler: (frame: Uint8Array) => void): void {
-    this.#onFrame = handler
-    while (this.#queued.length > 0 && this.#onFrame === handler) handler(this.#queued.shift()!)
+    this.#inbox.onFrame(handler)
   }
 
   onEnd(handler: (error?: Error) => void): void {
-    this.#onEnd = handler
-    if (this.#ended) queueMicrotask(() => handler(this.#endError))
+    this.#inbox.onEnd(handler)
   }
 
   /** The next frame, for the handshake before a consumer is attached. */
   nextFrame(timeoutMs: number): Promise<Uint8Array> {
-    const queued = this.#queued.shift()
-    if (queued !== undefined) return Promise.resolve(queued)
-    if (this.#ended)
-      return Promise.reject(this.#endError ?? new NexusError('PROTOCOL_VIOLATION', 'the connection ended'))
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#waiter = undefined
-        reject(new NexusError('HANDSHAKE_TIMEOUT', `no frame within ${timeoutMs} ms`))
-      }, timeoutMs)
-      this.#waiter = {
-        resolve: (frame) => {
-          clearTimeout(timer)
-          resolve(frame)
-        },
-        reject: (err) => {
-          clearTimeout(timer)
-          reject(err)
-        },
-      }
-    })
+    return this.#inbox.nextFrame(timeoutMs)
   }
 
   /** Sends one frame; false when the caller should wait for `drained()`. */
@@ -119,23 +92,5 @@ export class SocketFrames {
       })
       this.socket.end()
     })
-  }
-
-  #deliver(frame: Uint8Array): void {
-    if (this.#waiter !== undefined) {
-      const waiter = this.#waiter
-      this.#waiter = undefined
-      waiter.resolve(frame)
-    } else if (this.#onFrame !== undefined) this.#onFrame(frame)
-    else this.#queued.push(frame)
-  }
-
-  #end(error?: Error): void {
-    if (this.#ended) return
-    this.#ended = true
-    this.#endError = error
-    this.#waiter?.reject(error ?? new NexusError('PROTOCOL_VIOLATION', 'the connection ended'))
-    this.#waiter = undefined
-    this.#onEnd?.(error)
   }
 }

@@ -395,20 +395,18 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
         }
       }),
     ])
+    this.#problem = failures.length === 0 ? undefined : `cannot apply this node's workloads: ${failures[0]}`
     this.emit('synced', { objects: desired.size, applied: toApply.length, deleted: toDelete.length })
     if (failures.length === 0) {
       this.#retry.succeed()
-      this.#problem = undefined
       return
     }
-    this.#problem = `cannot apply this node's workloads: ${failures[0]}`
     this.#logger.error({ failures }, 'applying workloads failed; retrying')
     // Conflicts and outages are retried; what already runs keeps serving meanwhile.
-    const delay = this.#retry.fail()
-    setTimeout(() => this.#scheduleSync(), delay).unref()
+    setTimeout(() => this.#scheduleSync(), this.#retry.fail()).unref()
     throw new NexusError(
       failures.some((f) => f.includes('lacks the verb')) ? 'CLUSTER_FORBIDDEN' : 'CLUSTER_UNAVAILABLE',
-      this.#problem,
+      this.#problem!,
     )
   }
 
