@@ -21,6 +21,7 @@ import { startKubeEnvironment, TEST_IMAGES, testImage } from './kube/kube-enviro
 import { RawSession } from './kube/raw-session.ts'
 import { connectStreamable, textOf } from './support/clients.ts'
 import { startNetwork } from './support/network.ts'
+import { parsePrometheus } from './support/prometheus.ts'
 import { waitFor, withTimeout } from './support/wait.ts'
 
 const unavailable = kubeUnavailable()
@@ -406,6 +407,17 @@ async function suite() {
         `calls went on during the outage (${callsDuringOutage} before it was noticed, ${calls} in all)`,
       )
       t.same(failures, [], 'no call failed')
+      const metrics = parsePrometheus(await (await fetch(`${node.opsUrl}/metrics`)).text())
+      const kube = (labels: string) => metrics.get(`nexus_node_kube_requests_total{${labels}}`) ?? 0
+      t.equal(
+        kube('verb="patch",resource="deployments.apps",code="201"'),
+        1,
+        '/metrics counts the one apply, which created the Deployment (201)',
+      )
+      t.ok(
+        kube('verb="list",resource="endpointslices.discovery.k8s.io",code="0"') >= 1,
+        '…and the lists that found the API server unreachable',
+      )
     },
   )
 

@@ -44,6 +44,8 @@ interface Placement {
   sessions: Set<UpstreamSession>
   /** Set once a newer version replaced it: it serves its sessions until they end, then goes. */
   retiredAt?: number
+  /** When a replaced version's remaining sessions are moved (the drain timeout). */
+  drainTimer?: NodeJS.Timeout
 }
 
 interface HostedServer {
@@ -102,7 +104,6 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
   #adopted: Promise<void> | undefined
   #syncing: Promise<void> = Promise.resolve()
   #syncTimer: NodeJS.Timeout | undefined
-  #drainTimer: NodeJS.Timeout | undefined
   #problem: string | undefined
   #readySignature = ''
   #stopped = false
@@ -171,6 +172,7 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
         sessions: new Set(),
       }
       delete placement.retiredAt
+      clearTimeout(placement.drainTimer)
       this.#servers.set(server.config.id, { server, current: placement })
     }
     await this.#sync()
@@ -263,7 +265,7 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
     if (this.#stopped) return
     this.#stopped = true
     clearTimeout(this.#syncTimer)
-    clearTimeout(this.#drainTimer)
+    for (const placement of this.#retiring.values()) clearTimeout(placement.drainTimer)
     await this.#syncing
     await this.#watch.stop()
     const placements = [...[...this.#servers.values()].map((h) => h.current), ...this.#retiring.values()]
@@ -313,16 +315,12 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
       { workload: placement.name, sessions: sessionCount(placement) },
       'version replaced; its sessions finish on the old pods',
     )
-    clearTimeout(this.#drainTimer)
-    this.#drainTimer = setTimeout(() => this.#moveLeftovers(), this.#drainTimeoutMs)
-    this.#drainTimer.unref()
-  }
-
-  /** Sessions still on replaced versions after the drain timeout end with NODE_DRAINING: gateways move them. */
-  #moveLeftovers(): void {
-    for (const placement of this.#retiring.values())
+    // Sessions still there after the drain timeout end with NODE_DRAINING: their gateways move them.
+    placement.drainTimer = setTimeout(() => {
       for (const session of placement.sessions)
         endSession(session, 'NODE_DRAINING', 'the server was upgraded')
+    }, this.#drainTimeoutMs)
+    placement.drainTimer.unref()
   }
 
   /** Lists the objects that carry this node's label, so that the first sync adopts or deletes them. */
@@ -358,7 +356,10 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
   async #syncOnce(): Promise<void> {
     if (this.#stopped) return
     for (const [name, placement] of this.#retiring)
-      if (sessionCount(placement) === 0) this.#retiring.delete(name)
+      if (sessionCount(placement) === 0) {
+        clearTimeout(placement.drainTimer)
+        this.#retiring.delete(name)
+      }
     const desired = new Map<string, KubeObject>()
     for (const { server, current } of this.#servers.values()) {
       current.spec = this.#specOf(server, this.#replicasFor(current))
