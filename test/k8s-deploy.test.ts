@@ -4,7 +4,7 @@ import { NexusNode } from '../node/nexus-node.ts'
 import { DEPLOYMENTS, type KubeObject } from '../node/runtime/kubernetes/kube-api.ts'
 import type { KubernetesRuntime } from '../node/runtime/kubernetes/kubernetes-runtime.ts'
 import { ClusterActor, PODS } from './kube/cluster-actor.ts'
-import { KUBE_REQUIRED, kubeUnavailable } from './kube/kube-available.ts'
+import { kubeSuite } from './kube/kube-available.ts'
 import { startKubeEnvironment } from './kube/kube-environment.ts'
 import { renderKustomization } from './kube/kustomize.ts'
 import { RawSession } from './kube/raw-session.ts'
@@ -19,13 +19,7 @@ async function until(check: () => Promise<boolean>, what: string): Promise<void>
   }
 }
 
-const unavailable = kubeUnavailable()
-if (unavailable !== undefined) {
-  if (KUBE_REQUIRED) t.fail(`the Kubernetes tests are required here but cannot run: ${unavailable}`)
-  else t.test('the k8s/ deployment suite', { skip: `cannot run here: ${unavailable}` }, async () => {})
-} else {
-  await suite()
-}
+await kubeSuite('the k8s/ deployment suite', suite)
 
 interface PodTemplateOwner extends KubeObject {
   spec: { template: { metadata: { labels: Record<string, string> }; spec: Record<string, unknown> } }

@@ -16,7 +16,7 @@ import { workloadSpec } from '../node/runtime/kubernetes/workload-spec.ts'
 import { resolvePackageBin } from '../node/runtime/package-bin.ts'
 import type { RuntimeServer } from '../node/runtime/runtime.ts'
 import { PODS } from './kube/cluster-actor.ts'
-import { KUBE_REQUIRED, kubeUnavailable } from './kube/kube-available.ts'
+import { kubeSuite } from './kube/kube-available.ts'
 import { startKubeEnvironment, TEST_IMAGES, testImage } from './kube/kube-environment.ts'
 import { RawSession } from './kube/raw-session.ts'
 import { connectStreamable, textOf } from './support/clients.ts'
@@ -24,13 +24,7 @@ import { startNetwork } from './support/network.ts'
 import { parsePrometheus } from './support/prometheus.ts'
 import { waitFor, withTimeout } from './support/wait.ts'
 
-const unavailable = kubeUnavailable()
-if (unavailable !== undefined) {
-  if (KUBE_REQUIRED) t.fail(`the Kubernetes tests are required here but cannot run: ${unavailable}`)
-  else t.test('the Kubernetes suite', { skip: `cannot run here: ${unavailable}` }, async () => {})
-} else {
-  await suite()
-}
+await kubeSuite('the Kubernetes suite', suite)
 
 async function suite() {
   const NAMESPACES = ['team-a', 'team-b', 'team-c']

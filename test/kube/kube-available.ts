@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs'
+import t from 'tap'
 import { goMissing, harnessPath } from './harness-build.ts'
 
 /** Set by `.ci/run`: the Kubernetes tests must run, and a machine that cannot run them fails. */
@@ -12,8 +13,23 @@ export function kubeUnavailable(): string | undefined {
   if (existsSync(harnessPath())) return undefined
   const missing = goMissing()
   if (missing === undefined) return undefined
+  const consequence = KUBE_REQUIRED
+    ? 'They are required here (NEXUS_REQUIRE_KUBE=1): this run fails.'
+    : 'SKIPPING them. Install Go (https://go.dev/dl/) and run npm test again; CI fails here.'
+  const rule = '!'.repeat(100)
   process.stderr.write(
-    `\n${'!'.repeat(100)}\n!! SKIPPING the Kubernetes tests: ${missing}.\n!! Install Go (https://go.dev/dl/) and run npm test again; CI fails here.\n${'!'.repeat(100)}\n\n`,
+    `\n${rule}\n!! The Kubernetes tests cannot run: ${missing}.\n!! ${consequence}\n${rule}\n\n`,
   )
   return missing
+}
+
+/**
+ * Runs a Kubernetes test file's `suite` when this machine can; otherwise skips it loudly, or fails when the
+ * run requires it (`.ci/run`).
+ */
+export async function kubeSuite(name: string, suite: () => Promise<void>): Promise<void> {
+  const unavailable = kubeUnavailable()
+  if (unavailable === undefined) return suite()
+  if (KUBE_REQUIRED) t.fail(`the Kubernetes tests are required here but cannot run: ${unavailable}`)
+  else t.test(name, { skip: `cannot run here: ${unavailable}` }, async () => {})
 }
