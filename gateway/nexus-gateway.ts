@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -26,6 +27,8 @@ import type { LocalLoad } from './host-selection.ts'
 import { sendHttpError, sendJson } from './http-responses.ts'
 import { InFlightBudget } from './in-flight-budget.ts'
 import { LEGACY_MESSAGES_PATH, LegacySseEndpoint } from './legacy-sse-endpoint.ts'
+import { ModernEndpoint } from './modern-endpoint.ts'
+import { isModernHttpRequest } from './modern-validation.ts'
 import { ADMIT_ALL, type HostAdmission, NetworkView } from './network-view.ts'
 import { connectToHost } from './node-link.ts'
 import { RateLimiter } from './rate-limiter.ts'
@@ -194,7 +197,29 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       this.logger,
     )
     this.#demand.start()
-    this.#streamable = new StreamableEndpoint(this, this.config, this.eventBudget, this.logger)
+    const modern = new ModernEndpoint({
+      connect: (serverId, auth, hosts) =>
+        connectToHost(this.peer, this.view, (peerId) => this.#localLoad(peerId), {
+          serverId,
+          sessionId: `modern-${randomUUID()}`,
+          auth,
+          era: 'modern',
+          handshakeTimeoutMs: this.config.handshakeTimeoutMs,
+          maxUnsentBytes: this.config.sessions.maxUnsentBytes,
+          guard: this.guard,
+          exclude: hosts.exclude,
+          only: hosts.only,
+          random: this.#options.random,
+          admits: this.#admits(),
+        }),
+      retrySafety: this.#retrySafety,
+      logger: this.logger,
+      onRequestDone: (serverId, method, outcome, seconds) => {
+        this.#demand?.countCall(serverId)
+        this.metrics.requestDone(serverId, method, outcome as never, seconds)
+      },
+    })
+    this.#streamable = new StreamableEndpoint(this, this.config, this.eventBudget, modern, this.logger)
     this.#legacy = new LegacySseEndpoint(this, this.logger)
     // Idle keep-alive sockets stay open longer than clients keep them (undici: 4 s), so that a client never
     // reuses a socket the server is closing at that moment (which it would see as ECONNRESET).
@@ -306,9 +331,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
           guard: this.guard,
           exclude,
           random: this.#options.random,
-          admits: this.config.trust.allowUnverified
-            ? undefined
-            : (server) => this.whitelist.allows(server.id, server.version, server.manifestHash),
+          admits: this.#admits(),
         }),
       onClientRequest: () => this.#demand?.countCall(serverId),
       onRequestDone: (method, outcome, seconds) =>
@@ -331,6 +354,12 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     this.metrics.sessionOpened(serverId)
     this.emit('session-opened', session)
     return session
+  }
+
+  /** Whether a node's declared server may be used: whitelisted, unless unverified servers are allowed. */
+  #admits(): ((server: { id: string; version: string; manifestHash: string }) => boolean) | undefined {
+    if (this.config.trust.allowUnverified) return undefined
+    return (server) => this.whitelist.allows(server.id, server.version, server.manifestHash)
   }
 
   #localLoad(peerId: string): LocalLoad {
@@ -503,7 +532,10 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
         if (wait > 0)
           return this.#tooMany(res, wait, `more than ${this.config.limits.requestsPerSecond} requests/s`)
         const opensSession =
-          (kind === 'mcp' && req.method === 'POST' && req.headers['mcp-session-id'] === undefined) ||
+          (kind === 'mcp' &&
+            req.method === 'POST' &&
+            req.headers['mcp-session-id'] === undefined &&
+            !isModernHttpRequest(req.headers)) ||
           (kind === 'sse' && req.method === 'GET')
         if (opensSession) {
           if (this.#stopping)

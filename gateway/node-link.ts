@@ -172,6 +172,10 @@ export interface ConnectOptions {
   handshakeTimeoutMs: number
   /** Hosts not to try (e.g. the one that just failed). */
   exclude?: Set<string>
+  /** The one host to try (a follow-up that only that node can honour). */
+  only?: string
+  /** `modern`: the stream carries one modern-era request, not a session. */
+  era?: 'legacy' | 'modern'
   random?: () => number
   /** How much the node may leave unread before the gateway refuses to send it more. */
   maxUnsentBytes?: number
@@ -194,7 +198,9 @@ export async function connectToHost(
 ): Promise<NodeLink> {
   const tried = new Set(options.exclude)
   const failures: string[] = []
-  let hosts = (await view.findHosts(options.serverId)).filter((h) => !tried.has(h.peerId))
+  let hosts = (await view.findHosts(options.serverId)).filter(
+    (h) => !tried.has(h.peerId) && (options.only === undefined || h.peerId === options.only),
+  )
   if (hosts.length === 0) failures.push('no live node hosts it')
   while (hosts.length > 0) {
     const host = chooseHost(hosts, localLoad, options.random)!
@@ -207,7 +213,7 @@ export async function connectToHost(
         maxOutboundStreams: MAX_STREAMS_PER_CONNECTION,
       })
       framed = new FramedStream(stream)
-      framed.sendJson(openFrame(options.serverId, options.sessionId, options.auth))
+      framed.sendJson(openFrame(options.serverId, options.sessionId, options.auth, options.era))
       const reply = parseFrame(
         OpenReplySchema,
         await framed.nextFrame(options.handshakeTimeoutMs),

@@ -8,6 +8,8 @@ import type { GatewayConfig } from './config.ts'
 import { BoundedEventStore, type EventBudget } from './event-store.ts'
 import type { GatewaySession } from './gateway-session.ts'
 import { sendHttpError } from './http-responses.ts'
+import type { ModernEndpoint } from './modern-endpoint.ts'
+import { isModernHttpRequest } from './modern-validation.ts'
 import { readJsonBodyOrReply } from './request-body.ts'
 import type { ResponseBacklog } from './response-backlog.ts'
 import type { SessionFactory } from './session-factory.ts'
@@ -23,8 +25,9 @@ interface Entry {
 const SESSION_NOT_FOUND = -32001
 
 /**
- * `/mcp/<server-id>`: the streamable HTTP transport (spec 2025-11-25, 2025-06-18, 2025-03-26), one SDK
- * transport per session, with an event store so that dropped streams resume with Last-Event-ID.
+ * `/mcp/<server-id>`: the streamable HTTP transport. Legacy era (spec 2025-11-25, 2025-06-18, 2025-03-26): one
+ * SDK transport per session, with an event store so that dropped streams resume with Last-Event-ID. Modern
+ * era (2026-07-28, told by its `MCP-Protocol-Version` header): each request on its own (`ModernEndpoint`).
  */
 export class StreamableEndpoint {
   readonly #factory: SessionFactory
@@ -32,11 +35,19 @@ export class StreamableEndpoint {
   readonly #logger: Logger
   readonly #entries = new Map<string, Entry>()
   readonly #eventBudget: EventBudget
+  readonly #modern: ModernEndpoint
 
-  constructor(factory: SessionFactory, config: GatewayConfig, eventBudget: EventBudget, logger: Logger) {
+  constructor(
+    factory: SessionFactory,
+    config: GatewayConfig,
+    eventBudget: EventBudget,
+    modern: ModernEndpoint,
+    logger: Logger,
+  ) {
     this.#factory = factory
     this.#config = config
     this.#eventBudget = eventBudget
+    this.#modern = modern
     this.#logger = logger
   }
 
@@ -53,6 +64,16 @@ export class StreamableEndpoint {
       body = read.value
     }
     const sessionId = req.headers['mcp-session-id']
+    // The modern era (2026-07-28) has no sessions: a session id it carries is ignored, GET and DELETE are gone.
+    if (isModernHttpRequest(req.headers)) {
+      if (req.method !== 'POST')
+        return sendHttpError(res, 405, -32000, 'Method not allowed in protocol 2026-07-28: POST only', {
+          allow: 'POST',
+        })
+      if (!(await this.#factory.isServed(serverId)))
+        return sendHttpError(res, 404, -32001, `Unknown server ${serverId}: no node in the network hosts it`)
+      return this.#modern.handle(req, res, serverId, auth, body)
+    }
     if (typeof sessionId === 'string') {
       const entry = this.#entries.get(sessionId)
       // Another principal's session is as good as unknown: its id must not be usable by someone else.

@@ -26,8 +26,10 @@ import { type OpenedWhitelist, openWhitelist } from '../trust/open-whitelist.ts'
 import type { Whitelist } from '../trust/whitelist.ts'
 import { type AnnouncementBody, Announcer } from './announcer.ts'
 import { type NodeConfig, type NodeConfigInput, parseNodeConfig } from './config.ts'
+import { EraBridge } from './era-bridge/era-bridge.ts'
 import { HostedServers, type ServerRefusal } from './hosted-servers.ts'
 import { MachineLoad } from './machine-load.ts'
+import { serveModernRequest } from './modern-request.ts'
 import { NodeAllocation } from './node-allocation.ts'
 import { NodeMetrics } from './node-metrics.ts'
 import { NodeSession } from './node-session.ts'
@@ -80,6 +82,8 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
   readonly refusedServers = new Map<string, ServerRefusal>()
   #trust: OpenedWhitelist | undefined
   #hosted: HostedServers | undefined
+  /** Serves modern-era requests on the servers' legacy sessions (see `era-bridge/`). */
+  #bridge: EraBridge | undefined
   #allocation: NodeAllocation | undefined
   #reconciling: Promise<void> = Promise.resolve()
   #ops: Server | undefined
@@ -169,6 +173,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
         this.metrics,
       )
     this.#trust = await openWhitelist(this.config.trust, this.logger)
+    this.#bridge = new EraBridge({ runtime: this.runtime, peerId: () => this.peerId, logger: this.logger })
     this.#hosted = new HostedServers(this.#trust.whitelist, this.runtime)
     if (this.config.allocation.enabled)
       this.#allocation = new NodeAllocation(
@@ -282,6 +287,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     await this.#trust?.close()
     await this.#reconciling
     await this.#peer.unhandle(MCP_STREAM_PROTOCOL)
+    await this.#bridge?.close()
     await this.runtime.stop()
     await this.#closeOps()
     await this.#peer.stop()
@@ -299,6 +305,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     for (const connection of peer.getConnections()) connection.abort(new Error('node crashed'))
     await peer.stop()
     await this.#trust?.close()
+    await this.#bridge?.close()
     await this.runtime.stop()
     await this.#closeOps()
   }
@@ -329,6 +336,13 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     this.#hashes = new Map(resolved.map((r) => [r.config.id, r.manifestHash]))
     await this.runtime.ensure(resolved)
     return fresh
+  }
+
+  /** What the node runs for a server, as it announces it: gateways check it against their whitelist. */
+  #announcedServer(serverId: string): { version: string; manifestHash: string } | undefined {
+    const version = this.runtime.status().find((s) => s.id === serverId)?.version
+    const manifestHash = this.#hashes.get(serverId)
+    return version !== undefined && manifestHash !== undefined ? { version, manifestHash } : undefined
   }
 
   /** Why the node cannot serve sessions, or undefined when it can. */
@@ -386,6 +400,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       const refusals = new Map(outcome.refused.map((r) => [r.id, r.reason]))
       this.#hashes = new Map([...this.#hashes].filter(([id]) => kept.has(id)))
       this.#announcer?.announceSoon()
+      for (const id of before) if (!kept.has(id)) void this.#bridge?.close(id)
       const leaving = this.#sessionsByServer((id) => before.has(id) && !kept.has(id))
       await Promise.all(
         [...leaving].map(async ([serverId, sessions]) => {
@@ -525,6 +540,10 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     // A server still running for sessions handed over to other nodes is not offered any more.
     if (!this.runtime.has(open.serverId) || !this.#hashes.has(open.serverId))
       return refuse('UNKNOWN_SERVER', `server ${open.serverId} is not hosted on this node`)
+    if (open.era === 'modern') {
+      framed.sendJson(acceptedFrame(open.serverId, this.#announcedServer(open.serverId)))
+      return serveModernRequest(open, framed, this.#bridge!, this.config.handshakeTimeoutMs, this.logger)
+    }
     if (this.sessions.size >= this.config.maxSessions)
       return refuse('NODE_FULL', 'this node has no free session slot')
     if (this.sessions.has(open.sessionId)) return refuse('PROTOCOL_VIOLATION', 'session id is already in use')
@@ -559,14 +578,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     })
     this.sessions.set(session.id, session)
     this.metrics.sessionOpened(open.serverId)
-    const version = this.runtime.status().find((s) => s.id === open.serverId)?.version
-    const manifestHash = this.#hashes.get(open.serverId)
-    framed.sendJson(
-      acceptedFrame(
-        open.serverId,
-        version !== undefined && manifestHash !== undefined ? { version, manifestHash } : undefined,
-      ),
-    )
+    framed.sendJson(acceptedFrame(open.serverId, this.#announcedServer(open.serverId)))
     this.#announcer?.announceSoon()
     this.emit('session-opened', session)
   }

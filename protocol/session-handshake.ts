@@ -24,6 +24,11 @@ export const OpenSessionSchema = z.object({
   serverId: z.string().regex(ID_PATTERN, 'server id must be lower-case letters, digits, ".", "_" or "-"'),
   sessionId: z.string().min(8).max(128),
   auth: AuthContextSchema,
+  /**
+   * `modern`: the stream carries one modern-era request (2026-07-28) and its answer, then ends; the node
+   * serves it statelessly, bridging to the server's era. Absent: a legacy session, as before.
+   */
+  era: z.enum(['legacy', 'modern']).optional(),
 })
 export type OpenSession = z.infer<typeof OpenSessionSchema>
 
@@ -102,8 +107,13 @@ export function parseFrame<T>(schema: z.ZodType<T>, bytes: Uint8Array, what: str
   return result.data
 }
 
-export function openFrame(serverId: string, sessionId: string, auth: AuthContext): OpenSession {
-  return { v: WIRE_VERSION, type: 'open', serverId, sessionId, auth }
+export function openFrame(
+  serverId: string,
+  sessionId: string,
+  auth: AuthContext,
+  era?: OpenSession['era'],
+): OpenSession {
+  return { v: WIRE_VERSION, type: 'open', serverId, sessionId, auth, ...(era === undefined ? {} : { era }) }
 }
 
 export function acceptedFrame(

@@ -1,0 +1,201 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.js'
+import type { Logger } from 'pino'
+import { errorMessage } from '../protocol/errors.ts'
+import { parseRequestState } from '../protocol/modern-era.ts'
+import { NexusRpcCode } from '../protocol/rpc-codes.ts'
+import type { AuthContext } from '../protocol/session-handshake.ts'
+import { validateModernRequest } from './modern-validation.ts'
+import type { NodeLink } from './node-link.ts'
+import type { RetrySafety } from './retry-safety.ts'
+
+type Json = Record<string, unknown>
+
+export interface ModernEndpointDeps {
+  /** Opens a one-request stream on a host of the server: any but `exclude`, or `only` that one. */
+  connect(
+    serverId: string,
+    auth: AuthContext,
+    hosts: { exclude: Set<string>; only?: string },
+  ): Promise<NodeLink>
+  retrySafety: RetrySafety
+  logger: Logger
+  onRequestDone?(serverId: string, method: string, outcome: string, seconds: number): void
+  /** Hosts a safe request may be tried on before the agent gets the failure. */
+  maxAttempts?: number
+}
+
+interface Attempt {
+  /** The answer, or undefined when the node failed before giving one (`failure` says how). */
+  answer?: JSONRPCMessage
+  failure?: string
+}
+
+/**
+ * Modern-era requests (revision 2026-07-28) on the same `/mcp/<server-id>` URLs as legacy sessions: no
+ * session, so every request is routed on its own to a host of the server (power of two choices), on a stream of
+ * its own. A safe request (a read method, or a tool that declares itself read-only or idempotent) whose node
+ * fails is tried on another host; any other gets `-32010` saying it may or may not have run. A follow-up that
+ * carries a `requestState` goes to the node that issued it, and only there. Notifications about the request
+ * (progress, log messages) stream as SSE when the client accepts it, ending with the answer; otherwise the
+ * answer comes as one JSON object.
+ */
+export class ModernEndpoint {
+  readonly #deps: ModernEndpointDeps
+
+  constructor(deps: ModernEndpointDeps) {
+    this.#deps = deps
+  }
+
+  async handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    serverId: string,
+    auth: AuthContext,
+    body: unknown,
+  ) {
+    const id = (body as { id?: RequestId } | undefined)?.id ?? null
+    const refusal = validateModernRequest(req.headers, body)
+    if (refusal !== undefined)
+      return sendError(res, refusal.status, id, refusal.code, refusal.message, refusal.data)
+    const request = body as { id?: RequestId; method: string; params?: Json }
+    // The revision defines no client notification over HTTP; one that arrives is accepted and dropped.
+    if (request.id === undefined) return void res.writeHead(202).end()
+    const started = performance.now()
+    const state = parseRequestState(request.params?.requestState)
+    const safe =
+      state === undefined && this.#deps.retrySafety.isSafe(serverId, request.method, request.params)
+    const stream = new ResponseStream(req, res)
+    const tried = new Set<string>()
+    const attempts = safe ? (this.#deps.maxAttempts ?? 3) : 1
+    let outcome: Attempt = { failure: 'no attempt' }
+    for (let attempt = 0; attempt < attempts && !stream.closed; attempt++) {
+      outcome = await this.#attempt(serverId, auth, request as JSONRPCMessage, stream, tried, state?.peerId)
+      if (outcome.answer !== undefined) break
+    }
+    if (stream.closed) return
+    const answer =
+      outcome.answer ??
+      errorAnswer(
+        request.id,
+        safe ? NexusRpcCode.NoHost : NexusRpcCode.NodeFailed,
+        safe
+          ? `No host could serve the request: ${outcome.failure}`
+          : `The node serving the request failed (${outcome.failure}); it may or may not have run`,
+      )
+    if ('result' in answer && request.method === 'tools/list')
+      this.#deps.retrySafety.learnTools(serverId, answer.result)
+    stream.finish(answer)
+    const result = 'error' in answer ? 'error' : 'ok'
+    this.#deps.onRequestDone?.(
+      serverId,
+      request.method,
+      outcome.answer === undefined ? 'failed' : result,
+      (performance.now() - started) / 1000,
+    )
+  }
+
+  async #attempt(
+    serverId: string,
+    auth: AuthContext,
+    request: JSONRPCMessage,
+    stream: ResponseStream,
+    tried: Set<string>,
+    only: string | undefined,
+  ): Promise<Attempt> {
+    let link: NodeLink
+    try {
+      link = await this.#deps.connect(serverId, auth, { exclude: new Set(tried), only })
+    } catch (err) {
+      return { failure: errorMessage(err) }
+    }
+    tried.add(link.peerId)
+    const { promise, resolve } = Promise.withResolvers<Attempt>()
+    const id = (request as { id: RequestId }).id
+    link.onMessage = (message) => {
+      if ('id' in message && message.id === id && !('method' in message)) return resolve({ answer: message })
+      if ('method' in message && !('id' in message)) stream.notify(message)
+    }
+    link.onEnd = (end) => resolve({ failure: `${end.code}: ${end.reason}` })
+    // The client going away is the cancellation: closing the stream tells the node, which tells the server.
+    stream.onClose = () => {
+      void link.close()
+      resolve({ failure: 'the client closed the request' })
+    }
+    link.send(request)
+    const outcome = await promise
+    if (outcome.answer !== undefined) void link.close()
+    this.#deps.logger.debug(
+      {
+        serverId,
+        node: link.peerId,
+        method: (request as { method: string }).method,
+        failure: outcome.failure,
+      },
+      'modern request done',
+    )
+    return outcome
+  }
+}
+
+/**
+ * The HTTP answer to one modern request: a single JSON object, unless notifications come first and the client
+ * accepts SSE, in which case they and the answer stream as SSE events.
+ */
+class ResponseStream {
+  readonly #res: ServerResponse
+  readonly #sse: boolean
+  #streaming = false
+  closed = false
+  onClose: (() => void) | undefined
+
+  constructor(req: IncomingMessage, res: ServerResponse) {
+    this.#res = res
+    this.#sse = /text\/event-stream/.test(String(req.headers.accept ?? ''))
+    res.once('close', () => {
+      if (res.writableFinished) return
+      this.closed = true
+      this.onClose?.()
+    })
+  }
+
+  notify(message: JSONRPCMessage): void {
+    if (!this.#sse || this.closed) return
+    if (!this.#streaming) {
+      this.#streaming = true
+      this.#res.writeHead(200, {
+        'content-type': 'text/event-stream',
+        'cache-control': 'no-cache',
+        'x-accel-buffering': 'no',
+      })
+    }
+    this.#res.write(`event: message\ndata: ${JSON.stringify(message)}\n\n`)
+  }
+
+  finish(answer: JSONRPCMessage): void {
+    if (this.closed) return
+    if (this.#streaming) {
+      this.#res.end(`event: message\ndata: ${JSON.stringify(answer)}\n\n`)
+      return
+    }
+    this.#res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer))
+  }
+}
+
+function errorAnswer(id: RequestId, code: number, message: string): JSONRPCMessage {
+  return { jsonrpc: '2.0', id, error: { code, message } }
+}
+
+function sendError(
+  res: ServerResponse,
+  status: number,
+  id: RequestId | null,
+  code: number,
+  message: string,
+  data?: unknown,
+) {
+  const error = data === undefined ? { code, message } : { code, message, data }
+  res
+    .writeHead(status, { 'content-type': 'application/json' })
+    .end(JSON.stringify({ jsonrpc: '2.0', id, error }))
+}

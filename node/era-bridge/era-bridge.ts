@@ -1,0 +1,220 @@
+import { createHash, randomBytes } from 'node:crypto'
+import type { Logger } from 'pino'
+import { errorMessage } from '../../protocol/errors.ts'
+import {
+  encodeRequestState,
+  META_CLIENT_CAPABILITIES,
+  META_CLIENT_INFO,
+  META_SERVER_INFO,
+  MODERN_VERSIONS,
+  parseRequestState,
+  requestMeta,
+} from '../../protocol/modern-era.ts'
+import { NexusRpcCode } from '../../protocol/rpc-codes.ts'
+import type { Runtime } from '../runtime/runtime.ts'
+import { BridgeSession, type ModernRequest, type RequestSink } from './bridge-session.ts'
+
+type Json = Record<string, unknown>
+
+export interface EraBridgeOptions {
+  runtime: Runtime
+  /** This node's peer id: follow-ups of suspended calls name it, so gateways route them back here. */
+  peerId: () => string
+  logger: Logger
+  /** Idle legacy sessions kept per server and kind of client, ready for the next request. */
+  maxIdle?: number
+  /** How long a call may wait for the client's follow-up before its session is dropped. */
+  suspendTimeoutMs?: number
+}
+
+interface Pool {
+  idle: BridgeSession[]
+  opening: number
+}
+
+/**
+ * Makes a legacy server (one that speaks only the `initialize` era) usable by modern clients: each modern
+ * request runs on a legacy session the node keeps for that server and that kind of client (the client
+ * capabilities from `_meta` decide what the session declares). Sessions are pooled and reused; a call that
+ * needs the client's input is suspended, its session set aside under the `requestState` the client gets, and
+ * the follow-up carrying that state resumes it here.
+ */
+export class EraBridge {
+  readonly #options: EraBridgeOptions
+  readonly #pools = new Map<string, Pool>()
+  /** Sessions whose call waits for the client's input, by the token in their `requestState`. */
+  readonly #suspended = new Map<string, { session: BridgeSession; serverId: string; timer: NodeJS.Timeout }>()
+  readonly #all = new Set<BridgeSession>()
+
+  constructor(options: EraBridgeOptions) {
+    this.#options = options
+  }
+
+  /** Serves one modern request for `serverId`; the answer goes to `sink`. Returns how to cancel it. */
+  async handle(
+    serverId: string,
+    request: ModernRequest,
+    sink: RequestSink,
+  ): Promise<(reason: string) => void> {
+    const state = parseRequestState(request.params?.requestState)
+    if (request.params?.requestState !== undefined) return this.#resume(serverId, request, state?.token, sink)
+    const meta = requestMeta(request.params) ?? {}
+    const capabilities = legacyCapabilities(meta[META_CLIENT_CAPABILITIES])
+    const clientInfo = (meta[META_CLIENT_INFO] ?? { name: 'modern-client', version: '0.0.0' }) as Json
+    const key = `${serverId}\n${createHash('sha256').update(JSON.stringify(capabilities)).digest('hex')}`
+    let session: BridgeSession
+    try {
+      session = await this.#acquire(serverId, key, capabilities, clientInfo)
+    } catch (err) {
+      sink.respond(
+        errorAnswer(request.id, NexusRpcCode.NodeFailed, `Server unavailable: ${errorMessage(err)}`),
+      )
+      return () => {}
+    }
+    if (request.method === 'server/discover') {
+      sink.respond({ jsonrpc: '2.0', id: request.id, result: discoverResult(session) })
+      this.#release(key, session)
+      return () => {}
+    }
+    session.onSettled = () => this.#settled(serverId, key, session, sink)
+    session.call(request, this.#stateStamping(session, serverId, sink))
+    return (reason) => session.cancel(reason)
+  }
+
+  /** Closes every legacy session (the node is stopping, or the server is no longer hosted). */
+  async close(serverId?: string): Promise<void> {
+    const closing: BridgeSession[] = []
+    for (const [key, pool] of this.#pools) {
+      if (serverId !== undefined && !key.startsWith(`${serverId}\n`)) continue
+      closing.push(...pool.idle)
+      this.#pools.delete(key)
+    }
+    for (const [token, entry] of this.#suspended) {
+      if (serverId !== undefined && entry.serverId !== serverId) continue
+      clearTimeout(entry.timer)
+      this.#suspended.delete(token)
+      closing.push(entry.session)
+    }
+    if (serverId === undefined) closing.push(...this.#all)
+    await Promise.all([...new Set(closing)].map((s) => s.close()))
+  }
+
+  /** Legacy sessions open now (idle, busy or suspended), for status and tests. */
+  get sessions(): number {
+    return this.#all.size
+  }
+
+  #resume(serverId: string, request: ModernRequest, token: string | undefined, sink: RequestSink) {
+    const entry = token === undefined ? undefined : this.#suspended.get(token)
+    if (entry === undefined || entry.serverId !== serverId) {
+      sink.respond(
+        errorAnswer(
+          request.id,
+          -32602,
+          'Invalid params: requestState is unknown here, expired, or not this server',
+        ),
+      )
+      return () => {}
+    }
+    clearTimeout(entry.timer)
+    this.#suspended.delete(token!)
+    const { session } = entry
+    session.resume(request, request.params?.inputResponses, this.#stateStamping(session, serverId, sink))
+    return (reason: string) => session.cancel(reason)
+  }
+
+  /**
+   * The sink a call answers through: an `input_required` answer gets the `requestState` that brings the
+   * follow-up back to this node and this session.
+   */
+  #stateStamping(session: BridgeSession, serverId: string, sink: RequestSink): RequestSink {
+    return {
+      notify: (message) => sink.notify(message),
+      respond: (message) => {
+        const result = message.result as Json | undefined
+        if (result?.resultType === 'input_required') {
+          const token = randomBytes(18).toString('base64url')
+          const timer = setTimeout(() => {
+            this.#suspended.delete(token)
+            void session.close()
+          }, this.#options.suspendTimeoutMs ?? 300_000)
+          timer.unref()
+          this.#suspended.set(token, { session, serverId, timer })
+          result.requestState = encodeRequestState(this.#options.peerId(), token)
+        }
+        sink.respond(message)
+      },
+    }
+  }
+
+  /** A call ended or suspended: a free session goes back to its pool. */
+  #settled(_serverId: string, key: string, session: BridgeSession, _sink: RequestSink): void {
+    if (session.suspended) return
+    this.#release(key, session)
+  }
+
+  async #acquire(
+    serverId: string,
+    key: string,
+    capabilities: Json,
+    clientInfo: Json,
+  ): Promise<BridgeSession> {
+    const pool = this.#pools.get(key) ?? { idle: [], opening: 0 }
+    this.#pools.set(key, pool)
+    let session = pool.idle.pop()
+    while (session?.ended) session = pool.idle.pop()
+    if (session !== undefined) return session
+    pool.opening++
+    try {
+      const upstream = await this.#options.runtime.open(serverId)
+      const fresh = new BridgeSession(upstream, this.#options.logger.child({ serverId, bridge: true }))
+      this.#all.add(fresh)
+      fresh.onEnded = () => {
+        this.#all.delete(fresh)
+        const at = pool.idle.indexOf(fresh)
+        if (at >= 0) pool.idle.splice(at, 1)
+      }
+      await fresh.initialize(capabilities, clientInfo)
+      return fresh
+    } finally {
+      pool.opening--
+    }
+  }
+
+  #release(key: string, session: BridgeSession): void {
+    const pool = this.#pools.get(key)
+    if (session.ended || session.busy) return
+    if (pool === undefined || pool.idle.length >= (this.#options.maxIdle ?? 4)) {
+      void session.close()
+      return
+    }
+    pool.idle.push(session)
+  }
+}
+
+/** The client capabilities a legacy session declares: what a legacy server may ask of the client. */
+function legacyCapabilities(declared: unknown): Json {
+  const capabilities = (typeof declared === 'object' && declared !== null ? declared : {}) as Json
+  const kept: Json = {}
+  for (const name of ['sampling', 'elicitation', 'roots'])
+    if (capabilities[name] !== undefined) kept[name] = capabilities[name]
+  return kept
+}
+
+/** `server/discover`, answered from what the legacy server said when the bridge opened its session. */
+function discoverResult(session: BridgeSession): Json {
+  const info = session.info!
+  return {
+    resultType: 'complete',
+    supportedVersions: [...MODERN_VERSIONS],
+    capabilities: info.capabilities,
+    ...(info.instructions === undefined ? {} : { instructions: info.instructions }),
+    ttlMs: 0,
+    cacheScope: 'private',
+    _meta: { [META_SERVER_INFO]: info.serverInfo },
+  }
+}
+
+function errorAnswer(id: ModernRequest['id'], code: number, message: string): Json {
+  return { jsonrpc: '2.0', id, error: { code, message } }
+}

@@ -1,0 +1,61 @@
+import type { Logger } from 'pino'
+import { decodeJsonBounded } from '../protocol/bounded-json.ts'
+import { errorMessage } from '../protocol/errors.ts'
+import type { FramedStream } from '../protocol/framed-stream.ts'
+import { JsonRpcCode } from '../protocol/rpc-codes.ts'
+import type { OpenSession } from '../protocol/session-handshake.ts'
+import type { ModernRequest } from './era-bridge/bridge-session.ts'
+import type { EraBridge } from './era-bridge/era-bridge.ts'
+
+/**
+ * One modern-era request on its own stream (the gateway opened it with `era: modern`): reads the request,
+ * serves it through the era bridge, sends its notifications and its answer, and ends the stream. The gateway
+ * closing the stream first is the client's cancellation, passed on to the server.
+ */
+export async function serveModernRequest(
+  open: OpenSession,
+  framed: FramedStream,
+  bridge: EraBridge,
+  timeoutMs: number,
+  logger: Logger,
+): Promise<void> {
+  let answered = false
+  let cancel: ((reason: string) => void) | undefined
+  const ended = Promise.withResolvers<void>()
+  framed.onEnd(() => {
+    if (!answered) cancel?.('the client closed the request')
+    ended.resolve()
+  })
+  let request: ModernRequest
+  try {
+    const parsed = decodeJsonBounded(await framed.nextFrame(timeoutMs))
+    const value = (parsed.ok ? parsed.value : undefined) as Partial<ModernRequest> | undefined
+    if (value === undefined || typeof value.method !== 'string' || value.id === undefined)
+      throw new Error(parsed.ok ? 'the frame is not a JSON-RPC request' : parsed.message)
+    request = value as ModernRequest
+  } catch (err) {
+    logger.debug({ err: errorMessage(err) }, 'bad modern request frame')
+    if (framed.writable)
+      framed.sendJson({
+        jsonrpc: '2.0',
+        id: null,
+        error: { code: JsonRpcCode.InvalidRequest, message: `Invalid Request: ${errorMessage(err)}` },
+      })
+    await framed.close()
+    return
+  }
+  const done = Promise.withResolvers<void>()
+  cancel = await bridge.handle(open.serverId, request, {
+    notify: (message) => {
+      if (!answered && framed.writable) framed.sendJson(message)
+    },
+    respond: (message) => {
+      if (answered) return
+      answered = true
+      if (framed.writable) framed.sendJson(message)
+      done.resolve()
+    },
+  })
+  await Promise.race([done.promise, ended.promise])
+  await framed.close()
+}

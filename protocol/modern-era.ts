@@ -1,0 +1,62 @@
+/**
+ * The modern era of MCP (revision 2026-07-28 and later): no `initialize`, no session; every request carries its
+ * protocol version, client capabilities and client info in `_meta`. Shared by gateways (which accept and route
+ * modern requests) and nodes (which bridge them to legacy servers). A change to `requestState` or to the names
+ * here changes what crosses the wire between gateways and nodes.
+ */
+
+/** The modern revisions this network speaks, newest first. */
+export const MODERN_VERSIONS = ['2026-07-28'] as const
+/** The legacy revision a node's bridge opens its sessions with. */
+export const BRIDGE_LEGACY_VERSION = '2025-11-25'
+
+export const META_PROTOCOL_VERSION = 'io.modelcontextprotocol/protocolVersion'
+export const META_CLIENT_CAPABILITIES = 'io.modelcontextprotocol/clientCapabilities'
+export const META_CLIENT_INFO = 'io.modelcontextprotocol/clientInfo'
+export const META_SERVER_INFO = 'io.modelcontextprotocol/serverInfo'
+
+/** Error codes the revision defines. */
+export const ModernRpcCode = {
+  HeaderMismatch: -32020,
+  MissingRequiredClientCapability: -32021,
+  UnsupportedProtocolVersion: -32022,
+} as const
+
+/** Whether a protocol version string names a modern revision (they sort as dates). */
+export function isModernVersion(version: string): boolean {
+  return /^\d{4}-\d{2}-\d{2}$/.test(version) && version >= '2026-07-28'
+}
+
+export function isSupportedModernVersion(version: string): boolean {
+  return (MODERN_VERSIONS as readonly string[]).includes(version)
+}
+
+/** The `_meta` of a request's params, when it has one. */
+export function requestMeta(params: unknown): Record<string, unknown> | undefined {
+  const meta = (params as { _meta?: unknown } | undefined)?._meta
+  return typeof meta === 'object' && meta !== null ? (meta as Record<string, unknown>) : undefined
+}
+
+/** The protocol version a request's `_meta` declares, if any. */
+export function declaredVersion(params: unknown): string | undefined {
+  const version = requestMeta(params)?.[META_PROTOCOL_VERSION]
+  return typeof version === 'string' ? version : undefined
+}
+
+const STATE_PREFIX = 'nexus1'
+
+/**
+ * `requestState` of a multi-round-trip request that a node's bridge holds open: it names the node, so that
+ * the gateway routes the client's follow-up there (and nowhere else), and a token only that node knows.
+ * Clients treat it as opaque.
+ */
+export function encodeRequestState(peerId: string, token: string): string {
+  return `${STATE_PREFIX}.${peerId}.${token}`
+}
+
+export function parseRequestState(state: unknown): { peerId: string; token: string } | undefined {
+  if (typeof state !== 'string' || state.length > 512) return undefined
+  const [prefix, peerId, token, ...rest] = state.split('.')
+  if (prefix !== STATE_PREFIX || rest.length > 0 || !peerId || !token) return undefined
+  return { peerId, token }
+}
