@@ -116,7 +116,9 @@ export class ModernEndpoint {
       if ('id' in message && message.id === id && !('method' in message)) return resolve({ answer: message })
       if ('method' in message && !('id' in message)) stream.notify(message)
     }
-    link.onEnd = (end) => resolve({ failure: `${end.code}: ${end.reason}` })
+    link.onEnd = (end) => {
+      resolve({ failure: `${end.code}: ${end.reason}` })
+    }
     // The client going away is the cancellation: closing the stream tells the node, which tells the server.
     stream.onClose = () => {
       void link.close()

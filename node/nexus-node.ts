@@ -51,6 +51,8 @@ export interface NexusNodeEvents {
   'session-refused': [{ serverId: string; code: RefusalCode }]
   /** The node's provider record for a server is in the DHT. */
   provided: [{ id: string; version: string }]
+  /** A modern-era request arrived for a server (it is served through the era bridge). */
+  'modern-request': [{ serverId: string }]
   /** A configured server is not run: its manifest is not trusted, or its package is not what it pins. */
   'server-refused': [ServerRefusal]
   /** A server that ran stopped because the whitelist no longer allows it (revoked on chain, curator removed). */
@@ -541,6 +543,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     if (!this.runtime.has(open.serverId) || !this.#hashes.has(open.serverId))
       return refuse('UNKNOWN_SERVER', `server ${open.serverId} is not hosted on this node`)
     if (open.era === 'modern') {
+      this.emit('modern-request', { serverId: open.serverId })
       framed.sendJson(acceptedFrame(open.serverId, this.#announcedServer(open.serverId)))
       return serveModernRequest(open, framed, this.#bridge!, this.config.handshakeTimeoutMs, this.logger)
     }
