@@ -2,8 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.js'
 import type { Logger } from 'pino'
 import { errorMessage } from '../protocol/errors.ts'
-import { parseRequestState } from '../protocol/modern-era.ts'
-import { NexusRpcCode } from '../protocol/rpc-codes.ts'
+import { META_SUBSCRIPTION_ID, ModernRpcCode, parseRequestState } from '../protocol/modern-era.ts'
+import { JsonRpcCode, NexusRpcCode } from '../protocol/rpc-codes.ts'
 import type { AuthContext } from '../protocol/session-handshake.ts'
 import { validateModernRequest } from './modern-validation.ts'
 import type { NodeLink } from './node-link.ts'
@@ -61,6 +61,13 @@ export class ModernEndpoint {
     const request = body as { id?: RequestId; method: string; params?: Json }
     // The revision defines no client notification over HTTP; one that arrives is accepted and dropped.
     if (request.id === undefined) return void res.writeHead(202).end()
+    if (request.method === 'subscriptions/listen')
+      return this.#listen(
+        serverId,
+        auth,
+        request as JSONRPCMessage & { id: RequestId },
+        new ResponseStream(req, res),
+      )
     const started = performance.now()
     const state = parseRequestState(request.params?.requestState)
     const safe =
@@ -93,6 +100,85 @@ export class ModernEndpoint {
       outcome.answer === undefined ? 'failed' : result,
       (performance.now() - started) / 1000,
     )
+  }
+
+  /**
+   * A `subscriptions/listen` stream that outlives the node serving it: when that node fails, the gateway
+   * subscribes again on another host, on the same client stream. Notifications sent while no node listened
+   * are lost (the revision has no replay), so the gateway then tells the client that every list it follows may
+   * have changed — the client refetches rather than trusting a stale list.
+   */
+  async #listen(
+    serverId: string,
+    auth: AuthContext,
+    request: JSONRPCMessage & { id: RequestId },
+    stream: ResponseStream,
+  ) {
+    const tried = new Set<string>()
+    let acknowledged: Json | undefined
+    let failure = 'no attempt'
+    while (!stream.closed) {
+      let link: NodeLink
+      try {
+        link = await this.#deps.connect(serverId, auth, { exclude: new Set(tried) })
+      } catch (err) {
+        failure = errorMessage(err)
+        break
+      }
+      tried.add(link.peerId)
+      const { promise, resolve } = Promise.withResolvers<JSONRPCMessage | undefined>()
+      const resubscribed = acknowledged !== undefined
+      link.onMessage = (message) => {
+        if ('id' in message && message.id === request.id && !('method' in message)) return resolve(message)
+        if (!('method' in message) || 'id' in message) return
+        if (message.method === 'notifications/subscriptions/acknowledged') {
+          if (!resubscribed) {
+            acknowledged = (message.params as Json | undefined)?.notifications as Json
+            return stream.notify(message)
+          }
+          return this.#signalMissed(stream, request.id, acknowledged!)
+        }
+        stream.notify(message)
+      }
+      link.onEnd = (end) => {
+        failure = `${end.code}: ${end.reason}`
+        resolve(undefined)
+      }
+      stream.onClose = () => {
+        void link.close()
+        resolve(undefined)
+      }
+      link.send(request)
+      const answer = await promise
+      // The server ended the subscription on its own (a graceful close): that is the client's answer too.
+      if (answer !== undefined) return stream.finish(answer)
+      this.#deps.logger.info(
+        { serverId, node: link.peerId, failure },
+        'listen stream lost its node; subscribing again',
+      )
+    }
+    if (!stream.closed)
+      stream.finish(
+        errorAnswer(request.id, NexusRpcCode.NoHost, `No host can keep the subscription: ${failure}`),
+      )
+  }
+
+  /** After a re-subscription: each followed list may have changed while no node listened. */
+  #signalMissed(stream: ResponseStream, subscriptionId: RequestId, honored: Json): void {
+    const meta = { [META_SUBSCRIPTION_ID]: subscriptionId }
+    const lists: [string, string][] = [
+      ['toolsListChanged', 'notifications/tools/list_changed'],
+      ['promptsListChanged', 'notifications/prompts/list_changed'],
+      ['resourcesListChanged', 'notifications/resources/list_changed'],
+    ]
+    for (const [flag, method] of lists)
+      if (honored[flag] === true) stream.notify({ jsonrpc: '2.0', method, params: { _meta: meta } })
+    for (const uri of (honored.resourceSubscriptions as string[] | undefined) ?? [])
+      stream.notify({
+        jsonrpc: '2.0',
+        method: 'notifications/resources/updated',
+        params: { uri, _meta: meta },
+      })
   }
 
   async #attempt(
@@ -180,8 +266,20 @@ class ResponseStream {
       this.#res.end(`event: message\ndata: ${JSON.stringify(answer)}\n\n`)
       return
     }
-    this.#res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer))
+    this.#res.writeHead(statusOf(answer), { 'content-type': 'application/json' }).end(JSON.stringify(answer))
   }
+}
+
+/**
+ * The HTTP status of a JSON answer: the revision gives some errors their own (an unknown method is a 404, a
+ * missing client capability or a version or header problem a 400); everything else is 200.
+ */
+function statusOf(answer: JSONRPCMessage): number {
+  const code = 'error' in answer ? answer.error.code : undefined
+  if (code === JsonRpcCode.MethodNotFound) return 404
+  if (code === ModernRpcCode.MissingRequiredClientCapability) return 400
+  if (code === ModernRpcCode.UnsupportedProtocolVersion || code === ModernRpcCode.HeaderMismatch) return 400
+  return 200
 }
 
 function errorAnswer(id: RequestId, code: number, message: string): JSONRPCMessage {

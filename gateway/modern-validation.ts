@@ -3,15 +3,28 @@ import {
   declaredVersion,
   isModernVersion,
   isSupportedModernVersion,
+  META_CLIENT_CAPABILITIES,
+  META_PROTOCOL_VERSION,
   MODERN_VERSIONS,
   ModernRpcCode,
+  requestMeta,
 } from '../protocol/modern-era.ts'
 import { JsonRpcCode } from '../protocol/rpc-codes.ts'
 
-/** Whether an HTTP request to an MCP endpoint belongs to the modern era (2026-07-28 and later). */
-export function isModernHttpRequest(headers: IncomingHttpHeaders): boolean {
+/** The revisions of the legacy era (sessions opened by `initialize`). */
+const LEGACY_VERSIONS = new Set(['2024-11-05', '2025-03-26', '2025-06-18', '2025-11-25'])
+
+/**
+ * Whether an HTTP request to an MCP endpoint is for the modern era: its `MCP-Protocol-Version` names a version
+ * that is not a legacy one (a modern one, or one nobody speaks, which the modern checks then refuse with the
+ * supported list), or, without the header and outside any session, its body declares a modern version.
+ */
+export function isModernHttpRequest(headers: IncomingHttpHeaders, body?: unknown): boolean {
   const version = headers['mcp-protocol-version']
-  return typeof version === 'string' && isModernVersion(version)
+  if (typeof version === 'string') return !LEGACY_VERSIONS.has(version)
+  if (headers['mcp-session-id'] !== undefined) return false
+  const declared = declaredVersion((body as { params?: unknown } | undefined)?.params)
+  return declared !== undefined && isModernVersion(declared)
 }
 
 export interface ModernRefusal {
@@ -27,6 +40,15 @@ const NAMED: Record<string, 'name' | 'uri'> = {
   'prompts/get': 'name',
   'resources/read': 'uri',
 }
+
+/** Legacy-era methods the 2026-07-28 revision removed: a modern request naming one gets 404 `-32601`. */
+const REMOVED_METHODS = new Set([
+  'initialize',
+  'ping',
+  'logging/setLevel',
+  'resources/subscribe',
+  'resources/unsubscribe',
+])
 
 const SENTINEL = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/
 
@@ -51,7 +73,13 @@ export function validateModernRequest(
   headers: IncomingHttpHeaders,
   body: unknown,
 ): ModernRefusal | undefined {
-  const requested = header(headers, 'mcp-protocol-version')!
+  const requested = header(headers, 'mcp-protocol-version')
+  if (requested === undefined)
+    return {
+      status: 400,
+      code: ModernRpcCode.HeaderMismatch,
+      message: 'Header mismatch: the MCP-Protocol-Version header is missing',
+    }
   if (!isSupportedModernVersion(requested))
     return {
       status: 400,
@@ -80,17 +108,28 @@ export function validateModernRequest(
     code: ModernRpcCode.HeaderMismatch,
     message: `Header mismatch: ${detail}`,
   })
+  const invalidMeta = (detail: string): ModernRefusal => ({
+    status: 400,
+    code: JsonRpcCode.InvalidParams,
+    message: `Invalid params: ${detail}`,
+  })
   const bodyVersion = declaredVersion(message.params)
+  if (bodyVersion === undefined)
+    return invalidMeta(`_meta must carry ${META_PROTOCOL_VERSION} (the header says ${requested})`)
+  if (typeof requestMeta(message.params)?.[META_CLIENT_CAPABILITIES] !== 'object')
+    return invalidMeta(`_meta must carry ${META_CLIENT_CAPABILITIES}`)
   if (bodyVersion !== requested)
-    return mismatch(
-      bodyVersion === undefined
-        ? `the body's _meta does not declare io.modelcontextprotocol/protocolVersion (header says ${requested})`
-        : `MCP-Protocol-Version header ${requested} does not match body value ${bodyVersion}`,
-    )
+    return mismatch(`MCP-Protocol-Version header ${requested} does not match body value ${bodyVersion}`)
   const method = header(headers, 'mcp-method')
   if (method === undefined) return mismatch('the Mcp-Method header is missing')
   if (method !== message.method)
     return mismatch(`Mcp-Method header value '${method}' does not match body value '${message.method}'`)
+  if (REMOVED_METHODS.has(message.method))
+    return {
+      status: 404,
+      code: JsonRpcCode.MethodNotFound,
+      message: `Method not found: ${message.method} is not part of protocol ${requested}`,
+    }
   const field = NAMED[message.method]
   if (field === undefined) return undefined
   const expected = message.params?.[field]

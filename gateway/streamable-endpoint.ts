@@ -65,7 +65,7 @@ export class StreamableEndpoint {
     }
     const sessionId = req.headers['mcp-session-id']
     // The modern era (2026-07-28) has no sessions: a session id it carries is ignored, GET and DELETE are gone.
-    if (isModernHttpRequest(req.headers)) {
+    if (isModernHttpRequest(req.headers, body)) {
       if (req.method !== 'POST')
         return sendHttpError(res, 405, -32000, 'Method not allowed in protocol 2026-07-28: POST only', {
           allow: 'POST',

@@ -18,6 +18,8 @@ export const NexusRpcCode = {
 export const JsonRpcCode = {
   ParseError: -32700,
   InvalidRequest: -32600,
+  MethodNotFound: -32601,
+  InvalidParams: -32602,
   InternalError: -32603,
 } as const
 

@@ -191,8 +191,8 @@ t.test(
         'a body without the protocol version',
         { ...MODERN_HEADERS, 'mcp-method': 'tools/list' },
         { jsonrpc: '2.0', id: 8, method: 'tools/list', params: {} },
-        -32020,
-        /does not declare io\.modelcontextprotocol\/protocolVersion/,
+        -32602,
+        /_meta must carry io\.modelcontextprotocol\/protocolVersion/,
       ],
       [
         'a version the network does not speak',

@@ -1,7 +1,12 @@
 import type { Logger } from 'pino'
 import { decodeJsonBounded } from '../../protocol/bounded-json.ts'
 import { NexusError } from '../../protocol/errors.ts'
-import { BRIDGE_LEGACY_VERSION } from '../../protocol/modern-era.ts'
+import {
+  BRIDGE_LEGACY_VERSION,
+  META_CLIENT_CAPABILITIES,
+  ModernRpcCode,
+  requestMeta,
+} from '../../protocol/modern-era.ts'
 import { NexusRpcCode } from '../../protocol/rpc-codes.ts'
 import { encodeJson } from '../../protocol/session-handshake.ts'
 import type { UpstreamSession } from '../runtime/upstream.ts'
@@ -23,9 +28,20 @@ export interface ModernRequest {
 }
 
 /** Methods whose results the revision makes cacheable (they then carry `ttlMs` and `cacheScope`). */
-const CACHEABLE = new Set(['tools/list', 'resources/list', 'resources/templates/list', 'prompts/list'])
+const CACHEABLE = new Set([
+  'tools/list',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'prompts/list',
+])
 /** Server-to-client requests a legacy server may make during a call, turned into MRTR input requests. */
-const INPUT_METHODS = new Set(['sampling/createMessage', 'elicitation/create', 'roots/list'])
+const CAPABILITY_OF: Record<string, string> = {
+  'sampling/createMessage': 'sampling',
+  'elicitation/create': 'elicitation',
+  'roots/list': 'roots',
+}
+const INPUT_METHODS = new Set(Object.keys(CAPABILITY_OF))
 
 /** What the legacy server said of itself when the bridge opened its session. */
 export interface LegacyServerInfo {
@@ -37,6 +53,8 @@ export interface LegacyServerInfo {
 
 interface Call {
   method: string
+  /** What the client declared it can do: a server request needing more fails the call with -32021. */
+  capabilities: Json
   clientId: RequestId
   sink: RequestSink
   /** Server requests waiting for the client's input, by the key the client sees. */
@@ -67,6 +85,10 @@ export class BridgeSession {
   onEnded: ((reason: string) => void) | undefined
   /** Called when a call finished or suspended (the session may serve another, or waits for its follow-up). */
   onSettled: (() => void) | undefined
+  /** Notifications about the server rather than a request (list changes, resource updates). */
+  onNotification: ((message: Json) => void) | undefined
+  /** The bridge's own requests (resources/subscribe for a listener), by id. */
+  readonly #own = new Map<number, (message: Json) => void>()
 
   constructor(upstream: UpstreamSession, logger: Logger) {
     this.#upstream = upstream
@@ -118,7 +140,14 @@ export class BridgeSession {
     const bridgeId = this.#nextId++
     this.#call = {
       bridgeId,
-      state: { method: request.method, clientId: request.id, sink, awaiting: new Map(), queued: new Map() },
+      state: {
+        method: request.method,
+        capabilities: declaredCapabilities(request.params),
+        clientId: request.id,
+        sink,
+        awaiting: new Map(),
+        queued: new Map(),
+      },
     }
     this.#send({ jsonrpc: '2.0', id: bridgeId, method: request.method, params: legacyParams(request.params) })
   }
@@ -144,6 +173,15 @@ export class BridgeSession {
     call.sink = sink
     // Requests the server made meanwhile are the next round.
     if (call.queued.size > 0) this.#suspend()
+  }
+
+  /** A request of the bridge's own on this session; resolves with the server's answer (result or error). */
+  request(method: string, params: Json): Promise<Json> {
+    const id = this.#nextId++
+    const { promise, resolve } = Promise.withResolvers<Json>()
+    this.#own.set(id, resolve)
+    this.#send({ jsonrpc: '2.0', id, method, params })
+    return promise
   }
 
   /** The client gave up on the call (closed its stream): the server is told, the session is free again. */
@@ -179,6 +217,11 @@ export class BridgeSession {
     }
     if (id === undefined) return
     if (this.#initialize?.id === id) return this.#initialized(message)
+    const own = this.#own.get(id as number)
+    if (own !== undefined) {
+      this.#own.delete(id as number)
+      return own(message)
+    }
     const call = this.#call
     if (call === undefined || call.bridgeId !== id) return
     this.#call = undefined
@@ -217,8 +260,35 @@ export class BridgeSession {
         error: { code: -32601, message: `${method} outside a request cannot reach a 2026-07-28 client` },
       })
     }
+    const needed = CAPABILITY_OF[method]!
+    if (call.capabilities[needed] === undefined) return this.#missingCapability(id, method, needed)
     call.queued.set(`input-${String(id)}`, { method, params: message.params ?? {}, serverRequestId: id })
     if (call.awaiting.size === 0) this.#suspend()
+  }
+
+  /**
+   * The server needs something the client did not declare it can do: the client is told (-32021, with what is
+   * required), the server's request is refused, and the call is abandoned.
+   */
+  #missingCapability(serverRequestId: RequestId, method: string, capability: string): void {
+    const call = this.#call!
+    this.#call = undefined
+    this.#send({
+      jsonrpc: '2.0',
+      id: serverRequestId,
+      error: { code: -32601, message: `the client did not declare the ${capability} capability` },
+    })
+    this.#send({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: call.bridgeId } })
+    call.state.sink.respond({
+      jsonrpc: '2.0',
+      id: call.state.clientId,
+      error: {
+        code: ModernRpcCode.MissingRequiredClientCapability,
+        message: `Missing required client capability: the server asked for ${method}, which needs ${capability}`,
+        data: { requiredCapabilities: { [capability]: {} } },
+      },
+    })
+    this.onSettled?.()
   }
 
   /** Hands the server's queued requests to the client as an `input_required` result. */
@@ -253,12 +323,19 @@ export class BridgeSession {
     this.#ended = reason
     this.#initialize?.reject(new NexusError('UPSTREAM_EXITED', reason))
     this.#initialize = undefined
+    for (const resolve of this.#own.values()) resolve({ error: { code: -32603, message: reason } })
+    this.#own.clear()
     const call = this.#call
     this.#call = undefined
     call?.state.sink.respond(failure(call.state.clientId, `the server ended: ${reason}`))
     this.#logger.debug({ reason }, 'bridge session ended')
     this.onEnded?.(reason)
   }
+}
+
+function declaredCapabilities(params: Json | undefined): Json {
+  const declared = requestMeta(params)?.[META_CLIENT_CAPABILITIES]
+  return typeof declared === 'object' && declared !== null ? (declared as Json) : {}
 }
 
 /** Params as the legacy server takes them: the modern `_meta` fields and MRTR fields removed. */

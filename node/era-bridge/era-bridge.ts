@@ -6,6 +6,7 @@ import {
   META_CLIENT_CAPABILITIES,
   META_CLIENT_INFO,
   META_SERVER_INFO,
+  META_SUBSCRIPTION_ID,
   MODERN_VERSIONS,
   parseRequestState,
   requestMeta,
@@ -27,6 +28,15 @@ export interface EraBridgeOptions {
   suspendTimeoutMs?: number
 }
 
+/** An open `subscriptions/listen` stream. */
+interface Listener {
+  serverId: string
+  id: ModernRequest['id']
+  honored: Json
+  sink: RequestSink
+  session: BridgeSession
+}
+
 interface Pool {
   idle: BridgeSession[]
   opening: number
@@ -45,6 +55,7 @@ export class EraBridge {
   /** Sessions whose call waits for the client's input, by the token in their `requestState`. */
   readonly #suspended = new Map<string, { session: BridgeSession; serverId: string; timer: NodeJS.Timeout }>()
   readonly #all = new Set<BridgeSession>()
+  readonly #listeners = new Set<Listener>()
 
   constructor(options: EraBridgeOptions) {
     this.#options = options
@@ -71,6 +82,7 @@ export class EraBridge {
       )
       return () => {}
     }
+    if (request.method === 'subscriptions/listen') return this.#listen(serverId, request, session, sink)
     if (request.method === 'server/discover') {
       sink.respond({ jsonrpc: '2.0', id: request.id, result: discoverResult(session) })
       this.#release(key, session)
@@ -97,6 +109,68 @@ export class EraBridge {
     }
     if (serverId === undefined) closing.push(...this.#all)
     await Promise.all([...new Set(closing)].map((s) => s.close()))
+  }
+
+  /**
+   * `subscriptions/listen`: the session becomes the subscription's own. The acknowledgment names what the
+   * server can honour (its legacy capabilities say which lists change, whether resources can be subscribed);
+   * list changes seen on any of the server's sessions, and updates of the subscribed resources, follow.
+   */
+  async #listen(serverId: string, request: ModernRequest, session: BridgeSession, sink: RequestSink) {
+    const asked = (request.params?.notifications ?? {}) as Json
+    const capabilities = session.info!.capabilities as {
+      tools?: { listChanged?: boolean }
+      prompts?: { listChanged?: boolean }
+      resources?: { listChanged?: boolean; subscribe?: boolean }
+    }
+    const honored: Json = {}
+    if (asked.toolsListChanged === true && capabilities.tools?.listChanged) honored.toolsListChanged = true
+    if (asked.promptsListChanged === true && capabilities.prompts?.listChanged)
+      honored.promptsListChanged = true
+    if (asked.resourcesListChanged === true && capabilities.resources?.listChanged)
+      honored.resourcesListChanged = true
+    const uris = Array.isArray(asked.resourceSubscriptions)
+      ? asked.resourceSubscriptions.filter((u): u is string => typeof u === 'string').slice(0, 256)
+      : []
+    if (uris.length > 0 && capabilities.resources?.subscribe) {
+      const subscribed: string[] = []
+      for (const uri of uris)
+        if ((await session.request('resources/subscribe', { uri })).result !== undefined) subscribed.push(uri)
+      honored.resourceSubscriptions = subscribed
+    }
+    const listener: Listener = { serverId, id: request.id, honored, sink, session }
+    this.#listeners.add(listener)
+    sink.notify({
+      jsonrpc: '2.0',
+      method: 'notifications/subscriptions/acknowledged',
+      params: { _meta: { [META_SUBSCRIPTION_ID]: request.id }, notifications: honored },
+    })
+    return () => {
+      this.#listeners.delete(listener)
+      this.#all.delete(session)
+      void session.close()
+    }
+  }
+
+  /** A notification about the server: to every listener of that server that asked for its kind. */
+  #fanOut(serverId: string, from: BridgeSession, message: Json): void {
+    const params = (message.params ?? {}) as Json
+    for (const listener of this.#listeners) {
+      if (listener.serverId !== serverId) continue
+      const wanted =
+        (message.method === 'notifications/tools/list_changed' &&
+          listener.honored.toolsListChanged === true) ||
+        (message.method === 'notifications/prompts/list_changed' &&
+          listener.honored.promptsListChanged === true) ||
+        (message.method === 'notifications/resources/list_changed' &&
+          listener.honored.resourcesListChanged === true) ||
+        (message.method === 'notifications/resources/updated' &&
+          from === listener.session &&
+          (listener.honored.resourceSubscriptions as string[] | undefined)?.includes(String(params.uri)))
+      if (!wanted) continue
+      const meta = { ...((params._meta ?? {}) as Json), [META_SUBSCRIPTION_ID]: listener.id }
+      listener.sink.notify({ jsonrpc: '2.0', method: message.method, params: { ...params, _meta: meta } })
+    }
   }
 
   /** Legacy sessions open now (idle, busy or suspended), for status and tests. */
@@ -169,6 +243,7 @@ export class EraBridge {
       const upstream = await this.#options.runtime.open(serverId)
       const fresh = new BridgeSession(upstream, this.#options.logger.child({ serverId, bridge: true }))
       this.#all.add(fresh)
+      fresh.onNotification = (message) => this.#fanOut(serverId, fresh, message)
       fresh.onEnded = () => {
         this.#all.delete(fresh)
         const at = pool.idle.indexOf(fresh)
