@@ -294,3 +294,32 @@ t.test(
     t.same(listFailures, [], `no tools/list failed (${lists} during the failure)`)
   },
 )
+
+t.test(
+  'subscriptions/listen: the filter is acknowledged, and the stream outlives the node serving it',
+  async (t) => {
+    const extra = await startNetwork({ nodes: 2, servers: [failoverServerConfig()] })
+    t.teardown(extra.stop)
+    const client = await connectModern(extra.gateway.serverUrl('failover'))
+    t.teardown(() => client.close())
+    const changed = Promise.withResolvers<void>()
+    client.setNotificationHandler('notifications/tools/list_changed', async () => changed.resolve())
+    let listenerNode: NexusNode | undefined
+    for (const node of extra.nodes) node.once('modern-request', () => (listenerNode ??= node))
+    const subscription = await client.listen({ toolsListChanged: true, promptsListChanged: true })
+    t.same(
+      subscription.honoredFilter,
+      { toolsListChanged: true },
+      'only what the server can tell is honoured',
+    )
+    await listenerNode!.crash()
+    await withTimeout(changed.promise, 20_000, 'the re-subscribed stream to report a possible change')
+    t.pass('re-subscribed on the other node; the client hears that its list may have changed meanwhile')
+    t.equal(
+      textOf(await client.callTool({ name: 'whoami', arguments: {} })).startsWith('pid'),
+      true,
+      'and goes on',
+    )
+    await subscription.close()
+  },
+)
