@@ -11,23 +11,32 @@ export interface ScenarioResult {
 }
 
 const require = createRequire(import.meta.url)
-const conformanceCli = join(
-  require.resolve('@modelcontextprotocol/conformance/package.json'),
-  '..',
-  'dist',
-  'index.js',
-)
+const cliOf = (pkg: string) => join(require.resolve(`${pkg}/package.json`), '..', 'dist', 'index.js')
+/** The suite's 0.1 line (the 2025-11-25 scenarios) and its 0.2 line, which holds the 2026-07-28 requirements. */
+const SUITES = {
+  '2025-11-25': { cli: cliOf('@modelcontextprotocol/conformance'), args: [] as string[] },
+  '2026-07-28': {
+    cli: cliOf('@modelcontextprotocol/conformance-2026'),
+    args: ['--requirements', '2026-07-28'],
+  },
+}
 
 /**
  * Runs the official conformance suite's active server scenarios against a URL and reads the checks it saved.
  * A scenario passes when none of its checks is a FAILURE (warnings are the suite's SHOULDs).
  */
-export async function runConformance(url: string): Promise<ScenarioResult[]> {
+export async function runConformance(
+  url: string,
+  revision: keyof typeof SUITES = '2025-11-25',
+): Promise<ScenarioResult[]> {
   const outputDir = mkdtempSync(join(tmpdir(), 'nexus-conformance-'))
+  const suite = SUITES[revision]
   try {
-    const child = spawn(process.execPath, [conformanceCli, 'server', '--url', url, '-o', outputDir], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    })
+    const child = spawn(
+      process.execPath,
+      [suite.cli, 'server', '--url', url, ...suite.args, '-o', outputDir],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    )
     let stderr = ''
     child.stderr.on('data', (chunk: Buffer) => {
       stderr = (stderr + chunk.toString()).slice(-4000)
