@@ -22,8 +22,10 @@ export interface EraBridgeOptions {
   /** This node's peer id: follow-ups of suspended calls name it, so gateways route them back here. */
   peerId: () => string
   logger: Logger
-  /** Idle legacy sessions kept per server and kind of client, ready for the next request. */
+  /** Idle legacy sessions kept per server and kind of client, ready for the next request (default 64). */
   maxIdle?: number
+  /** How long an idle legacy session is kept before it is closed (default 60 s). */
+  idleTimeoutMs?: number
   /** How long a call may wait for the client's follow-up before its session is dropped. */
   suspendTimeoutMs?: number
 }
@@ -38,7 +40,9 @@ interface Listener {
 }
 
 interface Pool {
+  /** Idle sessions, the most recently used last, with when each became idle. */
   idle: BridgeSession[]
+  idleSince: Map<BridgeSession, number>
   opening: number
 }
 
@@ -56,6 +60,7 @@ export class EraBridge {
   readonly #suspended = new Map<string, { session: BridgeSession; serverId: string; timer: NodeJS.Timeout }>()
   readonly #all = new Set<BridgeSession>()
   readonly #listeners = new Set<Listener>()
+  #sweeper: NodeJS.Timeout | undefined
 
   constructor(options: EraBridgeOptions) {
     this.#options = options
@@ -95,6 +100,7 @@ export class EraBridge {
 
   /** Closes every legacy session (the node is stopping, or the server is no longer hosted). */
   async close(serverId?: string): Promise<void> {
+    if (serverId === undefined) clearTimeout(this.#sweeper)
     const closing: BridgeSession[] = []
     for (const [key, pool] of this.#pools) {
       if (serverId !== undefined && !key.startsWith(`${serverId}\n`)) continue
@@ -233,11 +239,14 @@ export class EraBridge {
     capabilities: Json,
     clientInfo: Json,
   ): Promise<BridgeSession> {
-    const pool = this.#pools.get(key) ?? { idle: [], opening: 0 }
+    const pool: Pool = this.#pools.get(key) ?? { idle: [], idleSince: new Map(), opening: 0 }
     this.#pools.set(key, pool)
     let session = pool.idle.pop()
     while (session?.ended) session = pool.idle.pop()
-    if (session !== undefined) return session
+    if (session !== undefined) {
+      pool.idleSince.delete(session)
+      return session
+    }
     pool.opening++
     try {
       const upstream = await this.#options.runtime.open(serverId)
@@ -246,6 +255,7 @@ export class EraBridge {
       fresh.onNotification = (message) => this.#fanOut(serverId, fresh, message)
       fresh.onEnded = () => {
         this.#all.delete(fresh)
+        pool.idleSince.delete(fresh)
         const at = pool.idle.indexOf(fresh)
         if (at >= 0) pool.idle.splice(at, 1)
       }
@@ -259,11 +269,38 @@ export class EraBridge {
   #release(key: string, session: BridgeSession): void {
     const pool = this.#pools.get(key)
     if (session.ended || session.busy) return
-    if (pool === undefined || pool.idle.length >= (this.#options.maxIdle ?? 4)) {
+    if (pool === undefined || pool.idle.length >= (this.#options.maxIdle ?? 64)) {
       void session.close()
       return
     }
     pool.idle.push(session)
+    pool.idleSince.set(session, Date.now())
+    this.#sweepSoon()
+  }
+
+  /**
+   * Closes sessions idle for longer than the idle timeout: a burst of concurrent requests leaves many open
+   * (each legacy session serves one call at a time), and they are kept while the load lasts, not forever.
+   */
+  #sweepSoon(): void {
+    if (this.#sweeper !== undefined) return
+    const timeoutMs = this.#options.idleTimeoutMs ?? 60_000
+    this.#sweeper = setTimeout(() => {
+      this.#sweeper = undefined
+      const cutoff = Date.now() - timeoutMs
+      let left = 0
+      for (const pool of this.#pools.values()) {
+        for (const session of [...pool.idle]) {
+          if ((pool.idleSince.get(session) ?? 0) > cutoff) continue
+          pool.idle.splice(pool.idle.indexOf(session), 1)
+          pool.idleSince.delete(session)
+          void session.close()
+        }
+        left += pool.idle.length
+      }
+      if (left > 0) this.#sweepSoon()
+    }, timeoutMs)
+    this.#sweeper.unref()
   }
 }
 

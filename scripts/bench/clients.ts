@@ -1,3 +1,7 @@
+import {
+  Client as ModernClient,
+  StreamableHTTPClientTransport as ModernTransport,
+} from '@modelcontextprotocol/client'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 
@@ -31,6 +35,23 @@ export async function closeClients(clients: Client[]): Promise<void> {
     clients.map(async (c) => {
       await (c.transport as StreamableHTTPClientTransport | undefined)?.terminateSession().catch(() => {})
       await c.close()
+    }),
+  )
+}
+
+/**
+ * Opens `count` clients of the SDK's v2 line pinned to revision 2026-07-28: no session, every call a request of
+ * its own (through Nexus, each is routed on its own and served by a node's era bridge).
+ */
+export async function openModernClients(url: string, count: number): Promise<ModernClient[]> {
+  return Promise.all(
+    Array.from({ length: count }, async () => {
+      const client = new ModernClient(
+        { name: 'bench-modern', version: '1.0.0' },
+        { versionNegotiation: { mode: { pin: '2026-07-28' } } },
+      )
+      await client.connect(new ModernTransport(new URL(url)))
+      return client
     }),
   )
 }

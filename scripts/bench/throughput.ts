@@ -7,10 +7,13 @@
  *         two ways: `http`, the same single process over streamable HTTP (like for like: what Nexus adds), and
  *         `stdio`, one server process per session from a warm pool (how stdio servers run anywhere).
  * The gateway and the node each run in a process of their own, apart from the clients, as in production.
+ * Through Nexus both eras are measured: legacy sessions (v1 SDK clients) and 2026-07-28 requests (v2 clients
+ * pinned to it), which the gateway routes one by one and the node serves on its era bridge's pooled sessions.
+ * The direct run is the legacy era: the fixture speaks only that.
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { startDirectFixture } from '../../test/support/fixture-server.ts'
-import { closeClients, openClients } from './clients.ts'
+import { closeClients, openClients, openModernClients } from './clients.ts'
 import { startPeerProcesses } from './peer-handle.ts'
 import type { BenchUpstream } from './peer-process.ts'
 import { percentile, round } from './stats.ts'
@@ -18,6 +21,9 @@ import { percentile, round } from './stats.ts'
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number)
 const UPSTREAMS = (process.env.BENCH_UPSTREAMS ?? 'http,stdio').split(',') as BenchUpstream[]
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3_000)
+/** `legacy`: v1 SDK clients on sessions; `modern`: v2 clients pinned to 2026-07-28 (per-request routing). */
+const ERAS = (process.env.BENCH_ERAS ?? 'legacy,modern').split(',') as Era[]
+type Era = 'legacy' | 'modern'
 const WARMUP_CALLS = 20
 const WARM_POOL = 16
 
@@ -29,10 +35,22 @@ interface Measurement {
   p99Ms: number
 }
 
-async function measure(url: string, concurrency: number, settle: () => Promise<void>): Promise<Measurement> {
-  const clients = await openClients(url, concurrency)
+/** What a benchmark client does: call a tool, and go away. Both SDK lines' clients have it. */
+interface BenchClient {
+  callTool(params: { name: string; arguments: Record<string, unknown> }): Promise<unknown>
+  close(): Promise<void>
+}
+
+async function measure(
+  url: string,
+  concurrency: number,
+  settle: () => Promise<void>,
+  era: Era = 'legacy',
+): Promise<Measurement> {
+  const clients: BenchClient[] =
+    era === 'legacy' ? await openClients(url, concurrency) : await openModernClients(url, concurrency)
   await settle()
-  const call = (client: Client) => client.callTool({ name: 'test_simple_text', arguments: {} })
+  const call = (client: BenchClient) => client.callTool({ name: 'test_simple_text', arguments: {} })
   for (const client of clients)
     for (let i = 0; i < WARMUP_CALLS / Math.min(concurrency, 4); i++) await call(client)
   const latencies: number[] = []
@@ -53,7 +71,8 @@ async function measure(url: string, concurrency: number, settle: () => Promise<v
     }),
   )
   const elapsed = performance.now() - started
-  await closeClients(clients)
+  if (era === 'legacy') await closeClients(clients as Client[])
+  else await Promise.all(clients.map((c) => c.close()))
   latencies.sort((a, b) => a - b)
   return {
     calls: latencies.length,
@@ -77,15 +96,18 @@ export async function benchThroughput() {
         for (const concurrency of CONCURRENCY) {
           // The network's warm pool starting up must not eat into the direct run's CPU either.
           const directResult = await measure(direct.url, concurrency, () => network.settle())
-          const nexusResult = await measure(network.url, concurrency, () => network.settle())
-          results.push({
-            upstream,
-            concurrency,
-            direct: directResult,
-            nexus: nexusResult,
-            throughputRatio: round(nexusResult.throughputPerSec / directResult.throughputPerSec),
-            addedP50Ms: round(nexusResult.p50Ms - directResult.p50Ms),
-          })
+          for (const era of ERAS) {
+            const nexusResult = await measure(network.url, concurrency, () => network.settle(), era)
+            results.push({
+              upstream,
+              concurrency,
+              era,
+              direct: directResult,
+              nexus: nexusResult,
+              throughputRatio: round(nexusResult.throughputPerSec / directResult.throughputPerSec),
+              addedP50Ms: round(nexusResult.p50Ms - directResult.p50Ms),
+            })
+          }
         }
       } finally {
         await network.stop()

@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs'
-import t from 'tap'
 import { goMissing, harnessPath } from './harness-build.ts'
 
 /** Set by `.ci/run`: the Kubernetes tests must run, and a machine that cannot run them fails. */
@@ -21,15 +20,4 @@ export function kubeUnavailable(): string | undefined {
     `\n${rule}\n!! The Kubernetes tests cannot run: ${missing}.\n!! ${consequence}\n${rule}\n\n`,
   )
   return missing
-}
-
-/**
- * Runs a Kubernetes test file's `suite` when this machine can; otherwise skips it loudly, or fails when the
- * run requires it (`.ci/run`).
- */
-export async function kubeSuite(name: string, suite: () => Promise<void>): Promise<void> {
-  const unavailable = kubeUnavailable()
-  if (unavailable === undefined) return suite()
-  if (KUBE_REQUIRED) t.fail(`the Kubernetes tests are required here but cannot run: ${unavailable}`)
-  else t.test(name, { skip: `cannot run here: ${unavailable}` }, async () => {})
 }
