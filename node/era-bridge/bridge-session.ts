@@ -134,7 +134,7 @@ export class BridgeSession {
   }
 
   /** Runs a modern request on the legacy session; its answer (or its input requests) goes to `sink`. */
-  call(request: ModernRequest, sink: RequestSink): void {
+  call(request: ModernRequest, sink: RequestSink) {
     if (this.#call !== undefined) throw new NexusError('PROTOCOL_VIOLATION', 'the bridge session is busy')
     if (this.#ended !== undefined) return sink.respond(failure(request.id, this.#ended))
     const bridgeId = this.#nextId++
@@ -156,7 +156,7 @@ export class BridgeSession {
    * The client's follow-up of a suspended call: its answers go to the server's waiting requests, and the call
    * goes on under the follow-up's id. Refused (with the reason) when an answer is missing.
    */
-  resume(request: ModernRequest, inputResponses: unknown, sink: RequestSink): void {
+  resume(request: ModernRequest, inputResponses: unknown, sink: RequestSink) {
     const call = this.#call?.state
     if (call === undefined || call.awaiting.size === 0)
       return sink.respond(invalidParams(request.id, 'requestState names no call waiting for input'))
@@ -206,7 +206,7 @@ export class BridgeSession {
     if (this.#ended === undefined) this.#upstream.send(encodeJson(message))
   }
 
-  #fromServer(bytes: Uint8Array): void {
+  #fromServer(bytes: Uint8Array) {
     const parsed = decodeJsonBounded(bytes)
     if (!parsed.ok || typeof parsed.value !== 'object' || parsed.value === null) return
     const message = parsed.value as Json
@@ -229,7 +229,7 @@ export class BridgeSession {
     this.onSettled?.()
   }
 
-  #initialized(message: Json): void {
+  #initialized(message: Json) {
     const pending = this.#initialize!
     this.#initialize = undefined
     const result = message.result as LegacyServerInfo | undefined
@@ -248,7 +248,7 @@ export class BridgeSession {
     })
   }
 
-  #serverRequest(id: RequestId, message: Json): void {
+  #serverRequest(id: RequestId, message: Json) {
     const method = message.method as string
     if (method === 'ping') return this.#send({ jsonrpc: '2.0', id, result: {} })
     const call = this.#call?.state
