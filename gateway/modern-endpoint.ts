@@ -12,11 +12,15 @@ import type { RetrySafety } from './retry-safety.ts'
 type Json = Record<string, unknown>
 
 export interface ModernEndpointDeps {
-  /** Opens a one-request stream on a host of the server: any but `exclude`, or `only` that one. */
+  /**
+   * Opens a one-request stream on a host of the server (any but `exclude`, or `only` that one), sending
+   * `request` along with the open frame: one round trip, not two.
+   */
   connect(
     serverId: string,
     auth: AuthContext,
     hosts: { exclude: Set<string>; only?: string },
+    request: JSONRPCMessage,
   ): Promise<NodeLink>
   retrySafety: RetrySafety
   logger: Logger
@@ -120,7 +124,7 @@ export class ModernEndpoint {
     while (!stream.closed) {
       let link: NodeLink
       try {
-        link = await this.#deps.connect(serverId, auth, { exclude: new Set(tried) })
+        link = await this.#deps.connect(serverId, auth, { exclude: new Set(tried) }, request)
       } catch (err) {
         failure = errorMessage(err)
         break
@@ -148,7 +152,6 @@ export class ModernEndpoint {
         void link.close()
         resolve(undefined)
       }
-      link.send(request)
       const answer = await promise
       // The server ended the subscription on its own (a graceful close): that is the client's answer too.
       if (answer !== undefined) return stream.finish(answer)
@@ -191,7 +194,7 @@ export class ModernEndpoint {
   ): Promise<Attempt> {
     let link: NodeLink
     try {
-      link = await this.#deps.connect(serverId, auth, { exclude: new Set(tried), only })
+      link = await this.#deps.connect(serverId, auth, { exclude: new Set(tried), only }, request)
     } catch (err) {
       return { failure: errorMessage(err) }
     }
@@ -210,7 +213,6 @@ export class ModernEndpoint {
       void link.close()
       resolve({ failure: 'the client closed the request' })
     }
-    link.send(request)
     const outcome = await promise
     if (outcome.answer !== undefined) void link.close()
     this.#deps.logger.debug(

@@ -198,12 +198,13 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     )
     this.#demand.start()
     const modern = new ModernEndpoint({
-      connect: (serverId, auth, hosts) =>
+      connect: (serverId, auth, hosts, request) =>
         connectToHost(this.peer, this.view, (peerId) => this.#localLoad(peerId), {
           serverId,
           sessionId: `modern-${randomUUID()}`,
           auth,
           era: 'modern',
+          firstMessage: request,
           handshakeTimeoutMs: this.config.handshakeTimeoutMs,
           maxUnsentBytes: this.config.sessions.maxUnsentBytes,
           guard: this.guard,

@@ -32,8 +32,14 @@ export interface LinkEnd {
  */
 export class NodeLink {
   readonly peerId: string
-  onMessage: ((message: JSONRPCMessage) => void) | undefined
-  onEnd: ((end: LinkEnd) => void) | undefined
+  #onMessage: ((message: JSONRPCMessage) => void) | undefined
+  #onEnd: ((end: LinkEnd) => void) | undefined
+  /**
+   * What arrived before the handlers were attached: with a request sent along with the open frame, the node's
+   * answer, and even the stream's end, can come before the caller has the link in hand.
+   */
+  readonly #early: JSONRPCMessage[] = []
+  #earlyEnd: LinkEnd | undefined
   /** A frame the gateway refused to read (not JSON, nested too deep) that named this request id. */
   onUnreadable: ((id: string | number, why: string) => void) | undefined
   /** When the node last sent anything on this session. */
@@ -61,8 +67,33 @@ export class NodeLink {
         code: 'NODE_FAILED',
         reason: error ? `connection to node lost: ${error.message}` : 'the node closed the session stream',
       }
-      this.onEnd?.(end)
+      if (this.#onEnd === undefined) this.#earlyEnd = end
+      else this.#onEnd(end)
     })
+  }
+
+  /** The node's messages; any that arrived before this was set are handed over at once, in order. */
+  set onMessage(handler: ((message: JSONRPCMessage) => void) | undefined) {
+    this.#onMessage = handler
+    if (handler !== undefined) for (const message of this.#early.splice(0)) handler(message)
+  }
+
+  get onMessage(): ((message: JSONRPCMessage) => void) | undefined {
+    return this.#onMessage
+  }
+
+  /** Why the link ended; an end that came before this was set is reported at once. */
+  set onEnd(handler: ((end: LinkEnd) => void) | undefined) {
+    this.#onEnd = handler
+    const early = this.#earlyEnd
+    if (handler !== undefined && early !== undefined) {
+      this.#earlyEnd = undefined
+      handler(early)
+    }
+  }
+
+  get onEnd(): ((end: LinkEnd) => void) | undefined {
+    return this.#onEnd
   }
 
   /**
@@ -161,7 +192,8 @@ export class NodeLink {
       })
       return
     }
-    this.onMessage?.(value as JSONRPCMessage)
+    if (this.#onMessage === undefined) this.#early.push(value as JSONRPCMessage)
+    else this.#onMessage(value as JSONRPCMessage)
   }
 }
 
@@ -176,6 +208,11 @@ export interface ConnectOptions {
   only?: string
   /** `modern`: the stream carries one modern-era request, not a session. */
   era?: 'legacy' | 'modern'
+  /**
+   * A message sent right behind the open frame, without waiting for the node's answer (a modern request: one
+   * round trip less). A node that refuses the stream never reads it, so it may go to the next host unchanged.
+   */
+  firstMessage?: JSONRPCMessage
   random?: () => number
   /** How much the node may leave unread before the gateway refuses to send it more. */
   maxUnsentBytes?: number
@@ -214,6 +251,7 @@ export async function connectToHost(
       })
       framed = new FramedStream(stream)
       framed.sendJson(openFrame(options.serverId, options.sessionId, options.auth, options.era))
+      if (options.firstMessage !== undefined) framed.sendJson(options.firstMessage)
       const reply = parseFrame(
         OpenReplySchema,
         await framed.nextFrame(options.handshakeTimeoutMs),

@@ -24,6 +24,8 @@ export interface EraBridgeOptions {
   logger: Logger
   /** Idle legacy sessions kept per server and kind of client, ready for the next request (default 64). */
   maxIdle?: number
+  /** Legacy sessions per server and kind of client at most; more requests wait for one (default 32). */
+  maxSessions?: number
   /** How long an idle legacy session is kept before it is closed (default 60 s). */
   idleTimeoutMs?: number
   /** How long a call may wait for the client's follow-up before its session is dropped. */
@@ -43,7 +45,10 @@ interface Pool {
   /** Idle sessions, the most recently used last, with when each became idle. */
   idle: BridgeSession[]
   idleSince: Map<BridgeSession, number>
-  opening: number
+  /** Sessions of this pool that exist (idle, busy or being opened). */
+  size: number
+  /** Requests waiting for a session, first come first served. */
+  waiting: ((session: BridgeSession | Error) => void)[]
 }
 
 /**
@@ -233,13 +238,18 @@ export class EraBridge {
     this.#release(key, session)
   }
 
+  /**
+   * A session for one request: an idle one, a new one while the pool is under `maxSessions`, or else the next
+   * one released. Bounding the pool keeps a burst of requests from starting a process each at once (on a
+   * small machine that starves the node, which then misses its announcements), and queues them instead.
+   */
   async #acquire(
     serverId: string,
     key: string,
     capabilities: Json,
     clientInfo: Json,
   ): Promise<BridgeSession> {
-    const pool: Pool = this.#pools.get(key) ?? { idle: [], idleSince: new Map(), opening: 0 }
+    const pool: Pool = this.#pools.get(key) ?? { idle: [], idleSince: new Map(), size: 0, waiting: [] }
     this.#pools.set(key, pool)
     let session = pool.idle.pop()
     while (session?.ended) session = pool.idle.pop()
@@ -247,28 +257,46 @@ export class EraBridge {
       pool.idleSince.delete(session)
       return session
     }
-    pool.opening++
+    if (pool.size >= (this.#options.maxSessions ?? 32)) {
+      const handed = await new Promise<BridgeSession | Error>((resolve) => pool.waiting.push(resolve))
+      if (handed instanceof Error) throw handed
+      return handed
+    }
+    pool.size++
+    let fresh: BridgeSession | undefined
     try {
       const upstream = await this.#options.runtime.open(serverId)
-      const fresh = new BridgeSession(upstream, this.#options.logger.child({ serverId, bridge: true }))
-      this.#all.add(fresh)
-      fresh.onNotification = (message) => this.#fanOut(serverId, fresh, message)
-      fresh.onEnded = () => {
-        this.#all.delete(fresh)
-        pool.idleSince.delete(fresh)
-        const at = pool.idle.indexOf(fresh)
+      fresh = new BridgeSession(upstream, this.#options.logger.child({ serverId, bridge: true }))
+      const opened = fresh
+      this.#all.add(opened)
+      opened.onNotification = (message) => this.#fanOut(serverId, opened, message)
+      opened.onEnded = () => {
+        this.#all.delete(opened)
+        pool.size--
+        pool.idleSince.delete(opened)
+        const at = pool.idle.indexOf(opened)
         if (at >= 0) pool.idle.splice(at, 1)
+        // A waiting request may now open a session of its own.
+        pool.waiting.shift()?.(new Error('a legacy session ended; try again'))
       }
-      await fresh.initialize(capabilities, clientInfo)
-      return fresh
-    } finally {
-      pool.opening--
+      await opened.initialize(capabilities, clientInfo)
+      return opened
+    } catch (err) {
+      // Nothing opened: the slot is free again. A session that failed to initialize gives it back as it ends.
+      if (fresh === undefined) pool.size--
+      else void fresh.close()
+      throw err
     }
   }
 
   #release(key: string, session: BridgeSession): void {
     const pool = this.#pools.get(key)
     if (session.ended || session.busy) return
+    const waiter = pool?.waiting.shift()
+    if (waiter !== undefined) {
+      waiter(session)
+      return
+    }
     if (pool === undefined || pool.idle.length >= (this.#options.maxIdle ?? 64)) {
       void session.close()
       return
