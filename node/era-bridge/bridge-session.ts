@@ -173,6 +173,7 @@ export class BridgeSession {
     call.sink = sink
     // Requests the server made meanwhile are the next round.
     if (call.queued.size > 0) this.#suspend()
+    return true
   }
 
   /** A request of the bridge's own on this session; resolves with the server's answer (result or error). */

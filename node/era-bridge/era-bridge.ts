@@ -201,10 +201,14 @@ export class EraBridge {
       )
       return () => {}
     }
+    const { session } = entry
+    // A refused follow-up (an answer missing) leaves the call waiting under the same state, for a better one.
+    if (
+      !session.resume(request, request.params?.inputResponses, this.#stateStamping(session, serverId, sink))
+    )
+      return () => {}
     clearTimeout(entry.timer)
     this.#suspended.delete(token!)
-    const { session } = entry
-    session.resume(request, request.params?.inputResponses, this.#stateStamping(session, serverId, sink))
     return (reason: string) => session.cancel(reason)
   }
 
