@@ -1,6 +1,11 @@
 import t from 'tap'
 import { runConformance } from './support/conformance.ts'
-import { fixtureHttpServerConfig, fixtureServerConfig, startDirectFixture } from './support/fixture-server.ts'
+import {
+  fixtureHttpServerConfig,
+  fixtureServerConfig,
+  modernFixtureConfig,
+  startDirectFixture,
+} from './support/fixture-server.ts'
 import { startNetwork } from './support/network.ts'
 
 const direct = await startDirectFixture()
@@ -88,3 +93,27 @@ t.test('2026-07-28 requirements through the era bridge, against a legacy-only st
     })
   }
 })
+
+t.test(
+  '2026-07-28 requirements against an SDK v2 server: every scenario that passes directly passes through the gateway',
+  async (t) => {
+    const modernDirect = await startDirectFixture('modern')
+    t.teardown(modernDirect.stop)
+    const direct = await runConformance(modernDirect.url.replace('127.0.0.1', 'localhost'), '2026-07-28')
+    const passing = direct.filter((r) => r.passed && !r.scenario.startsWith('tasks-')).map((r) => r.scenario)
+    t.ok(passing.length >= 15, `the v2 fixture passes ${passing.length} scored scenarios directly`)
+    const network = await startNetwork({ nodes: 1, servers: [modernFixtureConfig()] })
+    t.teardown(network.stop)
+    const via = await runConformance(
+      network.gateway.serverUrl('modern').replace('127.0.0.1', 'localhost'),
+      '2026-07-28',
+    )
+    const byName = new Map(via.map((r) => [r.scenario, r]))
+    for (const scenario of passing) {
+      const result = byName.get(scenario)
+      t.ok(result?.passed, `${scenario} passes through the gateway`, {
+        failures: result?.failures ?? ['not run'],
+      })
+    }
+  },
+)

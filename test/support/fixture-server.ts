@@ -29,11 +29,22 @@ export const fixtureHttpServerConfig = (id = 'conformance-http') => ({
   args: [FIXTURE_PATH, '--http'],
 })
 
-/** Starts the fixture on its own, over streamable HTTP on a free loopback port: the direct baseline. */
-export async function startDirectFixture(): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
-  const child: ChildProcess = spawn(process.execPath, [FIXTURE_PATH, '--http', '0'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  })
+export const MODERN_FIXTURE_PATH = join(import.meta.dirname, '..', 'fixtures', 'modern-server.ts')
+
+/**
+ * Starts a fixture on its own, over streamable HTTP on a free loopback port: the direct baseline. The legacy
+ * conformance fixture by default; `modern` for the SDK v2 one.
+ */
+export async function startDirectFixture(
+  which: 'legacy' | 'modern' = 'legacy',
+): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
+  const child: ChildProcess =
+    which === 'legacy'
+      ? spawn(process.execPath, [FIXTURE_PATH, '--http', '0'], { stdio: ['ignore', 'ignore', 'pipe'] })
+      : spawn(process.execPath, [MODERN_FIXTURE_PATH], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+          env: { ...process.env, PORT: '0' },
+        })
   const url = await new Promise<string>((resolve, reject) => {
     let output = ''
     child.stderr!.on('data', (chunk: Buffer) => {
@@ -53,3 +64,13 @@ export async function startDirectFixture(): Promise<{ url: string; pid: number; 
     },
   }
 }
+
+/** The SDK v2 fixture (revision 2026-07-28 natively, and the legacy era), started by the node on its PORT. */
+export const modernFixtureConfig = (id = 'modern') => ({
+  id,
+  transport: 'streamable-http' as const,
+  command: process.execPath,
+  args: [MODERN_FIXTURE_PATH],
+  portEnv: 'PORT',
+  path: '/mcp',
+})
