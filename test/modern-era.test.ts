@@ -2,7 +2,7 @@ import t from 'tap'
 import { demoServers } from '../node/demo-servers.ts'
 import type { NexusNode } from '../node/nexus-node.ts'
 import { connectStreamable, textOf } from './support/clients.ts'
-import { failoverServerConfig } from './support/fixture-server.ts'
+import { failoverServerConfig, modernFixtureConfig } from './support/fixture-server.ts'
 import { connectModern, MODERN_SAMPLED_TEXT } from './support/modern-clients.ts'
 import { startNetwork } from './support/network.ts'
 import { withTimeout } from './support/wait.ts'
@@ -24,6 +24,7 @@ const MODERN_HEADERS = {
 const meta = {
   'io.modelcontextprotocol/protocolVersion': '2026-07-28',
   'io.modelcontextprotocol/clientCapabilities': {},
+  'io.modelcontextprotocol/clientInfo': { name: 'nexus-raw-test', version: '1.0.0' },
 }
 
 /** One raw modern POST: for the checks the SDK client would never fail. */
@@ -322,5 +323,56 @@ t.test(
       'and goes on',
     )
     await subscription.close()
+  },
+)
+
+t.test(
+  'a server that speaks 2026-07-28 itself gets modern requests as they are: its own input keys and state',
+  async (t) => {
+    const extra = await startNetwork({ nodes: 2, servers: [modernFixtureConfig()] })
+    t.teardown(extra.stop)
+    const call = (id: number, extraParams: object = {}) =>
+      fetch(extra.gateway.serverUrl('modern'), {
+        method: 'POST',
+        headers: {
+          ...MODERN_HEADERS,
+          'mcp-method': 'tools/call',
+          'mcp-name': 'test_input_required_result_elicitation',
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id,
+          method: 'tools/call',
+          params: {
+            name: 'test_input_required_result_elicitation',
+            arguments: {},
+            _meta: { ...meta, 'io.modelcontextprotocol/clientCapabilities': { elicitation: {} } },
+            ...extraParams,
+          },
+        }),
+      }).then((r) => r.json() as Promise<Record<string, any>>)
+    const first = await call(1)
+    t.match(
+      first.result,
+      { resultType: 'input_required', inputRequests: { user_name: { method: 'elicitation/create' } } },
+      "the key is the server's own",
+    )
+    const second = await call(2, {
+      inputResponses: { user_name: { action: 'accept', content: { name: 'Ada' } } },
+      ...(first.result.requestState === undefined ? {} : { requestState: first.result.requestState }),
+    })
+    t.match(second.result, { content: [{ text: 'Hello, Ada' }] }, 'the follow-up completes on any host')
+    t.notMatch(
+      String(first.result.requestState ?? ''),
+      /^nexus1\./,
+      "the state is the server's, not a bridge's",
+    )
+    const client = await connectModern(extra.gateway.serverUrl('modern'))
+    t.teardown(() => client.close())
+    t.equal(
+      textOf(await client.callTool({ name: 'test_simple_text', arguments: {} })),
+      'This is a simple text response for testing.',
+      'an SDK v2 client is served natively too',
+    )
   },
 )

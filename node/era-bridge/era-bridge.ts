@@ -14,6 +14,7 @@ import {
 import { NexusRpcCode } from '../../protocol/rpc-codes.ts'
 import type { Runtime } from '../runtime/runtime.ts'
 import { BridgeSession, type ModernRequest, type RequestSink } from './bridge-session.ts'
+import { forwardModern } from './modern-forward.ts'
 
 type Json = Record<string, unknown>
 
@@ -77,6 +78,9 @@ export class EraBridge {
     request: ModernRequest,
     sink: RequestSink,
   ): Promise<(reason: string) => void> {
+    // A server that speaks the revision itself gets the request as it is: no bridge, its own requestState.
+    const native = this.#options.runtime.modernUrl?.(serverId)
+    if (native !== undefined) return forwardModern(native, request, sink)
     const state = parseRequestState(request.params?.requestState)
     if (request.params?.requestState !== undefined) return this.#resume(serverId, request, state?.token, sink)
     const meta = requestMeta(request.params) ?? {}

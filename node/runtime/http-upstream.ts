@@ -6,6 +6,7 @@ import { Backoff } from '../../protocol/backoff.ts'
 import { errorMessage, NexusError, type NexusErrorCode } from '../../protocol/errors.ts'
 import { decodeJson, encodeJson } from '../../protocol/session-handshake.ts'
 import type { HttpServerConfig } from '../config.ts'
+import { speaksModern } from '../era-bridge/modern-forward.ts'
 import { resolveLaunch } from './launch.ts'
 import { StdioProcess } from './stdio-process.ts'
 import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from './upstream.ts'
@@ -48,6 +49,8 @@ export class HttpUpstream implements Upstream {
   #url: URL | undefined
   #proc: StdioProcess | undefined
   #restartTimer: NodeJS.Timeout | undefined
+  /** Whether the server answered `server/discover` with revision 2026-07-28 (probed once it is reachable). */
+  #modern = false
   #restarts = 0
   #stopped = false
 
@@ -58,11 +61,13 @@ export class HttpUpstream implements Upstream {
   }
 
   async start(): Promise<void> {
-    if (this.config.url !== undefined) {
-      this.#url = new URL(this.config.url)
-      return
-    }
-    await this.#launch()
+    if (this.config.url !== undefined) this.#url = new URL(this.config.url)
+    else await this.#launch()
+    this.#modern = await speaksModern(this.#url!)
+  }
+
+  modernUrl(): URL | undefined {
+    return this.#modern ? this.#url : undefined
   }
 
   async open(): Promise<UpstreamSession> {

@@ -90,6 +90,10 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
     return upstream.open()
   }
 
+  modernUrl(serverId: string): URL | undefined {
+    return this.#upstreams.get(serverId)?.modernUrl?.()
+  }
+
   status(): UpstreamStatus[] {
     return [...this.#upstreams.values()].map((u) => u.status())
   }

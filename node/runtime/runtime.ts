@@ -26,6 +26,11 @@ export interface Runtime {
   status(): UpstreamStatus[]
   /** Calls `listener` whenever `status()` may have changed on its own (a server went down or came back). */
   onStatusChange(listener: () => void): void
+  /**
+   * Where a server takes modern-era (2026-07-28) requests itself, when it speaks that revision; such requests
+   * are forwarded to it as they are instead of going through the era bridge.
+   */
+  modernUrl?(serverId: string): URL | undefined
   /** Why the runtime cannot do its job fully right now (for `/readyz`), or undefined when it can. */
   notReadyBecause?(): string | undefined
   stop(): Promise<void>

@@ -48,6 +48,8 @@ export interface Upstream {
   start(): Promise<void>
   stop(): Promise<void>
   open(): Promise<UpstreamSession>
+  /** The URL at which the server takes modern-era requests itself, when it speaks that revision. */
+  modernUrl?(): URL | undefined
   /** Keeps this many warm instances from now on, without touching running sessions (stdio only). */
   resize?(warmPool: number): void
   status(): UpstreamStatus

@@ -1,0 +1,132 @@
+import { EventSourceParserStream } from 'eventsource-parser/stream'
+import { errorMessage } from '../../protocol/errors.ts'
+import { BRIDGE_LEGACY_VERSION, declaredVersion, MODERN_VERSIONS } from '../../protocol/modern-era.ts'
+import { NexusRpcCode } from '../../protocol/rpc-codes.ts'
+import type { ModernRequest, RequestSink } from './bridge-session.ts'
+
+type Json = Record<string, unknown>
+
+/** A header value as the revision carries it: plain visible ASCII, or the Base64 sentinel form. */
+function headerValue(value: string): string {
+  const plain = /^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/.test(value) && !/^=\?base64\?.*\?=$/.test(value)
+  return plain ? value : `=?base64?${Buffer.from(value, 'utf8').toString('base64')}?=`
+}
+
+/** The headers a modern request carries over HTTP, mirrored from its body. */
+function modernHeaders(request: ModernRequest): Record<string, string> {
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+    'mcp-protocol-version': declaredVersion(request.params) ?? MODERN_VERSIONS[0],
+    'mcp-method': request.method,
+  }
+  const name = request.method === 'resources/read' ? request.params?.uri : request.params?.name
+  if (['tools/call', 'prompts/get', 'resources/read'].includes(request.method) && typeof name === 'string')
+    headers['mcp-name'] = headerValue(name)
+  return headers
+}
+
+/**
+ * Whether a streamable-HTTP server speaks revision 2026-07-28 itself: it answers `server/discover` with that
+ * version among its supported ones. Such a server gets modern requests as they are, not through the bridge.
+ */
+export async function speaksModern(url: URL, timeoutMs = 5_000): Promise<boolean> {
+  const request: ModernRequest = {
+    id: 'nexus-era-probe',
+    method: 'server/discover',
+    params: {
+      _meta: {
+        'io.modelcontextprotocol/protocolVersion': MODERN_VERSIONS[0],
+        'io.modelcontextprotocol/clientCapabilities': {},
+        'io.modelcontextprotocol/clientInfo': { name: 'nexus-node', version: BRIDGE_LEGACY_VERSION },
+      },
+    },
+  }
+  try {
+    const response = await fetch(url, {
+      method: 'POST',
+      headers: modernHeaders(request),
+      body: JSON.stringify({ jsonrpc: '2.0', ...request }),
+      signal: AbortSignal.timeout(timeoutMs),
+    })
+    if (!response.ok) return false
+    const body = (await readAnswer(response, request.id)) as { result?: { supportedVersions?: unknown } }
+    const supported = body.result?.supportedVersions
+    return Array.isArray(supported) && supported.includes(MODERN_VERSIONS[0])
+  } catch {
+    return false
+  }
+}
+
+/** The answer to `id` in a response, whether a JSON object or SSE events. */
+async function readAnswer(response: Response, id: ModernRequest['id']): Promise<Json | undefined> {
+  if (!/text\/event-stream/.test(response.headers.get('content-type') ?? ''))
+    return (await response.json()) as Json
+  const events = response
+    .body!.pipeThrough(new TextDecoderStream())
+    .pipeThrough(new EventSourceParserStream())
+  for await (const event of events) {
+    const message = JSON.parse(event.data) as Json
+    if (message.id === id) return message
+  }
+  return undefined
+}
+
+/**
+ * Forwards a modern request, untouched, to a server that speaks the revision itself, and relays its answer:
+ * a JSON object, or SSE events (notifications, then the answer). The returned function cancels it (closing the
+ * request's stream is the revision's cancellation).
+ */
+export function forwardModern(url: URL, request: ModernRequest, sink: RequestSink): (reason: string) => void {
+  const abort = new AbortController()
+  let answered = false
+  const respond = (message: Json) => {
+    if (answered) return
+    answered = true
+    sink.respond(message)
+  }
+  void (async () => {
+    try {
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: modernHeaders(request),
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: request.id,
+          method: request.method,
+          params: request.params,
+        }),
+        signal: abort.signal,
+      })
+      if (!/text\/event-stream/.test(response.headers.get('content-type') ?? '')) {
+        const text = await response.text()
+        try {
+          respond(JSON.parse(text) as Json)
+        } catch {
+          respond(failure(request, `the server answered HTTP ${response.status}: ${text.slice(0, 200)}`))
+        }
+        return
+      }
+      const events = response
+        .body!.pipeThrough(new TextDecoderStream())
+        .pipeThrough(new EventSourceParserStream())
+      for await (const event of events) {
+        const message = JSON.parse(event.data) as Json
+        if (message.id === request.id && ('result' in message || 'error' in message)) respond(message)
+        else if (typeof message.method === 'string' && message.id === undefined) sink.notify(message)
+      }
+      respond(failure(request, 'the server ended its stream without an answer'))
+    } catch (err) {
+      if (!abort.signal.aborted) respond(failure(request, `the server is unreachable: ${errorMessage(err)}`))
+    }
+  })()
+  return () => abort.abort()
+}
+
+function failure(request: ModernRequest, reason: string): Json {
+  return {
+    jsonrpc: '2.0',
+    id: request.id,
+    error: { code: NexusRpcCode.NodeFailed, message: `Server unavailable: ${reason}` },
+  }
+}
