@@ -30,9 +30,12 @@ const meta = (capabilities: object = {}) => ({
   'io.modelcontextprotocol/clientCapabilities': capabilities,
 })
 
+// biome-ignore lint/suspicious/noExplicitAny: JSON-RPC answers the tests probe field by field
+type Answer = Record<string, any>
+
 /** Serves one request through the bridge and resolves with its answer. */
-function serve(bridge: EraBridge, request: ModernRequest): Promise<Record<string, any>> {
-  const { promise, resolve } = Promise.withResolvers<Record<string, any>>()
+function serve(bridge: EraBridge, request: ModernRequest): Promise<Answer> {
+  const { promise, resolve } = Promise.withResolvers<Answer>()
   void bridge.handle('everything', request, { notify: () => {}, respond: resolve })
   return withTimeout(promise, 20_000, `the answer to ${request.method}`)
 }

@@ -350,6 +350,7 @@ t.test(
             ...extraParams,
           },
         }),
+        // biome-ignore lint/suspicious/noExplicitAny: a JSON-RPC answer the test probes field by field
       }).then((r) => r.json() as Promise<Record<string, any>>)
     const first = await call(1)
     t.match(
