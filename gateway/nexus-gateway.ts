@@ -24,11 +24,11 @@ import { EventBudget } from './event-store.ts'
 import { GatewayMetrics } from './gateway-metrics.ts'
 import { type ClientChannel, type FailoverEvent, GatewaySession } from './gateway-session.ts'
 import type { LocalLoad } from './host-selection.ts'
+import { type Exchange, runPipeline, type Stage } from './http-pipeline.ts'
 import { sendHttpError, sendJson } from './http-responses.ts'
 import { InFlightBudget } from './in-flight-budget.ts'
-import { LEGACY_MESSAGES_PATH, LegacySseEndpoint } from './legacy-sse-endpoint.ts'
+import { LegacySseEndpoint } from './legacy-sse-endpoint.ts'
 import { ModernEndpoint } from './modern-endpoint.ts'
-import { isModernHttpRequest } from './modern-validation.ts'
 import { ADMIT_ALL, type HostAdmission, NetworkView } from './network-view.ts'
 import { connectToHost } from './node-link.ts'
 import { RateLimiter } from './rate-limiter.ts'
@@ -36,10 +36,9 @@ import { BodyBudget, type BodyLimits } from './request-body.ts'
 import { requestTarget } from './request-target.ts'
 import { ResponseBacklog } from './response-backlog.ts'
 import { RetrySafety } from './retry-safety.ts'
+import { matchRoute, opensSession, PROTECTED_RESOURCE_PATH } from './routes.ts'
 import type { SessionFactory } from './session-factory.ts'
 import { StreamableEndpoint } from './streamable-endpoint.ts'
-
-const PROTECTED_RESOURCE_PATH = '/.well-known/oauth-protected-resource'
 
 export interface NexusGatewayOptions {
   logger?: Logger
@@ -483,90 +482,138 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     })
   }
 
+  /**
+   * The gateway's HTTP handling, in the order it runs — the security pipeline at a glance. Each stage answers
+   * the request or lets it through; routes come from one table (`routes.ts`).
+   */
+  readonly #pipeline: readonly Stage[] = [
+    { name: 'request target', run: (x) => this.#checkTarget(x) },
+    // Before anything is answered: a rebinding page must not read metrics or the server list either.
+    { name: 'origin', run: (x) => this.#checkOrigin(x) },
+    { name: 'operations', run: (x) => this.#serveOperations(x) },
+    { name: 'cors', run: (x) => applyCors(x.req, x.res) },
+    { name: 'route', run: (x) => this.#matchRoute(x) },
+    { name: 'authentication', run: (x) => this.#authenticate(x) },
+    { name: 'authorization', run: (x) => this.#authorize(x) },
+    { name: 'rate limit', run: (x) => this.#limitRate(x) },
+    { name: 'admission', run: (x) => this.#admit(x) },
+    { name: 'endpoint', run: (x) => this.#dispatch(x) },
+  ]
+
   async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      const url = requestTarget(req.url)
-      if (url === undefined) {
-        this.guard.refused('agent', 'request target is not a URL')
-        return sendHttpError(res, 400, -32000, 'Bad Request: the request target is not a valid URL path')
-      }
-      // Before anything is answered: a rebinding page must not read metrics or the server list either.
-      const refusal = refuseByOrigin(req, {
-        allowedHosts: this.config.http.allowedHosts,
-        allowedOrigins: this.config.http.allowedOrigins,
-        loopbackOnly: isLoopbackHost(this.config.http.host),
-      })
-      if (refusal !== undefined) return sendHttpError(res, 403, -32000, `Forbidden: ${refusal}`)
-      if (
-        await serveOps(url.pathname, res, {
-          notReadyBecause: () => this.#notReadyBecause(),
-          registry: this.metrics.registry,
-        })
-      )
-        return
-      if (url.pathname === '/servers' && req.method === 'GET') {
-        const servers = this.view.serverIds().map((id) => ({ id, hosts: this.view.hostsOf(id).length }))
-        return sendJson(res, 200, { servers })
-      }
-      if (applyCors(req, res)) return
-      if (url.pathname.startsWith(PROTECTED_RESOURCE_PATH) && req.method === 'GET')
-        return sendJson(res, 200, this.#resourceMetadata())
-      const [, kind, serverId, extra] = url.pathname.split('/')
-      const legacyPost = url.pathname === LEGACY_MESSAGES_PATH && req.method === 'POST'
-      const target =
-        (kind === 'mcp' || kind === 'sse') && serverId && extra === undefined
-          ? serverId
-          : legacyPost
-            ? this.#legacy!.serverOf(url.searchParams.get('sessionId'))
-            : undefined
-      let auth: AuthContext | undefined
-      if (target !== undefined || legacyPost) {
-        const authentication = await this.#authenticator.authenticate(req)
-        if (!authentication.ok) return this.#challenge(res, 401, authentication)
-        auth = authentication.auth
-        if (target !== undefined && !mayUseServer(auth, target))
-          return this.#challenge(res, 403, {
-            reason: `no scope for server ${target}`,
-            scope: `server:${target}`,
-          })
-        const wait = this.#rateLimiter.take(auth.principal)
-        if (wait > 0)
-          return this.#tooMany(res, wait, `more than ${this.config.limits.requestsPerSecond} requests/s`)
-        const opensSession =
-          (kind === 'mcp' &&
-            req.method === 'POST' &&
-            req.headers['mcp-session-id'] === undefined &&
-            !isModernHttpRequest(req.headers)) ||
-          (kind === 'sse' && req.method === 'GET')
-        if (opensSession) {
-          if (this.#stopping)
-            return sendHttpError(res, 503, -32000, 'Service unavailable: the gateway is shutting down', {
-              'retry-after': '1',
-            })
-          const refusal = this.#sessionLimit(auth)
-          if (refusal !== undefined) return refusal(res)
-        }
-      }
-      if (kind === 'mcp' && serverId && extra === undefined) {
-        if (!['GET', 'POST', 'DELETE'].includes(req.method ?? '')) {
-          return sendHttpError(res, 405, -32000, 'Method not allowed', { allow: 'GET, POST, DELETE' })
-        }
-        return await this.#streamable!.handle(req, res, serverId, auth!)
-      }
-      if (kind === 'sse' && serverId && extra === undefined && req.method === 'GET') {
-        return await this.#legacy!.open(res, serverId, auth!)
-      }
-      if (legacyPost) return await this.#legacy!.post(req, res, url.searchParams.get('sessionId'), auth!)
-      sendHttpError(
-        res,
-        404,
-        -32000,
-        `Not found: ${url.pathname}; MCP endpoints are /mcp/<server-id> and /sse/<server-id>`,
-      )
+      await runPipeline(this.#pipeline, { req, res, url: new URL('http://gateway/') })
     } catch (err) {
       // A bug that one request reached: that request alone fails, without saying what went wrong inside.
       this.guard.failed('agent', err, { method: req.method })
       sendHttpError(res, 500, -32603, 'Internal error')
     }
+  }
+
+  #checkTarget(x: Exchange): boolean {
+    const url = requestTarget(x.req.url)
+    if (url !== undefined) {
+      x.url = url
+      return false
+    }
+    this.guard.refused('agent', 'request target is not a URL')
+    sendHttpError(x.res, 400, -32000, 'Bad Request: the request target is not a valid URL path')
+    return true
+  }
+
+  #checkOrigin(x: Exchange): boolean {
+    const refusal = refuseByOrigin(x.req, {
+      allowedHosts: this.config.http.allowedHosts,
+      allowedOrigins: this.config.http.allowedOrigins,
+      loopbackOnly: isLoopbackHost(this.config.http.host),
+    })
+    if (refusal === undefined) return false
+    sendHttpError(x.res, 403, -32000, `Forbidden: ${refusal}`)
+    return true
+  }
+
+  /** `/healthz`, `/readyz`, `/metrics` and the server list: for operators, before any agent-facing stage. */
+  async #serveOperations(x: Exchange): Promise<boolean> {
+    const served = await serveOps(x.url.pathname, x.res, {
+      notReadyBecause: () => this.#notReadyBecause(),
+      registry: this.metrics.registry,
+    })
+    if (served) return true
+    if (x.url.pathname !== '/servers' || x.req.method !== 'GET') return false
+    const servers = this.view.serverIds().map((id) => ({ id, hosts: this.view.hostsOf(id).length }))
+    sendJson(x.res, 200, { servers })
+    return true
+  }
+
+  #matchRoute(x: Exchange): boolean {
+    const match = matchRoute(x.req.method, x.url)
+    if (match !== undefined && 'route' in match) {
+      x.route = match.route
+      if (match.route.kind === 'mcp' || match.route.kind === 'sse') x.serverId = match.route.serverId
+      if (match.route.kind === 'legacy-messages') x.serverId = this.#legacy!.serverOf(match.route.sessionId)
+      if (match.route.kind !== 'resource-metadata') return false
+      sendJson(x.res, 200, this.#resourceMetadata())
+      return true
+    }
+    if (match !== undefined)
+      sendHttpError(x.res, 405, -32000, 'Method not allowed', { allow: match.notAllowed.join(', ') })
+    else
+      sendHttpError(
+        x.res,
+        404,
+        -32000,
+        `Not found: ${x.url.pathname}; MCP endpoints are /mcp/<server-id> and /sse/<server-id>`,
+      )
+    return true
+  }
+
+  async #authenticate(x: Exchange): Promise<boolean> {
+    const authentication = await this.#authenticator.authenticate(x.req)
+    if (authentication.ok) {
+      x.auth = authentication.auth
+      return false
+    }
+    this.#challenge(x.res, 401, authentication)
+    return true
+  }
+
+  #authorize(x: Exchange): boolean {
+    if (x.serverId === undefined || mayUseServer(x.auth!, x.serverId)) return false
+    this.#challenge(x.res, 403, {
+      reason: `no scope for server ${x.serverId}`,
+      scope: `server:${x.serverId}`,
+    })
+    return true
+  }
+
+  #limitRate(x: Exchange): boolean {
+    const wait = this.#rateLimiter.take(x.auth!.principal)
+    if (wait <= 0) return false
+    this.#tooMany(x.res, wait, `more than ${this.config.limits.requestsPerSecond} requests/s`)
+    return true
+  }
+
+  /** New sessions: none while the gateway stops, and none past the principal's share. */
+  #admit(x: Exchange): boolean {
+    if (!opensSession(x.route!, x.req)) return false
+    if (this.#stopping) {
+      sendHttpError(x.res, 503, -32000, 'Service unavailable: the gateway is shutting down', {
+        'retry-after': '1',
+      })
+      return true
+    }
+    const refusal = this.#sessionLimit(x.auth!)
+    if (refusal === undefined) return false
+    refusal(x.res)
+    return true
+  }
+
+  async #dispatch(x: Exchange): Promise<boolean> {
+    const route = x.route!
+    if (route.kind === 'mcp') await this.#streamable!.handle(x.req, x.res, route.serverId, x.auth!)
+    else if (route.kind === 'sse') await this.#legacy!.open(x.res, route.serverId, x.auth!)
+    else if (route.kind === 'legacy-messages')
+      await this.#legacy!.post(x.req, x.res, route.sessionId, x.auth!)
+    return true
   }
 }

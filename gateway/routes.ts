@@ -1,0 +1,78 @@
+import type { IncomingMessage } from 'node:http'
+import { LEGACY_MESSAGES_PATH } from './legacy-sse-endpoint.ts'
+import { isModernHttpRequest } from './modern-validation.ts'
+
+export const PROTECTED_RESOURCE_PATH = '/.well-known/oauth-protected-resource'
+
+/** What a request asks for, once its path and method are matched. */
+export type Route =
+  /** OAuth protected-resource metadata: public. */
+  | { kind: 'resource-metadata' }
+  /** `/mcp/<server-id>`: streamable HTTP, both eras. */
+  | { kind: 'mcp'; serverId: string }
+  /** `/sse/<server-id>`: opens a legacy HTTP+SSE session. */
+  | { kind: 'sse'; serverId: string }
+  /** `/messages?sessionId=…`: a message of a legacy HTTP+SSE session (its server is the session's). */
+  | { kind: 'legacy-messages'; sessionId: string | null }
+
+interface RouteEntry {
+  methods: string[]
+  match(path: string, url: URL): Route | undefined
+}
+
+const serverPath = (prefix: string, path: string): string | undefined => {
+  const [, first, serverId, extra] = path.split('/')
+  return first === prefix && serverId && extra === undefined ? serverId : undefined
+}
+
+/** Every agent-facing route, in one table: path, methods, and what it names. */
+const ROUTES: RouteEntry[] = [
+  {
+    methods: ['GET'],
+    match: (path) => (path.startsWith(PROTECTED_RESOURCE_PATH) ? { kind: 'resource-metadata' } : undefined),
+  },
+  {
+    methods: ['GET', 'POST', 'DELETE'],
+    match: (path) => {
+      const serverId = serverPath('mcp', path)
+      return serverId === undefined ? undefined : { kind: 'mcp', serverId }
+    },
+  },
+  {
+    methods: ['GET'],
+    match: (path) => {
+      const serverId = serverPath('sse', path)
+      return serverId === undefined ? undefined : { kind: 'sse', serverId }
+    },
+  },
+  {
+    methods: ['POST'],
+    match: (path, url) =>
+      path === LEGACY_MESSAGES_PATH
+        ? { kind: 'legacy-messages', sessionId: url.searchParams.get('sessionId') }
+        : undefined,
+  },
+]
+
+export type RouteMatch = { route: Route } | { notAllowed: string[] } | undefined
+
+/** The route a request names; a known path with another method says which methods it takes. */
+export function matchRoute(method: string | undefined, url: URL): RouteMatch {
+  for (const entry of ROUTES) {
+    const route = entry.match(url.pathname, url)
+    if (route === undefined) continue
+    return entry.methods.includes(method ?? '') ? { route } : { notAllowed: entry.methods }
+  }
+  return undefined
+}
+
+/** Whether a request would open a new session (what admission control limits). */
+export function opensSession(route: Route, req: IncomingMessage): boolean {
+  if (route.kind === 'sse') return true
+  return (
+    route.kind === 'mcp' &&
+    req.method === 'POST' &&
+    req.headers['mcp-session-id'] === undefined &&
+    !isModernHttpRequest(req.headers)
+  )
+}
