@@ -102,7 +102,7 @@ export class EraBridge {
       this.#release(key, session)
       return () => {}
     }
-    session.onSettled = () => this.#settled(serverId, key, session, sink)
+    session.onSettled = () => this.#settled(key, session)
     session.call(request, this.#stateStamping(session, serverId, sink))
     return (reason) => session.cancel(reason)
   }
@@ -241,7 +241,7 @@ export class EraBridge {
   }
 
   /** A call ended or suspended: a free session goes back to its pool. */
-  #settled(_serverId: string, key: string, session: BridgeSession, _sink: RequestSink): void {
+  #settled(key: string, session: BridgeSession): void {
     if (session.suspended) return
     this.#release(key, session)
   }

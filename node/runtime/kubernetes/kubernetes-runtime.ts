@@ -42,8 +42,6 @@ interface Placement {
   /** Open sessions, by pod endpoint (`address:port`): the node's own load figures for choosing a pod. */
   sessionsByEndpoint: Map<string, number>
   sessions: Set<UpstreamSession>
-  /** Set once a newer version replaced it: it serves its sessions until they end, then goes. */
-  retiredAt?: number
   /** When a replaced version's remaining sessions are moved (the drain timeout). */
   drainTimer?: NodeJS.Timeout
 }
@@ -171,7 +169,6 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
         sessionsByEndpoint: new Map(),
         sessions: new Set(),
       }
-      delete placement.retiredAt
       clearTimeout(placement.drainTimer)
       this.#servers.set(server.config.id, { server, current: placement })
     }
@@ -309,7 +306,6 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
 
   #retire(placement: Placement): void {
     if (sessionCount(placement) === 0) return
-    placement.retiredAt = Date.now()
     this.#retiring.set(placement.name, placement)
     this.#logger.info(
       { workload: placement.name, sessions: sessionCount(placement) },
