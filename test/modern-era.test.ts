@@ -377,3 +377,33 @@ t.test(
     )
   },
 )
+
+t.test(
+  'a legacy server asking for a capability the client did not declare: -32021 with what is required',
+  async (t) => {
+    const extra = await startNetwork({ nodes: 1, servers: [failoverServerConfig()] })
+    t.teardown(extra.stop)
+    const response = await fetch(extra.gateway.serverUrl('failover'), {
+      method: 'POST',
+      headers: { ...MODERN_HEADERS, 'mcp-method': 'tools/call', 'mcp-name': 'ask_model' },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 11,
+        method: 'tools/call',
+        params: { name: 'ask_model', arguments: {}, _meta: meta },
+      }),
+    })
+    t.equal(response.status, 400, 'HTTP 400, as the revision gives this error')
+    t.match(await response.json(), {
+      id: 11,
+      error: { code: -32021, data: { requiredCapabilities: { sampling: {} } } },
+    })
+    const declared = await connectModern(extra.gateway.serverUrl('failover'))
+    t.teardown(() => declared.close())
+    t.match(
+      textOf(await declared.callTool({ name: 'ask_model', arguments: {} })),
+      MODERN_SAMPLED_TEXT,
+      'a client that declared sampling gets its answer to the server through an input_required round',
+    )
+  },
+)
