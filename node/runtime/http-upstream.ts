@@ -1,4 +1,3 @@
-import { connect, createServer } from 'node:net'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js'
 import type { Logger } from 'pino'
@@ -8,33 +7,11 @@ import { decodeJson, encodeJson } from '../../protocol/session-handshake.ts'
 import type { HttpServerConfig } from '../config.ts'
 import { speaksModern } from '../era-bridge/modern-forward.ts'
 import { resolveLaunch } from './launch.ts'
+import { freePort, portAccepts } from './ports.ts'
 import { StdioProcess } from './stdio-process.ts'
 import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from './upstream.ts'
 
 const START_TIMEOUT_MS = 30_000
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', resolve)
-  })
-  const address = server.address()
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  if (address === null || typeof address === 'string') throw new Error('no port assigned')
-  return address.port
-}
-
-function portAccepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ port, host: '127.0.0.1' })
-    socket.once('connect', () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once('error', () => resolve(false))
-  })
-}
 
 /**
  * A server reached over streamable HTTP: either one the operator already runs (`url`), or one process the node

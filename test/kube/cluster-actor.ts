@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { EventEmitter, once } from 'node:events'
-import { connect } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { dirname, join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
@@ -15,7 +14,7 @@ import {
   type ResourceType,
 } from '../../node/runtime/kubernetes/kube-api.ts'
 import { LABEL_NODE, MANAGED_BY, POD_HOST_SERVER_ENV } from '../../node/runtime/kubernetes/workload.ts'
-import { freePort } from './kube-cluster.ts'
+import { freePort, portAccepts } from '../../node/runtime/ports.ts'
 
 /**
  * The address the actor's pods listen on: EndpointSlices refuse loopback addresses, so the machine's own
@@ -45,17 +44,6 @@ interface Container {
   args?: string[]
   env?: { name: string; value?: string }[]
   ports?: { containerPort: number }[]
-}
-
-function accepts(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host, port })
-    socket.once('connect', () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once('error', () => resolve(false))
-  })
 }
 
 /** A pod the actor runs: its Pod object in the API server, and the real process behind it on loopback. */
@@ -308,7 +296,7 @@ export class ClusterActor extends EventEmitter<ClusterActorEvents> {
     env[portEnv] = String(port)
     const [command, ...commandArgs] = container.command
     const child = spawn(command!, [...commandArgs, ...(container.args ?? [])], { env, stdio: 'ignore' })
-    for (let wait = 20; !(await accepts(this.address, port)); wait = Math.min(wait * 2, 250)) {
+    for (let wait = 20; !(await portAccepts(port, this.address)); wait = Math.min(wait * 2, 250)) {
       if (child.exitCode !== null) throw new Error(`the server exited (${child.exitCode}) before listening`)
       await delay(wait)
     }
