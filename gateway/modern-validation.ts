@@ -1,8 +1,10 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import {
   declaredVersion,
+  decodeHeaderValue,
   isModernVersion,
   isSupportedModernVersion,
+  MCP_NAME_FIELD,
   META_CLIENT_CAPABILITIES,
   META_PROTOCOL_VERSION,
   MODERN_VERSIONS,
@@ -34,13 +36,6 @@ export interface ModernRefusal {
   data?: unknown
 }
 
-/** Methods whose `Mcp-Name` header mirrors a body field, and which field. */
-const NAMED: Record<string, 'name' | 'uri'> = {
-  'tools/call': 'name',
-  'prompts/get': 'name',
-  'resources/read': 'uri',
-}
-
 /** Legacy-era methods the 2026-07-28 revision removed: a modern request naming one gets 404 `-32601`. */
 const REMOVED_METHODS = new Set([
   'initialize',
@@ -49,15 +44,6 @@ const REMOVED_METHODS = new Set([
   'resources/subscribe',
   'resources/unsubscribe',
 ])
-
-const SENTINEL = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/
-
-/** An `Mcp-Name` or `Mcp-Param-*` value as sent: plain visible ASCII, or the Base64 sentinel form. */
-export function decodeHeaderValue(value: string): string | undefined {
-  const encoded = SENTINEL.exec(value)
-  if (encoded !== null) return Buffer.from(encoded[1]!, 'base64').toString('utf8')
-  return /^[\x20-\x7e\t]*$/.test(value) ? value : undefined
-}
 
 function header(headers: IncomingHttpHeaders, name: string): string | undefined {
   const value = headers[name]
@@ -130,7 +116,7 @@ export function validateModernRequest(
       code: JsonRpcCode.MethodNotFound,
       message: `Method not found: ${message.method} is not part of protocol ${requested}`,
     }
-  const field = NAMED[message.method]
+  const field = MCP_NAME_FIELD[message.method]
   if (field === undefined) return undefined
   const expected = message.params?.[field]
   const raw = header(headers, 'mcp-name')

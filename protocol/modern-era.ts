@@ -44,6 +44,31 @@ export function declaredVersion(params: unknown): string | undefined {
   return typeof version === 'string' ? version : undefined
 }
 
+/** Methods whose `Mcp-Name` header mirrors a body field, and which field. */
+export const MCP_NAME_FIELD: Readonly<Record<string, 'name' | 'uri'>> = {
+  'tools/call': 'name',
+  'prompts/get': 'name',
+  'resources/read': 'uri',
+}
+
+const SENTINEL = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/
+
+/**
+ * An `Mcp-Name` or `Mcp-Param-*` value as the revision carries it: plain visible ASCII when that is safe,
+ * else the Base64 sentinel form (also for plain text that looks like the sentinel).
+ */
+export function encodeHeaderValue(value: string): string {
+  const plain = /^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/.test(value) && !/^=\?base64\?.*\?=$/.test(value)
+  return plain ? value : `=?base64?${Buffer.from(value, 'utf8').toString('base64')}?=`
+}
+
+/** A mirrored header value as sent, decoded; undefined when it carries characters a header may not. */
+export function decodeHeaderValue(value: string): string | undefined {
+  const encoded = SENTINEL.exec(value)
+  if (encoded !== null) return Buffer.from(encoded[1]!, 'base64').toString('utf8')
+  return /^[\x20-\x7e\t]*$/.test(value) ? value : undefined
+}
+
 const STATE_PREFIX = 'nexus1'
 
 /**

@@ -5,6 +5,7 @@ import { NexusNode } from '../node/nexus-node.ts'
 import { LineSplitter } from '../node/runtime/line-splitter.ts'
 import { FramedStream } from '../protocol/framed-stream.ts'
 import { encodeFrame, FrameDecoder } from '../protocol/framing.ts'
+import { decodeHeaderValue, encodeHeaderValue } from '../protocol/modern-era.ts'
 import { MCP_STREAM_PROTOCOL } from '../protocol/names.ts'
 import { createPeer } from '../protocol/peer.ts'
 import { decodeJson, OpenReplySchema, openFrame, parseFrame } from '../protocol/session-handshake.ts'
@@ -238,3 +239,15 @@ t.test(
     t.ok(accepted > 0)
   },
 )
+
+t.test('mirrored header values: plain when safe, the Base64 sentinel otherwise, and back', async (t) => {
+  t.equal(encodeHeaderValue('get_weather'), 'get_weather')
+  for (const value of ['Hello, 世界', ' padded ', 'line1\nline2', '=?base64?literal?=', 'file:///a b'])
+    t.equal(decodeHeaderValue(encodeHeaderValue(value)), value, `${JSON.stringify(value)} survives the trip`)
+  t.equal(
+    encodeHeaderValue('=?base64?literal?='),
+    '=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?=',
+    'sentinel-like text is encoded',
+  )
+  t.equal(decodeHeaderValue('caf\u00e9'), undefined, 'non-ASCII sent plain is refused')
+})

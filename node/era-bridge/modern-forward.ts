@@ -1,16 +1,16 @@
 import { EventSourceParserStream } from 'eventsource-parser/stream'
 import { errorMessage } from '../../protocol/errors.ts'
-import { BRIDGE_LEGACY_VERSION, declaredVersion, MODERN_VERSIONS } from '../../protocol/modern-era.ts'
+import {
+  BRIDGE_LEGACY_VERSION,
+  declaredVersion,
+  encodeHeaderValue,
+  MCP_NAME_FIELD,
+  MODERN_VERSIONS,
+} from '../../protocol/modern-era.ts'
 import { NexusRpcCode } from '../../protocol/rpc-codes.ts'
 import type { ModernRequest, RequestSink } from './bridge-session.ts'
 
 type Json = Record<string, unknown>
-
-/** A header value as the revision carries it: plain visible ASCII, or the Base64 sentinel form. */
-function headerValue(value: string): string {
-  const plain = /^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/.test(value) && !/^=\?base64\?.*\?=$/.test(value)
-  return plain ? value : `=?base64?${Buffer.from(value, 'utf8').toString('base64')}?=`
-}
 
 /** The headers a modern request carries over HTTP, mirrored from its body. */
 function modernHeaders(request: ModernRequest): Record<string, string> {
@@ -20,9 +20,9 @@ function modernHeaders(request: ModernRequest): Record<string, string> {
     'mcp-protocol-version': declaredVersion(request.params) ?? MODERN_VERSIONS[0],
     'mcp-method': request.method,
   }
-  const name = request.method === 'resources/read' ? request.params?.uri : request.params?.name
-  if (['tools/call', 'prompts/get', 'resources/read'].includes(request.method) && typeof name === 'string')
-    headers['mcp-name'] = headerValue(name)
+  const field = MCP_NAME_FIELD[request.method]
+  const name = field === undefined ? undefined : request.params?.[field]
+  if (typeof name === 'string') headers['mcp-name'] = encodeHeaderValue(name)
   return headers
 }
 
