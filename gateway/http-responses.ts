@@ -13,6 +13,8 @@ export function sendHttpError(
   message: string,
   headers: Record<string, string> = {},
   id: RequestId | null = null,
+  /** The error's `data`, for errors that define one (the supported versions of `-32022`). */
+  data?: unknown,
 ): void {
   if (res.headersSent) {
     res.end()
@@ -20,7 +22,7 @@ export function sendHttpError(
   }
   res
     .writeHead(status, { 'content-type': 'application/json', ...headers })
-    .end(httpErrorBody(code, message, id))
+    .end(httpErrorBody(code, message, id, data))
 }
 
 export { sendJson } from '../protocol/ops-endpoints.ts'

@@ -18,8 +18,17 @@ export function isResponse(message: JSONRPCMessage): message is Extract<JSONRPCM
  * A body for HTTP-level failures, which the MCP transports report as JSON-RPC errors with a null id (or the id
  * of the request refused, when it could be read).
  */
-export function httpErrorBody(code: number, message: string, id: RequestId | null = null): string {
-  return JSON.stringify({ jsonrpc: '2.0', id, error: { code, message } })
+export function httpErrorBody(
+  code: number,
+  message: string,
+  id: RequestId | null = null,
+  data?: unknown,
+): string {
+  return JSON.stringify({
+    jsonrpc: '2.0',
+    id,
+    error: data === undefined ? { code, message } : { code, message, data },
+  })
 }
 
 /**

@@ -3,8 +3,9 @@ import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.
 import type { Logger } from 'pino'
 import { errorMessage } from '../protocol/errors.ts'
 import { META_SUBSCRIPTION_ID, ModernRpcCode, parseRequestState } from '../protocol/modern-era.ts'
-import { JsonRpcCode, NexusRpcCode } from '../protocol/rpc-codes.ts'
+import { errorResponse, JsonRpcCode, NexusRpcCode } from '../protocol/rpc-codes.ts'
 import type { AuthContext } from '../protocol/session-handshake.ts'
+import { sendHttpError } from './http-responses.ts'
 import { validateModernRequest } from './modern-validation.ts'
 import type { NodeLink } from './node-link.ts'
 import type { RetrySafety } from './retry-safety.ts'
@@ -61,7 +62,7 @@ export class ModernEndpoint {
     const id = (body as { id?: RequestId } | undefined)?.id ?? null
     const refusal = validateModernRequest(req.headers, body)
     if (refusal !== undefined)
-      return sendError(res, refusal.status, id, refusal.code, refusal.message, refusal.data)
+      return sendHttpError(res, refusal.status, refusal.code, refusal.message, {}, id, refusal.data)
     const request = body as { id?: RequestId; method: string; params?: Json }
     // The revision defines no client notification over HTTP; one that arrives is accepted and dropped.
     if (request.id === undefined) return void res.writeHead(202).end()
@@ -87,7 +88,7 @@ export class ModernEndpoint {
     if (stream.closed) return
     const answer =
       outcome.answer ??
-      errorAnswer(
+      errorResponse(
         request.id,
         safe ? NexusRpcCode.NoHost : NexusRpcCode.NodeFailed,
         safe
@@ -162,7 +163,7 @@ export class ModernEndpoint {
     }
     if (!stream.closed)
       stream.finish(
-        errorAnswer(request.id, NexusRpcCode.NoHost, `No host can keep the subscription: ${failure}`),
+        errorResponse(request.id, NexusRpcCode.NoHost, `No host can keep the subscription: ${failure}`),
       )
   }
 
@@ -282,22 +283,4 @@ function statusOf(answer: JSONRPCMessage): number {
   if (code === ModernRpcCode.MissingRequiredClientCapability) return 400
   if (code === ModernRpcCode.UnsupportedProtocolVersion || code === ModernRpcCode.HeaderMismatch) return 400
   return 200
-}
-
-function errorAnswer(id: RequestId, code: number, message: string): JSONRPCMessage {
-  return { jsonrpc: '2.0', id, error: { code, message } }
-}
-
-function sendError(
-  res: ServerResponse,
-  status: number,
-  id: RequestId | null,
-  code: number,
-  message: string,
-  data?: unknown,
-) {
-  const error = data === undefined ? { code, message } : { code, message, data }
-  res
-    .writeHead(status, { 'content-type': 'application/json' })
-    .end(JSON.stringify({ jsonrpc: '2.0', id, error }))
 }

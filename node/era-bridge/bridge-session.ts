@@ -7,7 +7,7 @@ import {
   ModernRpcCode,
   requestMeta,
 } from '../../protocol/modern-era.ts'
-import { NexusRpcCode } from '../../protocol/rpc-codes.ts'
+import { errorResponse, JsonRpcCode, NexusRpcCode } from '../../protocol/rpc-codes.ts'
 import { encodeJson } from '../../protocol/session-handshake.ts'
 import type { UpstreamSession } from '../runtime/upstream.ts'
 
@@ -136,7 +136,7 @@ export class BridgeSession {
   /** Runs a modern request on the legacy session; its answer (or its input requests) goes to `sink`. */
   call(request: ModernRequest, sink: RequestSink) {
     if (this.#call !== undefined) throw new NexusError('PROTOCOL_VIOLATION', 'the bridge session is busy')
-    if (this.#ended !== undefined) return sink.respond(failure(request.id, this.#ended))
+    if (this.#ended !== undefined) return sink.respond(serverUnavailable(request.id, this.#ended))
     const bridgeId = this.#nextId++
     this.#call = {
       bridgeId,
@@ -328,7 +328,7 @@ export class BridgeSession {
     this.#own.clear()
     const call = this.#call
     this.#call = undefined
-    call?.state.sink.respond(failure(call.state.clientId, `the server ended: ${reason}`))
+    call?.state.sink.respond(serverUnavailable(call.state.clientId, `the server ended: ${reason}`))
     this.#logger.debug({ reason }, 'bridge session ended')
     this.onEnded?.(reason)
   }
@@ -361,14 +361,11 @@ function modernAnswer(call: Call, message: Json): Json {
   return { jsonrpc: '2.0', id: call.clientId, result }
 }
 
-function failure(id: RequestId, reason: string): Json {
-  return {
-    jsonrpc: '2.0',
-    id,
-    error: { code: NexusRpcCode.NodeFailed, message: `Server unavailable: ${reason}` },
-  }
+/** The answer to a request the server could not take: it ended, is unreachable, or answered nothing. */
+export function serverUnavailable(id: RequestId, reason: string): Json {
+  return errorResponse(id, NexusRpcCode.NodeFailed, `Server unavailable: ${reason}`) as Json
 }
 
-function invalidParams(id: RequestId, message: string): Json {
-  return { jsonrpc: '2.0', id, error: { code: -32602, message: `Invalid params: ${message}` } }
+export function invalidParams(id: RequestId, message: string): Json {
+  return errorResponse(id, JsonRpcCode.InvalidParams, `Invalid params: ${message}`) as Json
 }

@@ -11,9 +11,14 @@ import {
   parseRequestState,
   requestMeta,
 } from '../../protocol/modern-era.ts'
-import { NexusRpcCode } from '../../protocol/rpc-codes.ts'
 import type { Runtime } from '../runtime/runtime.ts'
-import { BridgeSession, type ModernRequest, type RequestSink } from './bridge-session.ts'
+import {
+  BridgeSession,
+  invalidParams,
+  type ModernRequest,
+  type RequestSink,
+  serverUnavailable,
+} from './bridge-session.ts'
 import { forwardModern } from './modern-forward.ts'
 
 type Json = Record<string, unknown>
@@ -91,9 +96,7 @@ export class EraBridge {
     try {
       session = await this.#acquire(serverId, key, capabilities, clientInfo)
     } catch (err) {
-      sink.respond(
-        errorAnswer(request.id, NexusRpcCode.NodeFailed, `Server unavailable: ${errorMessage(err)}`),
-      )
+      sink.respond(serverUnavailable(request.id, errorMessage(err)))
       return () => {}
     }
     if (request.method === 'subscriptions/listen') return this.#listen(serverId, request, session, sink)
@@ -196,13 +199,7 @@ export class EraBridge {
   #resume(serverId: string, request: ModernRequest, token: string | undefined, sink: RequestSink) {
     const entry = token === undefined ? undefined : this.#suspended.get(token)
     if (entry === undefined || entry.serverId !== serverId) {
-      sink.respond(
-        errorAnswer(
-          request.id,
-          -32602,
-          'Invalid params: requestState is unknown here, expired, or not this server',
-        ),
-      )
+      sink.respond(invalidParams(request.id, 'requestState is unknown here, expired, or not this server'))
       return () => {}
     }
     const { session } = entry
@@ -361,8 +358,4 @@ function discoverResult(session: BridgeSession): Json {
     cacheScope: 'private',
     _meta: { [META_SERVER_INFO]: info.serverInfo },
   }
-}
-
-function errorAnswer(id: ModernRequest['id'], code: number, message: string): Json {
-  return { jsonrpc: '2.0', id, error: { code, message } }
 }

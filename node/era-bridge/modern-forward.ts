@@ -7,8 +7,7 @@ import {
   MCP_NAME_FIELD,
   MODERN_VERSIONS,
 } from '../../protocol/modern-era.ts'
-import { NexusRpcCode } from '../../protocol/rpc-codes.ts'
-import type { ModernRequest, RequestSink } from './bridge-session.ts'
+import { type ModernRequest, type RequestSink, serverUnavailable } from './bridge-session.ts'
 
 type Json = Record<string, unknown>
 
@@ -103,7 +102,12 @@ export function forwardModern(url: URL, request: ModernRequest, sink: RequestSin
         try {
           respond(JSON.parse(text) as Json)
         } catch {
-          respond(failure(request, `the server answered HTTP ${response.status}: ${text.slice(0, 200)}`))
+          respond(
+            serverUnavailable(
+              request.id,
+              `the server answered HTTP ${response.status}: ${text.slice(0, 200)}`,
+            ),
+          )
         }
         return
       }
@@ -115,18 +119,11 @@ export function forwardModern(url: URL, request: ModernRequest, sink: RequestSin
         if (message.id === request.id && ('result' in message || 'error' in message)) respond(message)
         else if (typeof message.method === 'string' && message.id === undefined) sink.notify(message)
       }
-      respond(failure(request, 'the server ended its stream without an answer'))
+      respond(serverUnavailable(request.id, 'the server ended its stream without an answer'))
     } catch (err) {
-      if (!abort.signal.aborted) respond(failure(request, `the server is unreachable: ${errorMessage(err)}`))
+      if (!abort.signal.aborted)
+        respond(serverUnavailable(request.id, `the server is unreachable: ${errorMessage(err)}`))
     }
   })()
   return () => abort.abort()
-}
-
-function failure(request: ModernRequest, reason: string): Json {
-  return {
-    jsonrpc: '2.0',
-    id: request.id,
-    error: { code: NexusRpcCode.NodeFailed, message: `Server unavailable: ${reason}` },
-  }
 }
