@@ -2,8 +2,10 @@ import type { IncomingHttpHeaders } from 'node:http'
 import {
   declaredVersion,
   decodeHeaderValue,
+  isLegacyVersion,
   isModernVersion,
   isSupportedModernVersion,
+  LEGACY_VERSIONS,
   MCP_NAME_FIELD,
   META_CLIENT_CAPABILITIES,
   META_PROTOCOL_VERSION,
@@ -13,9 +15,6 @@ import {
 } from '../protocol/modern-era.ts'
 import { JsonRpcCode } from '../protocol/rpc-codes.ts'
 
-/** The revisions of the legacy era (sessions opened by `initialize`). */
-const LEGACY_VERSIONS = new Set(['2024-11-05', '2025-03-26', '2025-06-18', '2025-11-25'])
-
 /**
  * Whether an HTTP request to an MCP endpoint is for the modern era: its `MCP-Protocol-Version` names a version
  * that is not a legacy one (a modern one, or one nobody speaks, which the modern checks then refuse with the
@@ -23,7 +22,7 @@ const LEGACY_VERSIONS = new Set(['2024-11-05', '2025-03-26', '2025-06-18', '2025
  */
 export function isModernHttpRequest(headers: IncomingHttpHeaders, body?: unknown): boolean {
   const version = headers['mcp-protocol-version']
-  if (typeof version === 'string') return !LEGACY_VERSIONS.has(version)
+  if (typeof version === 'string') return !isLegacyVersion(version)
   if (headers['mcp-session-id'] !== undefined) return false
   const declared = declaredVersion((body as { params?: unknown } | undefined)?.params)
   return declared !== undefined && isModernVersion(declared)
@@ -72,7 +71,7 @@ export function validateModernRequest(
       code: ModernRpcCode.UnsupportedProtocolVersion,
       message: `Unsupported protocol version ${requested}`,
       data: {
-        supported: [...MODERN_VERSIONS, '2025-11-25', '2025-06-18', '2025-03-26', '2024-11-05'],
+        supported: [...MODERN_VERSIONS, ...LEGACY_VERSIONS],
         requested,
       },
     }

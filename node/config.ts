@@ -1,5 +1,6 @@
 import * as z from 'zod/v4'
 import { NexusError } from '../protocol/errors.ts'
+import { ErasSchema } from '../protocol/manifest.ts'
 import { isValidServerId } from '../protocol/session-handshake.ts'
 import { TrustConfigSchema } from '../trust/trust-config.ts'
 
@@ -48,6 +49,8 @@ export const HttpServerConfigSchema = z
     /** The variable through which the started server learns its port. */
     portEnv: z.string().default('PORT'),
     path: z.string().startsWith('/').default('/mcp'),
+    /** The MCP eras the server speaks; absent: asked at start (`server/discover` and `initialize`). */
+    eras: ErasSchema.optional(),
   })
   .refine(
     (s) => [s.url, s.package, s.command].filter((x) => x !== undefined).length === 1,

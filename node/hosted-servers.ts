@@ -74,6 +74,7 @@ export function launchFromManifest(
     transport: 'streamable-http',
     path: manifest.http?.path,
     portEnv: manifest.http?.portEnv,
+    eras: manifest.eras,
   })
 }
 

@@ -2,6 +2,7 @@ import { keccak256, toUtf8Bytes } from 'ethers'
 import * as z from 'zod/v4'
 import { canonicalJson } from './canonical-json.ts'
 import { NexusError } from './errors.ts'
+import { ERAS } from './modern-era.ts'
 import { isValidServerId } from './session-handshake.ts'
 
 /** An exact npm version: no ranges, tags or `latest`, so that a manifest names one tarball only. */
@@ -38,6 +39,13 @@ export const ResourcesSchema = z
     memoryMiB: z.number().int().positive().max(1_048_576).default(256),
   })
   .strict()
+
+/** The MCP eras a server speaks, each at most once. */
+export const ErasSchema = z
+  .array(z.enum(ERAS))
+  .min(1)
+  .max(2)
+  .refine((eras) => new Set(eras).size === eras.length, 'an era is listed twice')
 
 export const ManifestSchema = z
   .object({
@@ -78,6 +86,12 @@ export const ManifestSchema = z
      * nothing unless its manifest says so. (Optional with no default: manifests signed before it hash alike.)
      */
     egress: z.boolean().optional(),
+    /**
+     * The MCP eras the server speaks (`legacy`: sessions opened by `initialize`; `modern`: 2026-07-28). Nodes
+     * serve the other era through their era bridge. Absent: a streamable-HTTP server is asked at start, a stdio
+     * server is taken as legacy. (Optional with no default: manifests signed before it hash alike.)
+     */
+    eras: ErasSchema.optional(),
     /** What the curators found when they reviewed this version. */
     notes: z.array(z.string().max(4096)).max(64).default([]),
   })
@@ -101,6 +115,12 @@ export const ManifestSchema = z
         code: 'custom',
         path: ['package'],
         message: 'an OCI image is pinned by its digest alone',
+      })
+    if (m.transport === 'stdio' && m.eras !== undefined && !m.eras.includes('legacy'))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['eras'],
+        message: 'a stdio server must speak the legacy era (nodes open legacy sessions with stdio servers)',
       })
     if (new Set(m.env).size !== m.env.length)
       ctx.addIssue({ code: 'custom', path: ['env'], message: 'a variable is listed twice' })

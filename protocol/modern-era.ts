@@ -7,14 +7,26 @@
 
 /** The modern revisions this network speaks, newest first. */
 export const MODERN_VERSIONS = ['2026-07-28'] as const
+/** The revisions of the legacy era (sessions opened by `initialize`), newest first. */
+export const LEGACY_VERSIONS = ['2025-11-25', '2025-06-18', '2025-03-26', '2024-11-05'] as const
 /** The legacy revision a node's bridge opens its sessions with. */
-export const BRIDGE_LEGACY_VERSION = '2025-11-25'
+export const BRIDGE_LEGACY_VERSION = LEGACY_VERSIONS[0]
+
+/** The two eras of MCP: `legacy` (sessions opened by `initialize`) and `modern` (2026-07-28, stateless). */
+export const ERAS = ['legacy', 'modern'] as const
+export type Era = (typeof ERAS)[number]
+
+export function isLegacyVersion(version: string): boolean {
+  return (LEGACY_VERSIONS as readonly string[]).includes(version)
+}
 
 export const META_PROTOCOL_VERSION = 'io.modelcontextprotocol/protocolVersion'
 export const META_CLIENT_CAPABILITIES = 'io.modelcontextprotocol/clientCapabilities'
 export const META_CLIENT_INFO = 'io.modelcontextprotocol/clientInfo'
 export const META_SERVER_INFO = 'io.modelcontextprotocol/serverInfo'
 export const META_SUBSCRIPTION_ID = 'io.modelcontextprotocol/subscriptionId'
+/** The per-request log level that replaces the legacy `logging/setLevel`. */
+export const META_LOG_LEVEL = 'io.modelcontextprotocol/logLevel'
 
 /** Error codes the revision defines. */
 export const ModernRpcCode = {

@@ -117,3 +117,47 @@ t.test(
     }
   },
 )
+
+/**
+ * The 2025-11-25 suite through the reverse bridge: legacy sessions that the node plays for a server of the
+ * modern era alone (the SDK v2 fixture refusing legacy requests). Every scenario whose feature that fixture
+ * has passes; the others call tools, prompts or resources it does not define (README.md, "A legacy agent on a
+ * modern-only server").
+ */
+const REVERSE_BRIDGED_2025 = [
+  'dns-rebinding-protection',
+  'logging-set-level',
+  'ping',
+  'prompts-get-simple',
+  'prompts-list',
+  'resources-list',
+  'resources-read-text',
+  'resources-subscribe',
+  'resources-unsubscribe',
+  'server-initialize',
+  'server-sse-multiple-streams',
+  'tools-call-error',
+  'tools-call-image',
+  'tools-call-simple-text',
+  'tools-call-with-logging',
+  'tools-call-with-progress',
+  'tools-list',
+]
+
+t.test('2025-11-25 requirements through the reverse bridge, against a modern-only server', async (t) => {
+  const network = await startNetwork({
+    nodes: 1,
+    servers: [modernFixtureConfig('conformance', { modernOnly: true })],
+  })
+  t.teardown(network.stop)
+  const results = await runConformance(
+    network.gateway.serverUrl('conformance').replace('127.0.0.1', 'localhost'),
+  )
+  const byName = new Map(results.map((r) => [r.scenario, r]))
+  for (const scenario of REVERSE_BRIDGED_2025) {
+    const result = byName.get(scenario)
+    t.ok(result?.passed, `${scenario} passes through the reverse bridge`, {
+      failures: result?.failures ?? ['not run'],
+    })
+  }
+})

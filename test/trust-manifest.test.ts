@@ -42,6 +42,15 @@ t.test('manifest schema: exact versions, pinned packages, clear errors naming th
   t.throws(() => parseManifest({ ...base, env: ['A', 'A'] }), /listed twice/)
   t.throws(() => parseManifest({ ...base, extra: 1 }), /Unrecognized key: "extra"/)
   t.throws(() => parseManifest({ ...base, id: 'Upper' }), /→ at id/)
+  t.throws(() => parseManifest({ ...base, eras: ['modern'] }), /a stdio server must speak the legacy era/)
+  t.throws(() => parseManifest({ ...base, eras: ['legacy', 'legacy'] }), /an era is listed twice/)
+  t.throws(() => parseManifest({ ...base, eras: ['future'] }), /→ at eras/)
+  t.same(
+    parseManifest({ ...base, transport: 'streamable-http', eras: ['modern'] }).eras,
+    ['modern'],
+    'an HTTP server may speak the modern era alone',
+  )
+  t.equal(manifestHash(base), manifestHash(parseManifest(base)), 'no eras: the hash is unchanged')
   const oci = parseManifest({
     id: 'oci-server',
     version: '1.0.0',

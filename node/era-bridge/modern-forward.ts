@@ -3,8 +3,12 @@ import { errorMessage } from '../../protocol/errors.ts'
 import {
   BRIDGE_LEGACY_VERSION,
   declaredVersion,
+  type Era,
   encodeHeaderValue,
   MCP_NAME_FIELD,
+  META_CLIENT_CAPABILITIES,
+  META_CLIENT_INFO,
+  META_PROTOCOL_VERSION,
   MODERN_VERSIONS,
 } from '../../protocol/modern-era.ts'
 import { type ModernRequest, type RequestSink, serverUnavailable } from './bridge-session.ts'
@@ -25,19 +29,30 @@ function modernHeaders(request: ModernRequest): Record<string, string> {
   return headers
 }
 
+const PROBE_CLIENT = { name: 'nexus-node', version: '1.0.0' }
+
 /**
- * Whether a streamable-HTTP server speaks revision 2026-07-28 itself: it answers `server/discover` with that
- * version among its supported ones. Such a server gets modern requests as they are, not through the bridge.
+ * Which eras a streamable-HTTP server speaks, asked at start: `modern` when it answers `server/discover` with
+ * revision 2026-07-28 among its versions, `legacy` when it answers `initialize` (the probe's session is ended
+ * at once). A server that answers neither is taken as legacy, as every server was before the revision.
  */
-export async function speaksModern(url: URL, timeoutMs = 5_000): Promise<boolean> {
+export async function probeEras(url: URL, timeoutMs = 5_000): Promise<Era[]> {
+  const [modern, legacy] = await Promise.all([speaksModern(url, timeoutMs), speaksLegacy(url, timeoutMs)])
+  const eras: Era[] = []
+  if (legacy || !modern) eras.push('legacy')
+  if (modern) eras.push('modern')
+  return eras
+}
+
+async function speaksModern(url: URL, timeoutMs: number): Promise<boolean> {
   const request: ModernRequest = {
     id: 'nexus-era-probe',
     method: 'server/discover',
     params: {
       _meta: {
-        'io.modelcontextprotocol/protocolVersion': MODERN_VERSIONS[0],
-        'io.modelcontextprotocol/clientCapabilities': {},
-        'io.modelcontextprotocol/clientInfo': { name: 'nexus-node', version: BRIDGE_LEGACY_VERSION },
+        [META_PROTOCOL_VERSION]: MODERN_VERSIONS[0],
+        [META_CLIENT_CAPABILITIES]: {},
+        [META_CLIENT_INFO]: PROBE_CLIENT,
       },
     },
   }
@@ -52,6 +67,35 @@ export async function speaksModern(url: URL, timeoutMs = 5_000): Promise<boolean
     const body = (await readAnswer(response, request.id)) as { result?: { supportedVersions?: unknown } }
     const supported = body.result?.supportedVersions
     return Array.isArray(supported) && supported.includes(MODERN_VERSIONS[0])
+  } catch {
+    return false
+  }
+}
+
+async function speaksLegacy(url: URL, timeoutMs: number): Promise<boolean> {
+  const id = 'nexus-era-probe'
+  try {
+    const response = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id,
+        method: 'initialize',
+        params: { protocolVersion: BRIDGE_LEGACY_VERSION, capabilities: {}, clientInfo: PROBE_CLIENT },
+      }),
+      signal: AbortSignal.timeout(timeoutMs),
+    })
+    const session = response.headers.get('mcp-session-id')
+    const body = response.ok ? await readAnswer(response, id) : undefined
+    if (session !== null)
+      await fetch(url, {
+        method: 'DELETE',
+        headers: { 'mcp-session-id': session, 'mcp-protocol-version': BRIDGE_LEGACY_VERSION },
+        signal: AbortSignal.timeout(timeoutMs),
+      }).catch(() => {})
+    const result = body?.result as { protocolVersion?: unknown } | undefined
+    return typeof result?.protocolVersion === 'string'
   } catch {
     return false
   }

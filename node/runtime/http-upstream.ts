@@ -3,9 +3,12 @@ import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js'
 import type { Logger } from 'pino'
 import { Backoff } from '../../protocol/backoff.ts'
 import { errorMessage, NexusError, type NexusErrorCode } from '../../protocol/errors.ts'
+import type { Era } from '../../protocol/modern-era.ts'
 import { decodeJson, encodeJson } from '../../protocol/session-handshake.ts'
-import type { HttpServerConfig } from '../config.ts'
-import { speaksModern } from '../era-bridge/modern-forward.ts'
+import type { HttpServerConfig, ServerConfig } from '../config.ts'
+import { serverUnavailable } from '../era-bridge/bridge-session.ts'
+import { EmulatedLegacySession, type ModernChannel } from '../era-bridge/legacy-emulation.ts'
+import { forwardModern, probeEras } from '../era-bridge/modern-forward.ts'
 import { resolveLaunch } from './launch.ts'
 import { freePort, portAccepts } from './ports.ts'
 import { StdioProcess } from './stdio-process.ts'
@@ -21,13 +24,13 @@ export class HttpUpstream implements Upstream {
   readonly config: HttpServerConfig
   readonly #logger: Logger
   readonly #events: UpstreamEvents | undefined
-  readonly #active = new Set<HttpSession>()
+  readonly #active = new Set<HttpSession | EmulatedLegacySession>()
   readonly #backoff = new Backoff()
   #url: URL | undefined
   #proc: StdioProcess | undefined
   #restartTimer: NodeJS.Timeout | undefined
-  /** Whether the server answered `server/discover` with revision 2026-07-28 (probed once it is reachable). */
-  #modern = false
+  /** The eras the server speaks: from its manifest, else probed once it is reachable. */
+  #eras: Era[] = ['legacy']
   #restarts = 0
   #stopped = false
 
@@ -40,19 +43,33 @@ export class HttpUpstream implements Upstream {
   async start(): Promise<void> {
     if (this.config.url !== undefined) this.#url = new URL(this.config.url)
     else await this.#launch()
-    this.#modern = await speaksModern(this.#url!)
+    this.#eras = this.config.eras ?? (await probeEras(this.#url!))
+    this.#logger.info({ eras: this.#eras }, 'server eras')
   }
 
   modernUrl(): URL | undefined {
-    return this.#modern ? this.#url : undefined
+    return this.#eras.includes('modern') ? this.#url : undefined
   }
 
   async open(): Promise<UpstreamSession> {
     if (this.#url === undefined)
       throw new NexusError('UPSTREAM_UNAVAILABLE', `server ${this.config.id} is not running`)
-    const session = new HttpSession(this.#url, this.#logger, () => this.#active.delete(session))
+    const release = () => this.#active.delete(session)
+    // A server of the modern era alone gets legacy sessions the node plays for it, request by request.
+    const session = this.#eras.includes('legacy')
+      ? new HttpSession(this.#url, this.#logger, release)
+      : new EmulatedLegacySession(this.#modernChannel, this.#logger, release)
     this.#active.add(session)
     return session
+  }
+
+  /** Modern requests to the server wherever it listens now (a restarted process has a new port). */
+  readonly #modernChannel: ModernChannel = (request, sink) => {
+    if (this.#url === undefined) {
+      sink.respond(serverUnavailable(request.id, `server ${this.config.id} is not running`))
+      return () => {}
+    }
+    return forwardModern(this.#url, request, sink)
   }
 
   status(): UpstreamStatus {
@@ -60,6 +77,7 @@ export class HttpUpstream implements Upstream {
       id: this.config.id,
       version: this.config.version,
       transport: 'streamable-http',
+      eras: this.#eras,
       ready: this.#url !== undefined && !this.#stopped,
       activeSessions: this.#active.size,
       idleInstances: 0,
@@ -119,6 +137,11 @@ export class HttpUpstream implements Upstream {
       })
     }, delay)
   }
+}
+
+/** The eras a server's configuration declares; a stdio server, or one declaring none, is taken as legacy. */
+export function serverEras(config: ServerConfig): Era[] {
+  return (config.transport === 'streamable-http' ? config.eras : undefined) ?? ['legacy']
 }
 
 function negotiatedVersion(message: JSONRPCMessage): string | undefined {

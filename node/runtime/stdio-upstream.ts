@@ -64,6 +64,8 @@ export class StdioUpstream implements Upstream {
       id: this.config.id,
       version: this.config.version,
       transport: 'stdio',
+      // The node opens legacy sessions with stdio servers, and bridges modern requests to them.
+      eras: ['legacy'],
       ready: this.#spec !== undefined && !this.#stopped,
       activeSessions: this.#active.size,
       idleInstances: this.#idle.length,

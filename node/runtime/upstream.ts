@@ -1,4 +1,5 @@
 import type { NexusErrorCode } from '../../protocol/errors.ts'
+import type { Era } from '../../protocol/modern-era.ts'
 import type { ServerConfig } from '../config.ts'
 
 /**
@@ -26,6 +27,8 @@ export interface UpstreamStatus {
   id: string
   version: string
   transport: ServerConfig['transport']
+  /** The MCP eras the server speaks itself; the node serves the other one through its era bridge. */
+  eras: Era[]
   ready: boolean
   activeSessions: number
   idleInstances: number

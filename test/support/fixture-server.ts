@@ -66,11 +66,20 @@ export async function startDirectFixture(
 }
 
 /** The SDK v2 fixture (revision 2026-07-28 natively, and the legacy era), started by the node on its PORT. */
-export const modernFixtureConfig = (id = 'modern') => ({
+/**
+ * The SDK v2 fixture as a hosted server: both eras by default; `modernOnly` makes it refuse legacy requests (a
+ * server of the modern era alone), `eras` declares its eras in the configuration instead of their being asked.
+ */
+export const modernFixtureConfig = (
+  id = 'modern',
+  options: { modernOnly?: boolean; eras?: ('legacy' | 'modern')[] } = {},
+) => ({
   id,
   transport: 'streamable-http' as const,
   command: process.execPath,
   args: [MODERN_FIXTURE_PATH],
+  env: (options.modernOnly ? { MODERN_ONLY: '1' } : {}) as Record<string, string>,
   portEnv: 'PORT',
   path: '/mcp',
+  ...(options.eras === undefined ? {} : { eras: options.eras }),
 })

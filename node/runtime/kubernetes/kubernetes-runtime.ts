@@ -4,7 +4,9 @@ import type { Logger } from 'pino'
 import { Backoff } from '../../../protocol/backoff.ts'
 import { errorMessage, NexusError, type NexusErrorCode } from '../../../protocol/errors.ts'
 import type { KubernetesRuntimeConfig } from '../../config.ts'
-import { HttpSession } from '../http-upstream.ts'
+import { EmulatedLegacySession } from '../../era-bridge/legacy-emulation.ts'
+import { forwardModern } from '../../era-bridge/modern-forward.ts'
+import { HttpSession, serverEras } from '../http-upstream.ts'
 import type { Runtime, RuntimeServer } from '../runtime.ts'
 import type { UpstreamSession, UpstreamStatus } from '../upstream.ts'
 import { EndpointWatch, type PodEndpoint } from './endpoint-watch.ts'
@@ -180,6 +182,19 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
     return this.#servers.has(serverId)
   }
 
+  /**
+   * A server whose manifest says it speaks the modern era takes modern requests itself, at its least loaded
+   * pod. (Pods come and go, so the eras are the manifest's, not probed.)
+   */
+  modernUrl(serverId: string): URL | undefined {
+    const hosted = this.#servers.get(serverId)
+    if (hosted === undefined || !serverEras(hosted.server.config).includes('modern')) return undefined
+    const endpoint = this.#leastLoaded(hosted.current)
+    return endpoint === undefined
+      ? undefined
+      : new URL(`http://${hostPort(endpoint)}${hosted.current.spec.httpPath}`)
+  }
+
   async open(serverId: string): Promise<UpstreamSession> {
     const hosted = this.#servers.get(serverId)
     if (hosted === undefined) throw new NexusError('UNKNOWN_SERVER', `server ${serverId} is not hosted here`)
@@ -200,14 +215,19 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
       if (session !== undefined) placement.sessions.delete(session)
       this.#scheduleSync()
     }
+    const url = () => new URL(`http://${hostPort(endpoint)}${placement.spec.httpPath}`)
+    const config = hosted.server.config
     const opened =
-      hosted.server.config.transport === 'stdio'
+      config.transport === 'stdio'
         ? await PodHostSession.open(endpoint.address, endpoint.port, serverId, release)
-        : new HttpSession(
-            new URL(`http://${hostPort(endpoint)}${placement.spec.httpPath}`),
-            this.#logger,
-            release,
-          )
+        : serverEras(config).includes('legacy')
+          ? new HttpSession(url(), this.#logger, release)
+          : // A server of the modern era alone: the node plays the legacy session, request by request.
+            new EmulatedLegacySession(
+              (request, sink) => forwardModern(url(), request, sink),
+              this.#logger,
+              release,
+            )
     session = opened
     placement.sessions.add(opened)
     this.#scheduleSync()
@@ -221,6 +241,7 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
         id: server.config.id,
         version: server.config.version,
         transport: server.config.transport,
+        eras: serverEras(server.config),
         ready: ready.length > 0,
         activeSessions: sessionCount(current),
         idleInstances: ready.length,
