@@ -1,14 +1,12 @@
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
-import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js'
 import type { Logger } from 'pino'
 import { Backoff } from '../../protocol/backoff.ts'
-import { errorMessage, NexusError, type NexusErrorCode } from '../../protocol/errors.ts'
+import { errorMessage, NexusError } from '../../protocol/errors.ts'
 import type { Era } from '../../protocol/modern-era.ts'
-import { decodeJson, encodeJson } from '../../protocol/session-handshake.ts'
 import type { HttpServerConfig, ServerConfig } from '../config.ts'
 import { serverUnavailable } from '../era-bridge/bridge-session.ts'
 import { EmulatedLegacySession, type ModernChannel } from '../era-bridge/legacy-emulation.ts'
 import { forwardModern, probeEras } from '../era-bridge/modern-forward.ts'
+import { HttpSession } from './http-session.ts'
 import { resolveLaunch } from './launch.ts'
 import { freePort, portAccepts } from './ports.ts'
 import { StdioProcess } from './stdio-process.ts'
@@ -142,66 +140,4 @@ export class HttpUpstream implements Upstream {
 /** The eras a server's configuration declares; a stdio server, or one declaring none, is taken as legacy. */
 export function serverEras(config: ServerConfig): Era[] {
   return (config.transport === 'streamable-http' ? config.eras : undefined) ?? ['legacy']
-}
-
-function negotiatedVersion(message: JSONRPCMessage): string | undefined {
-  if (!('result' in message)) return undefined
-  const result = message.result as { protocolVersion?: unknown; serverInfo?: unknown }
-  return typeof result.protocolVersion === 'string' && result.serverInfo !== undefined
-    ? result.protocolVersion
-    : undefined
-}
-
-/** One MCP session with a streamable-HTTP server (the server's own session). */
-export class HttpSession implements UpstreamSession {
-  onMessage: ((message: Uint8Array) => void) | undefined
-  onEnd: ((code: NexusErrorCode, reason: string) => void) | undefined
-  readonly #transport: StreamableHTTPClientTransport
-  readonly #release: () => void
-  // Requests are posted in order: a client's notification must not overtake the request before it.
-  #sending: Promise<void> = Promise.resolve()
-  #closed = false
-
-  constructor(url: URL, logger: Logger, release: () => void) {
-    this.#release = release
-    this.#transport = new StreamableHTTPClientTransport(url)
-    this.#transport.onmessage = (message) => {
-      const version = negotiatedVersion(message)
-      if (version !== undefined) this.#transport.setProtocolVersion(version)
-      this.onMessage?.(encodeJson(message))
-    }
-    this.#transport.onerror = (err) => logger.debug({ err }, 'upstream HTTP transport error')
-    this.#transport.onclose = () => this.fail('UPSTREAM_EXITED', 'the server closed the session')
-    void this.#transport.start()
-  }
-
-  send(message: Uint8Array): boolean {
-    const parsed = decodeJson(message) as JSONRPCMessage
-    this.#sending = this.#sending
-      .then(() => this.#transport.send(parsed))
-      .catch((err) => this.fail('UPSTREAM_UNAVAILABLE', `the server is unreachable: ${errorMessage(err)}`))
-    return true
-  }
-
-  drained(): Promise<void> {
-    return this.#sending
-  }
-
-  setOutputPaused(): void {
-    // fetch bodies apply their own back-pressure; nothing to hold here.
-  }
-
-  async close(): Promise<void> {
-    if (this.#closed) return
-    this.#closed = true
-    this.#release()
-    await this.#transport.terminateSession().catch(() => {})
-    await this.#transport.close()
-  }
-
-  fail(code: NexusErrorCode, reason: string): void {
-    if (this.#closed) return
-    this.onEnd?.(code, reason)
-    void this.close()
-  }
 }
