@@ -1,12 +1,17 @@
 import * as z from 'zod/v4'
 import { NexusError } from '../protocol/errors.ts'
-import { ErasSchema } from '../protocol/manifest.ts'
+import { ErasSchema, ResourcesSchema } from '../protocol/manifest.ts'
 import { isValidServerId } from '../protocol/session-handshake.ts'
 import { TrustConfigSchema } from '../trust/trust-config.ts'
 
 const ServerIdSchema = z
   .string()
   .refine(isValidServerId, 'lower-case letters, digits, ".", "_" or "-", at most 128')
+
+/** A path the operator lets a server see (at the same path) inside its sandbox. */
+const BindSchema = z
+  .object({ path: z.string().startsWith('/', 'an absolute path'), mode: z.enum(['ro', 'rw']).default('ro') })
+  .strict()
 
 const EnvSchema = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({})
 
@@ -22,6 +27,12 @@ const LaunchFields = {
   env: EnvSchema,
   passEnv: z.array(z.string()).default([]),
   cwd: z.string().optional(),
+  /** Folders or files the server may see in its sandbox (its own package, runtime and scratch are always there). */
+  binds: z.array(BindSchema).max(64).default([]),
+  /** What one instance may use (the sandbox's limits); a whitelisted server's come from its manifest. */
+  resources: ResourcesSchema.optional(),
+  /** Whether the server keeps network access in its sandbox; a whitelisted server's comes from its manifest. */
+  egress: z.boolean().optional(),
 }
 
 export const StdioServerConfigSchema = z
@@ -77,6 +88,7 @@ export const WhitelistedServerSchema = z
     env: EnvSchema,
     passEnv: z.array(z.string()).default([]),
     cwd: z.string().optional(),
+    binds: z.array(BindSchema).max(64).default([]),
     warmPool: z.number().int().min(0).max(64).default(1),
   })
   .strict()
@@ -210,6 +222,20 @@ export const NodeConfigSchema = z.object({
    * agent that deletes them all) queues their processes' shutdown instead of starving the node's other work.
    */
   maxConcurrentTeardowns: z.number().int().min(1).default(4),
+  /**
+   * Each server process in a sandbox of its own (process runtime, Linux, bubblewrap): `required` refuses to
+   * run a server without one, `preferred` runs it unsandboxed (and says why) where the machine cannot,
+   * `off` never sandboxes.
+   */
+  sandbox: z
+    .object({
+      mode: z.enum(['required', 'preferred', 'off']).default('preferred'),
+      /** Tasks (processes and threads) one server instance may have at once. */
+      processes: z.number().int().min(8).max(65_536).default(256),
+      openFiles: z.number().int().min(16).max(1_048_576).default(1024),
+    })
+    .strict()
+    .default({ mode: 'preferred', processes: 256, openFiles: 1024 }),
   announceIntervalMs: z.number().int().min(100).default(2_000),
   /** A session whose first frame does not arrive within this time is dropped. */
   handshakeTimeoutMs: z.number().int().min(100).default(10_000),

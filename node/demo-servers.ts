@@ -1,6 +1,6 @@
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import type { ServerConfigInput } from './config.ts'
 
 export interface DemoServersOptions {
@@ -20,14 +20,18 @@ export interface DemoServersOptions {
 export function demoServers(options: DemoServersOptions = {}): ServerConfigInput[] {
   const scratch = mkdtempSync(join(tmpdir(), 'nexus-demo-'))
   const warmPool = options.warmPool ?? 1
+  const memoryFile = options.memoryFile ?? join(scratch, 'memory.jsonl')
+  const filesystemRoot = options.filesystemRoot ?? scratch
+  // Each server sees only its own folder in its sandbox, read-write.
   return [
     { id: 'everything', warmPool },
     {
       id: 'memory',
-      env: { MEMORY_FILE_PATH: options.memoryFile ?? join(scratch, 'memory.jsonl') },
+      env: { MEMORY_FILE_PATH: memoryFile },
+      binds: [{ path: dirname(memoryFile), mode: 'rw' }],
       warmPool,
     },
-    { id: 'filesystem', args: [options.filesystemRoot ?? scratch], warmPool },
+    { id: 'filesystem', args: [filesystemRoot], binds: [{ path: filesystemRoot, mode: 'rw' }], warmPool },
     { id: 'sequential-thinking', warmPool },
   ]
 }

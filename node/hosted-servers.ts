@@ -66,6 +66,9 @@ export function launchFromManifest(
     env: settings.env,
     passEnv: settings.passEnv,
     cwd: settings.cwd,
+    binds: settings.binds,
+    resources: manifest.resources,
+    egress: manifest.egress,
   }
   if (manifest.transport === 'stdio')
     return StdioServerConfigSchema.parse({ ...common, transport: 'stdio', warmPool: settings.warmPool })

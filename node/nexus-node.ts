@@ -119,7 +119,14 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     this.#runtime =
       options.runtime ??
       (this.config.runtime.kind === 'process'
-        ? new ProcessRuntime(this.logger, { maxConcurrentTeardowns: this.config.maxConcurrentTeardowns })
+        ? new ProcessRuntime(this.logger, {
+            maxConcurrentTeardowns: this.config.maxConcurrentTeardowns,
+            sandbox: this.config.sandbox,
+            onLimits: (server, events, exit) => {
+              this.metrics.sandboxLimits(server, events)
+              this.logger.warn({ server, ...events, exit }, 'a sandboxed server instance hit its limits')
+            },
+          })
         : undefined)
     this.guard = new InputGuard(this.metrics.registry, 'nexus_node', this.logger)
     this.#options = options

@@ -1,6 +1,7 @@
 import type { Counter } from 'prom-client'
 import { collectedGauge, counter, peerRegistry, RequestMetrics } from '../protocol/metrics.ts'
 import type { RequestDone } from './in-flight-requests.ts'
+import type { LimitEvents } from './runtime/sandbox/cgroups.ts'
 import type { UpstreamStatus } from './runtime/upstream.ts'
 
 export interface NodeGauges {
@@ -19,6 +20,7 @@ export class NodeMetrics {
   readonly #refused: Counter<'code'>
   readonly #requests: RequestMetrics
   readonly #kubeRequests: Counter<'verb' | 'resource' | 'code'>
+  readonly #sandboxLimits: Counter<'server' | 'limit'>
 
   constructor(gauges: NodeGauges) {
     const registry = this.registry
@@ -44,6 +46,12 @@ export class NodeMetrics {
       'nexus_node_kube_requests_total',
       'Requests to the Kubernetes API server (Kubernetes runtime), by verb, resource and HTTP status (0: unreachable)',
       ['verb', 'resource', 'code'],
+    )
+    this.#sandboxLimits = counter(
+      registry,
+      'nexus_node_sandbox_limit_events_total',
+      'What sandboxed server instances ran into, counted when each ends: oom_kill (a process killed for going over the memory limit), fork_refused (the task limit), cpu_throttled (CFS periods held back at the CPU limit)',
+      ['server', 'limit'],
     )
     const gauge = (
       name: string,
@@ -94,6 +102,14 @@ export class NodeMetrics {
 
   kubeRequest(record: { verb: string; resource: string; status: number }): void {
     this.#kubeRequests.inc({ verb: record.verb, resource: record.resource, code: String(record.status) })
+  }
+
+  sandboxLimits(server: string, events: LimitEvents): void {
+    if (events.oomKills > 0) this.#sandboxLimits.inc({ server, limit: 'oom_kill' }, events.oomKills)
+    if (events.forksRefused > 0)
+      this.#sandboxLimits.inc({ server, limit: 'fork_refused' }, events.forksRefused)
+    if (events.cpuThrottled > 0)
+      this.#sandboxLimits.inc({ server, limit: 'cpu_throttled' }, events.cpuThrottled)
   }
 
   sessionRefused(code: string): void {

@@ -3,7 +3,7 @@ import t from 'tap'
 import type { NexusNode } from '../node/nexus-node.ts'
 import { ProcessRuntime } from '../node/runtime/process-runtime.ts'
 import { connectStreamable, recordProgress, SAMPLED_TEXT, textOf } from './support/clients.ts'
-import { FIXTURE_PATH, fixtureServerConfig, startDirectFixture } from './support/fixture-server.ts'
+import { fixtureHttpServerConfig, fixtureServerConfig, startDirectFixture } from './support/fixture-server.ts'
 import { startNetwork } from './support/network.ts'
 
 function runtimeOf(node: NexusNode): ProcessRuntime {
@@ -77,14 +77,7 @@ t.test('streamable-HTTP upstream: an existing server reached by URL', async (t) 
 
 t.test('streamable-HTTP upstream: a server process that dies is restarted; its sessions end', async (t) => {
   const network = await startNetwork({
-    servers: [
-      {
-        id: 'fixture-http',
-        transport: 'streamable-http',
-        command: process.execPath,
-        args: [FIXTURE_PATH, '--http'],
-      },
-    ],
+    servers: [fixtureHttpServerConfig('fixture-http')],
   })
   t.teardown(network.stop)
   const node = network.nodes[0]!

@@ -9,7 +9,8 @@ import { forwardModern, probeEras } from '../era-bridge/modern-forward.ts'
 import { HttpSession } from './http-session.ts'
 import { resolveLaunch } from './launch.ts'
 import { freePort, portAccepts } from './ports.ts'
-import { StdioProcess } from './stdio-process.ts'
+import { ProcessLauncher } from './process-launcher.ts'
+import type { StdioProcess } from './stdio-process.ts'
 import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from './upstream.ts'
 
 const START_TIMEOUT_MS = 30_000
@@ -32,7 +33,15 @@ export class HttpUpstream implements Upstream {
   #restarts = 0
   #stopped = false
 
-  constructor(config: HttpServerConfig, logger: Logger, events?: UpstreamEvents) {
+  readonly #launcher: ProcessLauncher
+
+  constructor(
+    config: HttpServerConfig,
+    logger: Logger,
+    events?: UpstreamEvents,
+    launcher = new ProcessLauncher(),
+  ) {
+    this.#launcher = launcher
     this.config = config
     this.#logger = logger.child({ server: config.id })
     this.#events = events
@@ -93,7 +102,8 @@ export class HttpUpstream implements Upstream {
 
   async #launch(): Promise<void> {
     const port = await freePort()
-    const proc = new StdioProcess(
+    const proc = this.#launcher.start(
+      this.config,
       resolveLaunch(this.config, { [this.config.portEnv]: String(port) }),
       this.#logger,
     )

@@ -3,7 +3,9 @@ import type { Logger } from 'pino'
 import { NexusError } from '../../protocol/errors.ts'
 import type { ServerConfig } from '../config.ts'
 import { HttpUpstream } from './http-upstream.ts'
+import { type LimitReport, ProcessLauncher } from './process-launcher.ts'
 import type { Runtime, RuntimeServer } from './runtime.ts'
+import { Sandbox, type SandboxMode } from './sandbox/sandbox.ts'
 import { StdioUpstream } from './stdio-upstream.ts'
 import { TeardownQueue } from './teardown-queue.ts'
 import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from './upstream.ts'
@@ -24,6 +26,10 @@ export interface ProcessRuntimeEvents {
 export interface ProcessRuntimeOptions {
   /** Server processes stopped at once; more wait their turn (default 4). */
   maxConcurrentTeardowns?: number
+  /** Each server process in a sandbox of its own (`node.sandbox`; off unless given). */
+  sandbox?: { mode: SandboxMode; processes: number; openFiles: number }
+  /** Called when a sandboxed instance ends having hit its limits (killed for memory, forks refused, throttled). */
+  onLimits?: LimitReport
 }
 
 /** The embedded runtime: servers run as child processes of the node. */
@@ -43,6 +49,21 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
     super()
     this.#logger = logger
     this.teardowns = new TeardownQueue(options.maxConcurrentTeardowns ?? 4)
+    const mode = options.sandbox?.mode ?? 'off'
+    const { sandbox, unavailable } = Sandbox.create(mode)
+    this.#sandbox = sandbox
+    this.#launcher = new ProcessLauncher(sandbox, options.sandbox, options.onLimits)
+    if (sandbox !== undefined)
+      logger.info({ limits: sandbox.enforcement }, 'server processes run in sandboxes (bubblewrap)')
+    else if (mode !== 'off') logger.warn({ reason: unavailable }, 'server processes run WITHOUT a sandbox')
+  }
+
+  readonly #sandbox: Sandbox | undefined
+  readonly #launcher: ProcessLauncher
+
+  /** How server processes are confined here: `bubblewrap, cgroup v1` (or v2, or rlimits), or `none`. */
+  get sandbox(): string {
+    return this.#sandbox === undefined ? 'none' : `bubblewrap, ${this.#sandbox.enforcement}`
   }
 
   readonly runsImages = false
@@ -62,8 +83,8 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
       if (running !== undefined) continue
       const upstream =
         config.transport === 'stdio'
-          ? new StdioUpstream(config, this.#logger, this.#events, this.teardowns)
-          : new HttpUpstream(config, this.#logger, this.#events)
+          ? new StdioUpstream(config, this.#logger, this.#events, this.teardowns, this.#launcher)
+          : new HttpUpstream(config, this.#logger, this.#events, this.#launcher)
       started.push(upstream)
     }
     const results = await Promise.allSettled(started.map((u) => u.start()))
@@ -107,5 +128,6 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
     const upstreams = [...this.#upstreams.values()]
     this.#upstreams.clear()
     await Promise.all(upstreams.map((u) => u.stop()))
+    this.#sandbox?.dispose()
   }
 }

@@ -20,7 +20,8 @@ export class StdioProcess {
   #exitDescription = ''
   readonly #exitPromise: Promise<void>
 
-  constructor(spec: LaunchSpec, logger: Logger) {
+  /** `afterExit` runs once the process has ended, before `onExit` (a sandbox reads and removes its limits). */
+  constructor(spec: LaunchSpec, logger: Logger, afterExit?: (description: string) => void) {
     this.child = spawn(spec.command, spec.args, {
       env: spec.env,
       cwd: spec.cwd,
@@ -46,6 +47,7 @@ export class StdioProcess {
         if (this.#exited) return
         this.#exited = true
         this.#exitDescription = description
+        afterExit?.(description)
         resolve()
         this.onExit?.(description)
       }

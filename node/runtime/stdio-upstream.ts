@@ -3,7 +3,8 @@ import { Backoff } from '../../protocol/backoff.ts'
 import type { NexusErrorCode } from '../../protocol/errors.ts'
 import type { StdioServerConfig } from '../config.ts'
 import { type LaunchSpec, resolveLaunch } from './launch.ts'
-import { StdioProcess } from './stdio-process.ts'
+import { ProcessLauncher } from './process-launcher.ts'
+import type { StdioProcess } from './stdio-process.ts'
 import type { TeardownQueue } from './teardown-queue.ts'
 import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from './upstream.ts'
 
@@ -19,6 +20,7 @@ export class StdioUpstream implements Upstream {
   readonly #active = new Set<StdioSession>()
   readonly #backoff = new Backoff()
   readonly #teardowns: TeardownQueue
+  readonly #launcher: ProcessLauncher
   #spec: LaunchSpec | undefined
   #refillTimer: NodeJS.Timeout | undefined
   #restarts = 0
@@ -30,7 +32,9 @@ export class StdioUpstream implements Upstream {
     logger: Logger,
     events: UpstreamEvents | undefined,
     teardowns: TeardownQueue,
+    launcher = new ProcessLauncher(),
   ) {
+    this.#launcher = launcher
     this.config = config
     this.#teardowns = teardowns
     this.#warmPool = config.warmPool
@@ -88,7 +92,7 @@ export class StdioUpstream implements Upstream {
 
   #spawn(): StdioProcess {
     if (this.#spec === undefined) throw new Error(`server ${this.config.id} is not started`)
-    return new StdioProcess(this.#spec, this.#logger)
+    return this.#launcher.start(this.config, this.#spec, this.#logger)
   }
 
   #refill(): void {

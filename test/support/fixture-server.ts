@@ -4,12 +4,19 @@ import { join } from 'node:path'
 
 export const FIXTURE_PATH = join(import.meta.dirname, '..', 'fixtures', 'conformance-server.ts')
 
+/**
+ * The conformance fixture imports the gateway's event store, so its sandbox sees the project's sources
+ * (read-only): a server's own files, as for an npm package its `node_modules`.
+ */
+const PROJECT_SOURCES = [{ path: join(import.meta.dirname, '..', '..'), mode: 'ro' as const }]
+
 /** The conformance fixture as a node hosts it: a stdio server run by this Node.js. */
 export const fixtureServerConfig = (id = 'conformance') => ({
   id,
   transport: 'stdio' as const,
   command: process.execPath,
   args: [FIXTURE_PATH],
+  binds: PROJECT_SOURCES,
 })
 
 /** A server whose tools take as long as asked (`slow_read`, `slow_write`, with progress at the start). */
@@ -27,6 +34,7 @@ export const fixtureHttpServerConfig = (id = 'conformance-http') => ({
   transport: 'streamable-http' as const,
   command: process.execPath,
   args: [FIXTURE_PATH, '--http'],
+  binds: PROJECT_SOURCES,
 })
 
 export const MODERN_FIXTURE_PATH = join(import.meta.dirname, '..', 'fixtures', 'modern-server.ts')
