@@ -1,6 +1,6 @@
 import * as z from 'zod/v4'
 import { NexusError } from '../protocol/errors.ts'
-import { ErasSchema, ResourcesSchema } from '../protocol/manifest.ts'
+import { EgressSchema, ErasSchema, ResourcesSchema } from '../protocol/manifest.ts'
 import { isValidServerId } from '../protocol/session-handshake.ts'
 import { TrustConfigSchema } from '../trust/trust-config.ts'
 
@@ -32,7 +32,7 @@ const LaunchFields = {
   /** What one instance may use (the sandbox's limits); a whitelisted server's come from its manifest. */
   resources: ResourcesSchema.optional(),
   /** Whether the server keeps network access in its sandbox; a whitelisted server's comes from its manifest. */
-  egress: z.boolean().optional(),
+  egress: EgressSchema.optional(),
 }
 
 export const StdioServerConfigSchema = z

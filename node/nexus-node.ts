@@ -122,9 +122,12 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
         ? new ProcessRuntime(this.logger, {
             maxConcurrentTeardowns: this.config.maxConcurrentTeardowns,
             sandbox: this.config.sandbox,
-            onLimits: (server, events, exit) => {
-              this.metrics.sandboxLimits(server, events)
-              this.logger.warn({ server, ...events, exit }, 'a sandboxed server instance hit its limits')
+            reports: {
+              limits: (server, events, exit) => {
+                this.metrics.sandboxLimits(server, events)
+                this.logger.warn({ server, ...events, exit }, 'a sandboxed server instance hit its limits')
+              },
+              egress: (decision) => this.metrics.sandboxEgress(decision.serverId, decision.allowed),
             },
           })
         : undefined)

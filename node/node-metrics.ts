@@ -21,6 +21,7 @@ export class NodeMetrics {
   readonly #requests: RequestMetrics
   readonly #kubeRequests: Counter<'verb' | 'resource' | 'code'>
   readonly #sandboxLimits: Counter<'server' | 'limit'>
+  readonly #sandboxEgress: Counter<'server' | 'outcome'>
 
   constructor(gauges: NodeGauges) {
     const registry = this.registry
@@ -52,6 +53,12 @@ export class NodeMetrics {
       'nexus_node_sandbox_limit_events_total',
       'What sandboxed server instances ran into, counted when each ends: oom_kill (a process killed for going over the memory limit), fork_refused (the task limit), cpu_throttled (CFS periods held back at the CPU limit)',
       ['server', 'limit'],
+    )
+    this.#sandboxEgress = counter(
+      registry,
+      'nexus_node_sandbox_egress_total',
+      "Connections sandboxed servers asked their egress proxy for, by outcome: allowed (a host in the manifest's egress list) or refused",
+      ['server', 'outcome'],
     )
     const gauge = (
       name: string,
@@ -110,6 +117,10 @@ export class NodeMetrics {
       this.#sandboxLimits.inc({ server, limit: 'fork_refused' }, events.forksRefused)
     if (events.cpuThrottled > 0)
       this.#sandboxLimits.inc({ server, limit: 'cpu_throttled' }, events.cpuThrottled)
+  }
+
+  sandboxEgress(server: string, allowed: boolean): void {
+    this.#sandboxEgress.inc({ server, outcome: allowed ? 'allowed' : 'refused' })
   }
 
   sessionRefused(code: string): void {

@@ -40,6 +40,16 @@ export const ResourcesSchema = z
   })
   .strict()
 
+/** A host a server may reach: a name, `*.` and a domain for its subdomains, or an IP address. */
+const EGRESS_HOST =
+  /^(?:\*\.)?[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$|^[0-9a-f:.]+$/
+
+/** Where a server may connect: nowhere (false), anywhere (true), or only to the hosts listed. */
+export const EgressSchema = z.union([
+  z.boolean(),
+  z.array(z.string().regex(EGRESS_HOST, 'a host name, *.domain or an IP address')).min(1).max(64),
+])
+
 /** The MCP eras a server speaks, each at most once. */
 export const ErasSchema = z
   .array(z.enum(ERAS))
@@ -82,10 +92,11 @@ export const ManifestSchema = z
       .optional(),
     resources: ResourcesSchema.default({ cpu: 0.25, memoryMiB: 256 }),
     /**
-     * Whether the server may open connections out of its sandbox or pod. Absent means no: a server reaches
-     * nothing unless its manifest says so. (Optional with no default: manifests signed before it hash alike.)
+     * Where the server may connect out of its sandbox or pod: `true` anywhere, a list of hosts (`api.github.com`,
+     * `*.example.com`, an IP address) only those, through the node's egress proxy. Absent or false means
+     * nowhere. (Optional with no default: manifests signed before it hash alike.)
      */
-    egress: z.boolean().optional(),
+    egress: EgressSchema.optional(),
     /**
      * The MCP eras the server speaks (`legacy`: sessions opened by `initialize`; `modern`: 2026-07-28). Nodes
      * serve the other era through their era bridge. Absent: a streamable-HTTP server is asked at start, a stdio

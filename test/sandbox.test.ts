@@ -1,5 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { mkdtempSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
@@ -50,20 +52,32 @@ async function sandboxTests() {
       },
     }),
   )
+  const HOSTILE = join(import.meta.dirname, 'fixtures', 'hostile-server.ts')
   const hostile = (id: string) => ({
     id,
     transport: 'stdio' as const,
     command: process.execPath,
-    args: [join(import.meta.dirname, 'fixtures', 'hostile-server.ts')],
+    args: [HOSTILE],
     resources: { cpu: 0.5, memoryMiB: 192 },
     warmPool: 1,
   })
+  // "Outside": an HTTP server on the machine, which one server's manifest names as its only egress host.
+  const outside = createServer((_req, res) => res.end('outside answered'))
+  await new Promise<void>((resolve) => outside.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => outside.close())
+  const outsidePort = (outside.address() as AddressInfo).port
   const network = await startNetwork({
     nodes: [
       {
         sandbox: { mode: 'required', processes: 64 },
         identityFile: peerKey,
-        servers: [hostile('hostile'), hostile('neighbour'), { id: 'everything', warmPool: 1 }],
+        servers: [
+          hostile('hostile'),
+          hostile('neighbour'),
+          { ...hostile('hostile-http'), transport: 'streamable-http' as const, args: [HOSTILE, '--http'] },
+          { ...hostile('egress'), egress: ['127.0.0.1'] },
+          { id: 'everything', warmPool: 1 },
+        ],
       },
     ],
     logger,
@@ -138,6 +152,45 @@ async function sandboxTests() {
     t.match(loopback, { ok: false }, `127.0.0.1:${port} refused (${loopback.error})`)
     const outside = await call('connect', { host: '192.0.2.1', port: 443 })
     t.match(outside, { ok: false }, `192.0.2.1:443 unreachable (${outside.error})`)
+  })
+
+  await t.test('an HTTP server has no network either: the node reaches it through its relay', async (t) => {
+    const http = await connectStreamable(url('hostile-http'))
+    t.teardown(() => http.client.close())
+    const port = Number(new URL(network.gateway.serverUrl('hostile')).port)
+    const attempt = async (host: string, p: number) =>
+      JSON.parse(textOf(await http.client.callTool({ name: 'connect', arguments: { host, port: p } })))
+    t.match(await attempt('127.0.0.1', port), { ok: false }, 'the gateway on loopback')
+    t.match(await attempt('192.0.2.1', 443), { ok: false }, 'an outside address')
+  })
+
+  await t.test('declared egress hosts are reached through the proxy, and only they', async (t) => {
+    const egress = await connectStreamable(url('egress'))
+    t.teardown(() => egress.client.close())
+    const tool = async (name: string, args: Record<string, unknown>) =>
+      JSON.parse(textOf(await egress.client.callTool({ name, arguments: args })))
+    t.match(
+      await tool('fetch_url', { url: `http://127.0.0.1:${outsidePort}/` }),
+      { ok: true, body: 'outside answered' },
+      'the allowed host answers',
+    )
+    t.match(
+      await tool('fetch_url', { url: `http://localhost:${outsidePort}/` }),
+      { ok: false },
+      'another name for it is refused (the proxy answers 403 to its CONNECT)',
+    )
+    t.match(
+      await tool('connect', { host: '127.0.0.1', port: outsidePort }),
+      { ok: false },
+      'and no way around the proxy',
+    )
+    const text = await node!.metrics.registry.metrics()
+    t.match(text, /nexus_node_sandbox_egress_total\{server="egress",outcome="allowed"\} 1/)
+    t.match(text, /nexus_node_sandbox_egress_total\{server="egress",outcome="refused"\} 1/)
+    t.ok(
+      logs.some((l) => l.msg === 'refused egress outside the manifest' && l.host === 'localhost'),
+      'the refusal is logged',
+    )
   })
 
   await t.test('a fork bomb stops at the task limit', async (t) => {

@@ -84,7 +84,7 @@ export class EraBridge {
     sink: RequestSink,
   ): Promise<(reason: string) => void> {
     // A server that speaks the revision itself gets the request as it is: no bridge, its own requestState.
-    const native = this.#options.runtime.modernUrl?.(serverId)
+    const native = this.#options.runtime.modernEndpoint?.(serverId)
     if (native !== undefined) return forwardModern(native, request, sink)
     const state = parseRequestState(request.params?.requestState)
     if (request.params?.requestState !== undefined) return this.#resume(serverId, request, state?.token, sink)

@@ -1,4 +1,5 @@
-import { EventSourceParserStream } from 'eventsource-parser/stream'
+import type { IncomingMessage } from 'node:http'
+import { decodeJsonBounded } from '../../protocol/bounded-json.ts'
 import { errorMessage } from '../../protocol/errors.ts'
 import {
   BRIDGE_LEGACY_VERSION,
@@ -11,6 +12,7 @@ import {
   META_PROTOCOL_VERSION,
   MODERN_VERSIONS,
 } from '../../protocol/modern-era.ts'
+import { exchange, type HttpEndpoint, isEventStream, readBody, readEvents } from '../runtime/http-endpoint.ts'
 import { type ModernRequest, type RequestSink, serverUnavailable } from './bridge-session.ts'
 
 type Json = Record<string, unknown>
@@ -30,23 +32,27 @@ function modernHeaders(request: ModernRequest): Record<string, string> {
 }
 
 const PROBE_CLIENT = { name: 'nexus-node', version: '1.0.0' }
+const PROBE_ID = 'nexus-era-probe'
 
 /**
  * Which eras a streamable-HTTP server speaks, asked at start: `modern` when it answers `server/discover` with
  * revision 2026-07-28 among its versions, `legacy` when it answers `initialize` (the probe's session is ended
  * at once). A server that answers neither is taken as legacy, as every server was before the revision.
  */
-export async function probeEras(url: URL, timeoutMs = 5_000): Promise<Era[]> {
-  const [modern, legacy] = await Promise.all([speaksModern(url, timeoutMs), speaksLegacy(url, timeoutMs)])
+export async function probeEras(endpoint: HttpEndpoint, timeoutMs = 5_000): Promise<Era[]> {
+  const [modern, legacy] = await Promise.all([
+    speaksModern(endpoint, timeoutMs),
+    speaksLegacy(endpoint, timeoutMs),
+  ])
   const eras: Era[] = []
   if (legacy || !modern) eras.push('legacy')
   if (modern) eras.push('modern')
   return eras
 }
 
-async function speaksModern(url: URL, timeoutMs: number): Promise<boolean> {
+async function speaksModern(endpoint: HttpEndpoint, timeoutMs: number): Promise<boolean> {
   const request: ModernRequest = {
-    id: 'nexus-era-probe',
+    id: PROBE_ID,
     method: 'server/discover',
     params: {
       _meta: {
@@ -57,62 +63,73 @@ async function speaksModern(url: URL, timeoutMs: number): Promise<boolean> {
     },
   }
   try {
-    const response = await fetch(url, {
-      method: 'POST',
-      headers: modernHeaders(request),
-      body: JSON.stringify({ jsonrpc: '2.0', ...request }),
-      signal: AbortSignal.timeout(timeoutMs),
-    })
-    if (!response.ok) return false
-    const body = (await readAnswer(response, request.id)) as { result?: { supportedVersions?: unknown } }
-    const supported = body.result?.supportedVersions
-    return Array.isArray(supported) && supported.includes(MODERN_VERSIONS[0])
+    const sent = exchange(
+      endpoint,
+      'POST',
+      modernHeaders(request),
+      JSON.stringify({ jsonrpc: '2.0', ...request }),
+      timeoutMs,
+    )
+    const response = await sent.response
+    if (response.statusCode !== 200) {
+      response.resume()
+      return false
+    }
+    const result = (await answerOf(response, PROBE_ID))?.result as { supportedVersions?: unknown } | undefined
+    return Array.isArray(result?.supportedVersions) && result.supportedVersions.includes(MODERN_VERSIONS[0])
   } catch {
     return false
   }
 }
 
-async function speaksLegacy(url: URL, timeoutMs: number): Promise<boolean> {
-  const id = 'nexus-era-probe'
+async function speaksLegacy(endpoint: HttpEndpoint, timeoutMs: number): Promise<boolean> {
+  const initialize = {
+    jsonrpc: '2.0',
+    id: PROBE_ID,
+    method: 'initialize',
+    params: { protocolVersion: BRIDGE_LEGACY_VERSION, capabilities: {}, clientInfo: PROBE_CLIENT },
+  }
   try {
-    const response = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-      body: JSON.stringify({
-        jsonrpc: '2.0',
-        id,
-        method: 'initialize',
-        params: { protocolVersion: BRIDGE_LEGACY_VERSION, capabilities: {}, clientInfo: PROBE_CLIENT },
-      }),
-      signal: AbortSignal.timeout(timeoutMs),
-    })
-    const session = response.headers.get('mcp-session-id')
-    const body = response.ok ? await readAnswer(response, id) : undefined
-    if (session !== null)
-      await fetch(url, {
-        method: 'DELETE',
-        headers: { 'mcp-session-id': session, 'mcp-protocol-version': BRIDGE_LEGACY_VERSION },
-        signal: AbortSignal.timeout(timeoutMs),
-      }).catch(() => {})
-    const result = body?.result as { protocolVersion?: unknown } | undefined
+    const response = await exchange(
+      endpoint,
+      'POST',
+      { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      JSON.stringify(initialize),
+      timeoutMs,
+    ).response
+    const session = response.headers['mcp-session-id']
+    const answer = response.statusCode === 200 ? await answerOf(response, PROBE_ID) : void response.resume()
+    if (typeof session === 'string')
+      await exchange(
+        endpoint,
+        'DELETE',
+        { 'mcp-session-id': session, 'mcp-protocol-version': BRIDGE_LEGACY_VERSION },
+        undefined,
+        timeoutMs,
+      )
+        .response.then((r) => r.resume())
+        .catch(() => {})
+    const result = answer?.result as { protocolVersion?: unknown } | undefined
     return typeof result?.protocolVersion === 'string'
   } catch {
     return false
   }
 }
 
-/** The answer to `id` in a response, whether a JSON object or SSE events. */
-async function readAnswer(response: Response, id: ModernRequest['id']): Promise<Json | undefined> {
-  if (!/text\/event-stream/.test(response.headers.get('content-type') ?? ''))
-    return (await response.json()) as Json
-  const events = response
-    .body!.pipeThrough(new TextDecoderStream())
-    .pipeThrough(new EventSourceParserStream())
-  for await (const event of events) {
-    const message = JSON.parse(event.data) as Json
-    if (message.id === id) return message
+/** The answer to `id` in a response, whether one JSON object or SSE events. */
+async function answerOf(response: IncomingMessage, id: ModernRequest['id']): Promise<Json | undefined> {
+  if (!isEventStream(response)) {
+    const parsed = decodeJsonBounded(await readBody(response))
+    return parsed.ok ? (parsed.value as Json) : undefined
   }
-  return undefined
+  let answer: Json | undefined
+  await readEvents(response, (message) => {
+    if (message.id === id && answer === undefined) {
+      answer = message
+      response.destroy()
+    }
+  })
+  return answer
 }
 
 /**
@@ -120,54 +137,52 @@ async function readAnswer(response: Response, id: ModernRequest['id']): Promise<
  * a JSON object, or SSE events (notifications, then the answer). The returned function cancels it (closing the
  * request's stream is the revision's cancellation).
  */
-export function forwardModern(url: URL, request: ModernRequest, sink: RequestSink): (reason: string) => void {
-  const abort = new AbortController()
+export function forwardModern(
+  endpoint: HttpEndpoint,
+  request: ModernRequest,
+  sink: RequestSink,
+): (reason: string) => void {
   let answered = false
+  let cancelled = false
   const respond = (message: Json) => {
     if (answered) return
     answered = true
     sink.respond(message)
   }
+  const sent = exchange(
+    endpoint,
+    'POST',
+    modernHeaders(request),
+    JSON.stringify({ jsonrpc: '2.0', id: request.id, method: request.method, params: request.params }),
+  )
   void (async () => {
     try {
-      const response = await fetch(url, {
-        method: 'POST',
-        headers: modernHeaders(request),
-        body: JSON.stringify({
-          jsonrpc: '2.0',
-          id: request.id,
-          method: request.method,
-          params: request.params,
-        }),
-        signal: abort.signal,
-      })
-      if (!/text\/event-stream/.test(response.headers.get('content-type') ?? '')) {
-        const text = await response.text()
-        try {
-          respond(JSON.parse(text) as Json)
-        } catch {
-          respond(
-            serverUnavailable(
-              request.id,
-              `the server answered HTTP ${response.status}: ${text.slice(0, 200)}`,
-            ),
-          )
-        }
-        return
+      const response = await sent.response
+      if (!isEventStream(response)) {
+        const text = await readBody(response)
+        const parsed = decodeJsonBounded(text)
+        if (parsed.ok && typeof parsed.value === 'object' && parsed.value !== null)
+          return respond(parsed.value as Json)
+        return respond(
+          serverUnavailable(
+            request.id,
+            `the server answered HTTP ${response.statusCode}: ${text.toString('utf8').slice(0, 200)}`,
+          ),
+        )
       }
-      const events = response
-        .body!.pipeThrough(new TextDecoderStream())
-        .pipeThrough(new EventSourceParserStream())
-      for await (const event of events) {
-        const message = JSON.parse(event.data) as Json
+      await readEvents(response, (message) => {
         if (message.id === request.id && ('result' in message || 'error' in message)) respond(message)
-        else if (typeof message.method === 'string' && message.id === undefined) sink.notify(message)
-      }
-      respond(serverUnavailable(request.id, 'the server ended its stream without an answer'))
+        else if (typeof message.method === 'string' && message.id === undefined && !answered)
+          sink.notify(message)
+      })
+      if (!cancelled) respond(serverUnavailable(request.id, 'the server ended its stream without an answer'))
     } catch (err) {
-      if (!abort.signal.aborted)
+      if (!cancelled)
         respond(serverUnavailable(request.id, `the server is unreachable: ${errorMessage(err)}`))
     }
   })()
-  return () => abort.abort()
+  return () => {
+    cancelled = true
+    sent.abort()
+  }
 }

@@ -1,21 +1,16 @@
 import { Agent, request as httpRequest, type IncomingMessage } from 'node:http'
 import { request as httpsRequest } from 'node:https'
-import { createParser } from 'eventsource-parser'
 import type { Logger } from 'pino'
 import { Backoff } from '../../protocol/backoff.ts'
 import { decodeJsonBounded } from '../../protocol/bounded-json.ts'
 import { errorMessage, type NexusErrorCode } from '../../protocol/errors.ts'
 import { errorResponse, NexusRpcCode } from '../../protocol/rpc-codes.ts'
 import { encodeJson } from '../../protocol/session-handshake.ts'
+import { exchange, type HttpEndpoint, isEventStream, readBody, readEvents } from './http-endpoint.ts'
 import type { UpstreamSession } from './upstream.ts'
 
 type Json = Record<string, unknown>
 
-/**
- * One keep-alive connection pool for every session the node holds with streamable-HTTP servers: a call reuses
- * a warm socket instead of a new connection, and the pool's size bounds what one node opens to its servers.
- */
-const POOL = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 })
 /** How often a broken SSE stream is resumed (`Last-Event-ID`) before the requests it carried are failed. */
 const MAX_RESUMES = 3
 
@@ -29,7 +24,7 @@ const MAX_RESUMES = 3
 export class HttpSession implements UpstreamSession {
   onMessage: ((message: Uint8Array) => void) | undefined
   onEnd: ((code: NexusErrorCode, reason: string) => void) | undefined
-  readonly #url: URL
+  readonly #endpoint: HttpEndpoint
   readonly #logger: Logger
   readonly #release: () => void
   readonly #open = new Set<{ abort: () => void; response?: IncomingMessage }>()
@@ -40,8 +35,8 @@ export class HttpSession implements UpstreamSession {
   #closed = false
   #standalone = false
 
-  constructor(url: URL, logger: Logger, release: () => void) {
-    this.#url = url
+  constructor(endpoint: HttpEndpoint, logger: Logger, release: () => void) {
+    this.#endpoint = endpoint
     this.#logger = logger
     this.#release = release
   }
@@ -126,7 +121,7 @@ export class HttpSession implements UpstreamSession {
         for (const message of [parsed.value].flat()) deliver(message as Json)
         return
       }
-      let lastEventId = await this.#readEvents(response, deliver)
+      let lastEventId = await readEvents(response, deliver)
       for (let resumes = 0; !answered && lastEventId !== undefined && resumes < MAX_RESUMES; resumes++) {
         if (this.#closed) return
         const resumed = await this.#exchange(
@@ -139,7 +134,7 @@ export class HttpSession implements UpstreamSession {
           this.#done(resumed.exchange)
           break
         }
-        lastEventId = (await this.#readEvents(resumed.response, deliver)) ?? lastEventId
+        lastEventId = (await readEvents(resumed.response, deliver)) ?? lastEventId
         this.#done(resumed.exchange)
       }
       if (!answered) throw new Error('the server ended its stream without an answer')
@@ -155,28 +150,6 @@ export class HttpSession implements UpstreamSession {
     } finally {
       this.#done(exchange)
     }
-  }
-
-  /** Hands on every message of an SSE stream; resolves with the last event id seen, when it ends. */
-  #readEvents(response: IncomingMessage, deliver: (message: Json) => void): Promise<string | undefined> {
-    let lastEventId: string | undefined
-    const parser = createParser({
-      onEvent: (event) => {
-        if (event.id !== undefined) lastEventId = event.id
-        if (event.data === '') return
-        const parsed = decodeJsonBounded(Buffer.from(event.data))
-        if (parsed.ok && typeof parsed.value === 'object' && parsed.value !== null)
-          deliver(parsed.value as Json)
-      },
-    })
-    response.setEncoding('utf8')
-    if (this.#paused) response.pause()
-    return new Promise((resolve) => {
-      response.on('data', (chunk: string) => parser.feed(chunk))
-      response.on('end', () => resolve(lastEventId))
-      response.on('error', () => resolve(lastEventId))
-      response.on('close', () => resolve(lastEventId))
-    })
   }
 
   #fromServer(message: Json): void {
@@ -213,7 +186,7 @@ export class HttpSession implements UpstreamSession {
             return
           }
           backoff.succeed()
-          lastEventId = (await this.#readEvents(response, (m) => this.#emit(m))) ?? lastEventId
+          lastEventId = (await readEvents(response, (m) => this.#emit(m))) ?? lastEventId
           this.#done(exchange)
         } catch (err) {
           this.#logger.debug({ err: errorMessage(err) }, 'the server stream failed; opening it again')
@@ -243,7 +216,7 @@ export class HttpSession implements UpstreamSession {
     )
   }
 
-  #exchange(
+  async #exchange(
     method: 'POST' | 'GET' | 'DELETE',
     headers: Record<string, string>,
     body: Uint8Array | undefined,
@@ -251,26 +224,18 @@ export class HttpSession implements UpstreamSession {
     const all: Record<string, string> = { ...headers }
     if (this.#sessionId !== undefined) all['mcp-session-id'] = this.#sessionId
     if (this.#protocolVersion !== undefined) all['mcp-protocol-version'] = this.#protocolVersion
-    if (body !== undefined) all['content-length'] = String(body.byteLength)
-    return new Promise((resolve, reject) => {
-      const request = (this.#url.protocol === 'https:' ? httpsRequest : httpRequest)(this.#url, {
-        method,
-        headers: all,
-        agent: this.#url.protocol === 'https:' ? undefined : POOL,
-      })
-      const exchange: Exchange = { abort: () => request.destroy() }
-      this.#open.add(exchange)
-      request.on('response', (response) => {
-        exchange.response = response
-        if (this.#paused) response.pause()
-        resolve({ response, exchange })
-      })
-      request.on('error', (err) => {
-        this.#open.delete(exchange)
-        reject(err)
-      })
-      request.end(body)
-    })
+    const sent = exchange(this.#endpoint, method, all, body)
+    const open: Exchange = { abort: sent.abort }
+    this.#open.add(open)
+    try {
+      const response = await sent.response
+      open.response = response
+      if (this.#paused) response.pause()
+      return { response, exchange: open }
+    } catch (err) {
+      this.#open.delete(open)
+      throw err
+    }
   }
 
   #done(exchange: Exchange): void {
@@ -281,14 +246,4 @@ export class HttpSession implements UpstreamSession {
 interface Exchange {
   abort: () => void
   response?: IncomingMessage
-}
-
-function isEventStream(response: IncomingMessage): boolean {
-  return /text\/event-stream/.test(response.headers['content-type'] ?? '')
-}
-
-async function readBody(response: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  for await (const chunk of response) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks)
 }

@@ -6,6 +6,7 @@ import type { HttpServerConfig, ServerConfig } from '../config.ts'
 import { serverUnavailable } from '../era-bridge/bridge-session.ts'
 import { EmulatedLegacySession, type ModernChannel } from '../era-bridge/legacy-emulation.ts'
 import { forwardModern, probeEras } from '../era-bridge/modern-forward.ts'
+import type { HttpEndpoint } from './http-endpoint.ts'
 import { HttpSession } from './http-session.ts'
 import { resolveLaunch } from './launch.ts'
 import { freePort, portAccepts } from './ports.ts'
@@ -14,6 +15,8 @@ import type { StdioProcess } from './stdio-process.ts'
 import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from './upstream.ts'
 
 const START_TIMEOUT_MS = 30_000
+/** The port a sandboxed HTTP server listens on, inside its own network namespace. */
+const SANDBOXED_PORT = 8000
 
 /**
  * A server reached over streamable HTTP: either one the operator already runs (`url`), or one process the node
@@ -25,7 +28,7 @@ export class HttpUpstream implements Upstream {
   readonly #events: UpstreamEvents | undefined
   readonly #active = new Set<HttpSession | EmulatedLegacySession>()
   readonly #backoff = new Backoff()
-  #url: URL | undefined
+  #endpoint: HttpEndpoint | undefined
   #proc: StdioProcess | undefined
   #restartTimer: NodeJS.Timeout | undefined
   /** The eras the server speaks: from its manifest, else probed once it is reachable. */
@@ -48,23 +51,23 @@ export class HttpUpstream implements Upstream {
   }
 
   async start(): Promise<void> {
-    if (this.config.url !== undefined) this.#url = new URL(this.config.url)
+    if (this.config.url !== undefined) this.#endpoint = { url: new URL(this.config.url) }
     else await this.#launch()
-    this.#eras = this.config.eras ?? (await probeEras(this.#url!))
+    this.#eras = this.config.eras ?? (await probeEras(this.#endpoint!))
     this.#logger.info({ eras: this.#eras }, 'server eras')
   }
 
-  modernUrl(): URL | undefined {
-    return this.#eras.includes('modern') ? this.#url : undefined
+  modernEndpoint(): HttpEndpoint | undefined {
+    return this.#eras.includes('modern') ? this.#endpoint : undefined
   }
 
   async open(): Promise<UpstreamSession> {
-    if (this.#url === undefined)
+    if (this.#endpoint === undefined)
       throw new NexusError('UPSTREAM_UNAVAILABLE', `server ${this.config.id} is not running`)
     const release = () => this.#active.delete(session)
     // A server of the modern era alone gets legacy sessions the node plays for it, request by request.
     const session = this.#eras.includes('legacy')
-      ? new HttpSession(this.#url, this.#logger, release)
+      ? new HttpSession(this.#endpoint, this.#logger, release)
       : new EmulatedLegacySession(this.#modernChannel, this.#logger, release)
     this.#active.add(session)
     return session
@@ -72,11 +75,11 @@ export class HttpUpstream implements Upstream {
 
   /** Modern requests to the server wherever it listens now (a restarted process has a new port). */
   readonly #modernChannel: ModernChannel = (request, sink) => {
-    if (this.#url === undefined) {
+    if (this.#endpoint === undefined) {
       sink.respond(serverUnavailable(request.id, `server ${this.config.id} is not running`))
       return () => {}
     }
-    return forwardModern(this.#url, request, sink)
+    return forwardModern(this.#endpoint, request, sink)
   }
 
   status(): UpstreamStatus {
@@ -85,7 +88,7 @@ export class HttpUpstream implements Upstream {
       version: this.config.version,
       transport: 'streamable-http',
       eras: this.#eras,
-      ready: this.#url !== undefined && !this.#stopped,
+      ready: this.#endpoint !== undefined && !this.#stopped,
       activeSessions: this.#active.size,
       idleInstances: 0,
       restarts: this.#restarts,
@@ -101,17 +104,19 @@ export class HttpUpstream implements Upstream {
   }
 
   async #launch(): Promise<void> {
-    const port = await freePort()
-    const proc = this.#launcher.start(
+    // In a sandbox the server has a network of its own: any port is free there.
+    const port = this.#launcher.sandboxed ? SANDBOXED_PORT : await freePort()
+    const { process: proc, socketPath } = this.#launcher.startHttp(
       this.config,
       resolveLaunch(this.config, { [this.config.portEnv]: String(port) }),
       this.#logger,
+      port,
     )
     proc.onMessage = (line) => this.#logger.debug({ stdout: Buffer.from(line).toString() }, 'server stdout')
     this.#proc = proc
     const deadline = Date.now() + START_TIMEOUT_MS
     const retry = new Backoff(25, 500)
-    while (!(await portAccepts(port))) {
+    while (!(await portAccepts(socketPath ?? port))) {
       if (proc.exited)
         throw new NexusError('UPSTREAM_UNAVAILABLE', `server ${this.config.id} ${proc.exitDescription}`)
       if (Date.now() > deadline) {
@@ -123,14 +128,14 @@ export class HttpUpstream implements Upstream {
       }
       await new Promise((resolve) => setTimeout(resolve, retry.fail()))
     }
-    this.#url = new URL(`http://127.0.0.1:${port}${this.config.path}`)
+    this.#endpoint = { url: new URL(`http://127.0.0.1:${port}${this.config.path}`), socketPath }
     proc.onExit = (description) => this.#onExit(proc, description)
     this.#events?.processStarted(this.config.id, proc.child.pid)
   }
 
   #onExit(proc: StdioProcess, description: string): void {
     if (this.#stopped || proc !== this.#proc) return
-    this.#url = undefined
+    this.#endpoint = undefined
     this.#restarts++
     // The server's sessions died with it; a restarted process would not know their ids.
     for (const session of [...this.#active])

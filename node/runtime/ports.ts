@@ -13,10 +13,13 @@ export async function freePort(): Promise<number> {
   return address.port
 }
 
-/** Whether something accepts TCP connections at `host:port` now (a readiness probe). */
-export function portAccepts(port: number, host = '127.0.0.1'): Promise<boolean> {
+/**
+ * Whether something accepts connections now (a readiness probe): TCP at `host:port`, or a Unix socket when
+ * `port` is its path.
+ */
+export function portAccepts(port: number | string, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect({ port, host })
+    const socket = typeof port === 'string' ? connect({ path: port }) : connect({ port, host })
     socket.once('connect', () => {
       socket.destroy()
       resolve(true)

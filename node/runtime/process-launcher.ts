@@ -2,11 +2,17 @@ import type { Logger } from 'pino'
 import type { HttpServerConfig, StdioServerConfig } from '../config.ts'
 import type { LaunchSpec } from './launch.ts'
 import type { LimitEvents } from './sandbox/cgroups.ts'
-import type { Sandbox } from './sandbox/sandbox.ts'
+import type { EgressDecision } from './sandbox/egress-proxy.ts'
+import type { Sandbox, SandboxNetwork } from './sandbox/sandbox.ts'
 import { StdioProcess } from './stdio-process.ts'
 
-/** What a server instance ran into in its sandbox, reported when it ends. */
-export type LimitReport = (serverId: string, events: LimitEvents, exit: string) => void
+/** What the node hears from its sandboxes. */
+export interface SandboxReports {
+  /** A server instance ended having hit its limits (killed for memory, forks refused, CPU throttled). */
+  limits?(serverId: string, events: LimitEvents, exit: string): void
+  /** A server asked to reach a host through its egress proxy, and was let through or refused. */
+  egress?(decision: EgressDecision): void
+}
 
 /** The resources an instance gets when its configuration names none (a manifest's defaults). */
 const DEFAULT_RESOURCES = { cpu: 0.25, memoryMiB: 256 }
@@ -18,39 +24,75 @@ const DEFAULT_RESOURCES = { cpu: 0.25, memoryMiB: 256 }
 export class ProcessLauncher {
   readonly #sandbox: Sandbox | undefined
   readonly #limits: { processes: number; openFiles: number }
-  readonly #report: LimitReport | undefined
+  readonly #reports: SandboxReports
 
   constructor(
     sandbox?: Sandbox,
     limits: { processes: number; openFiles: number } = { processes: 256, openFiles: 1024 },
-    report?: LimitReport,
+    reports: SandboxReports = {},
   ) {
     this.#sandbox = sandbox
     this.#limits = limits
-    this.#report = report
+    this.#reports = reports
   }
 
   get sandboxed(): boolean {
     return this.#sandbox !== undefined
   }
 
+  /** A stdio server's process. */
   start(config: StdioServerConfig | HttpServerConfig, spec: LaunchSpec, logger: Logger): StdioProcess {
-    if (this.#sandbox === undefined) return new StdioProcess(spec, logger)
+    return this.#start(config, spec, logger).process
+  }
+
+  /**
+   * An HTTP server's process, listening on `port`: on the machine's loopback when unsandboxed; in its own
+   * network namespace when sandboxed, then reached through the Unix socket returned.
+   */
+  startHttp(
+    config: HttpServerConfig,
+    spec: LaunchSpec,
+    logger: Logger,
+    port: number,
+  ): { process: StdioProcess; socketPath?: string } {
+    return this.#start(config, spec, logger, port)
+  }
+
+  #start(
+    config: StdioServerConfig | HttpServerConfig,
+    spec: LaunchSpec,
+    logger: Logger,
+    inboundPort?: number,
+  ): { process: StdioProcess; socketPath?: string } {
+    if (this.#sandbox === undefined) return { process: new StdioProcess(spec, logger) }
     const resources = config.resources ?? DEFAULT_RESOURCES
     const launch = this.#sandbox.wrap(spec, {
       serverId: config.id,
       limits: { ...resources, processes: this.#limits.processes },
       openFiles: this.#limits.openFiles,
       binds: config.binds,
-      // A server the node reaches over HTTP shares the network namespace (its port must be reachable).
-      network: config.egress === true || config.transport === 'streamable-http',
+      network: networkOf(config.egress),
+      inboundPort,
+      onEgress: (decision) => {
+        if (!decision.allowed)
+          logger.warn({ host: decision.host, port: decision.port }, 'refused egress outside the manifest')
+        this.#reports.egress?.(decision)
+      },
     })
     if (launch.enforcement !== this.#sandbox.enforcement)
       logger.warn({ limits: launch.enforcement }, 'sandboxed with weaker limits than this machine allows')
-    return new StdioProcess(launch.spec, logger, (exit) => {
+    const process = new StdioProcess(launch.spec, logger, (exit) => {
       const events = launch.finish()
       if (events.oomKills > 0 || events.forksRefused > 0 || events.cpuThrottled > 0)
-        this.#report?.(config.id, events, exit)
+        this.#reports.limits?.(config.id, events, exit)
     })
+    return { process, socketPath: launch.inboundSocket }
   }
+}
+
+/** A manifest's `egress` as the sandbox enforces it: none, the machine's network, or named hosts only. */
+function networkOf(egress: boolean | string[] | undefined): SandboxNetwork {
+  if (egress === true) return 'host'
+  if (Array.isArray(egress)) return { hosts: egress }
+  return 'none'
 }

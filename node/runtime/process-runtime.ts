@@ -2,8 +2,9 @@ import { EventEmitter } from 'node:events'
 import type { Logger } from 'pino'
 import { NexusError } from '../../protocol/errors.ts'
 import type { ServerConfig } from '../config.ts'
+import type { HttpEndpoint } from './http-endpoint.ts'
 import { HttpUpstream } from './http-upstream.ts'
-import { type LimitReport, ProcessLauncher } from './process-launcher.ts'
+import { ProcessLauncher, type SandboxReports } from './process-launcher.ts'
 import type { Runtime, RuntimeServer } from './runtime.ts'
 import { Sandbox, type SandboxMode } from './sandbox/sandbox.ts'
 import { StdioUpstream } from './stdio-upstream.ts'
@@ -28,8 +29,8 @@ export interface ProcessRuntimeOptions {
   maxConcurrentTeardowns?: number
   /** Each server process in a sandbox of its own (`node.sandbox`; off unless given). */
   sandbox?: { mode: SandboxMode; processes: number; openFiles: number }
-  /** Called when a sandboxed instance ends having hit its limits (killed for memory, forks refused, throttled). */
-  onLimits?: LimitReport
+  /** What the sandboxes report: instances that hit their limits, egress let through or refused. */
+  reports?: SandboxReports
 }
 
 /** The embedded runtime: servers run as child processes of the node. */
@@ -52,7 +53,7 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
     const mode = options.sandbox?.mode ?? 'off'
     const { sandbox, unavailable } = Sandbox.create(mode)
     this.#sandbox = sandbox
-    this.#launcher = new ProcessLauncher(sandbox, options.sandbox, options.onLimits)
+    this.#launcher = new ProcessLauncher(sandbox, options.sandbox, options.reports)
     if (sandbox !== undefined)
       logger.info({ limits: sandbox.enforcement }, 'server processes run in sandboxes (bubblewrap)')
     else if (mode !== 'off') logger.warn({ reason: unavailable }, 'server processes run WITHOUT a sandbox')
@@ -111,8 +112,8 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
     return upstream.open()
   }
 
-  modernUrl(serverId: string): URL | undefined {
-    return this.#upstreams.get(serverId)?.modernUrl?.()
+  modernEndpoint(serverId: string): HttpEndpoint | undefined {
+    return this.#upstreams.get(serverId)?.modernEndpoint?.()
   }
 
   status(): UpstreamStatus[] {

@@ -1,5 +1,6 @@
 import type { Manifest } from '../../protocol/manifest.ts'
 import type { ServerConfig } from '../config.ts'
+import type { HttpEndpoint } from './http-endpoint.ts'
 import type { UpstreamSession, UpstreamStatus } from './upstream.ts'
 
 /** A server the node will run: how (its launch configuration), what it announces, and its signed manifest. */
@@ -30,7 +31,7 @@ export interface Runtime {
    * Where a server takes modern-era (2026-07-28) requests itself, when it speaks that revision; such requests
    * are forwarded to it as they are instead of going through the era bridge.
    */
-  modernUrl?(serverId: string): URL | undefined
+  modernEndpoint?(serverId: string): HttpEndpoint | undefined
   /** Why the runtime cannot do its job fully right now (for `/readyz`), or undefined when it can. */
   notReadyBecause?(): string | undefined
   stop(): Promise<void>

@@ -1,6 +1,7 @@
 import type { NexusErrorCode } from '../../protocol/errors.ts'
 import type { Era } from '../../protocol/modern-era.ts'
 import type { ServerConfig } from '../config.ts'
+import type { HttpEndpoint } from './http-endpoint.ts'
 
 /**
  * One MCP session with a hosted server, seen by the node as opaque JSON-RPC messages (UTF-8 JSON bytes, one
@@ -51,8 +52,8 @@ export interface Upstream {
   start(): Promise<void>
   stop(): Promise<void>
   open(): Promise<UpstreamSession>
-  /** The URL at which the server takes modern-era requests itself, when it speaks that revision. */
-  modernUrl?(): URL | undefined
+  /** Where the server takes modern-era requests itself, when it speaks that revision. */
+  modernEndpoint?(): HttpEndpoint | undefined
   /** Keeps this many warm instances from now on, without touching running sessions (stdio only). */
   resize?(warmPool: number): void
   status(): UpstreamStatus

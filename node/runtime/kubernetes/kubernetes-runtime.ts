@@ -6,6 +6,7 @@ import { errorMessage, NexusError, type NexusErrorCode } from '../../../protocol
 import type { KubernetesRuntimeConfig } from '../../config.ts'
 import { EmulatedLegacySession } from '../../era-bridge/legacy-emulation.ts'
 import { forwardModern } from '../../era-bridge/modern-forward.ts'
+import type { HttpEndpoint } from '../http-endpoint.ts'
 import { HttpSession } from '../http-session.ts'
 import { serverEras } from '../http-upstream.ts'
 import type { Runtime, RuntimeServer } from '../runtime.ts'
@@ -187,13 +188,13 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
    * A server whose manifest says it speaks the modern era takes modern requests itself, at its least loaded
    * pod. (Pods come and go, so the eras are the manifest's, not probed.)
    */
-  modernUrl(serverId: string): URL | undefined {
+  modernEndpoint(serverId: string): HttpEndpoint | undefined {
     const hosted = this.#servers.get(serverId)
     if (hosted === undefined || !serverEras(hosted.server.config).includes('modern')) return undefined
     const endpoint = this.#leastLoaded(hosted.current)
     return endpoint === undefined
       ? undefined
-      : new URL(`http://${hostPort(endpoint)}${hosted.current.spec.httpPath}`)
+      : { url: new URL(`http://${hostPort(endpoint)}${hosted.current.spec.httpPath}`) }
   }
 
   async open(serverId: string): Promise<UpstreamSession> {
@@ -216,7 +217,7 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
       if (session !== undefined) placement.sessions.delete(session)
       this.#scheduleSync()
     }
-    const url = () => new URL(`http://${hostPort(endpoint)}${placement.spec.httpPath}`)
+    const url = () => ({ url: new URL(`http://${hostPort(endpoint)}${placement.spec.httpPath}`) })
     const config = hosted.server.config
     const opened =
       config.transport === 'stdio'

@@ -5,6 +5,7 @@ import { basename, dirname, isAbsolute, join, sep } from 'node:path'
 import { errorMessage, NexusError } from '../../../protocol/errors.ts'
 import type { LaunchSpec } from '../launch.ts'
 import { CgroupHost, type InstanceCgroup, type InstanceLimits, type LimitEvents } from './cgroups.ts'
+import { type EgressDecision, EgressProxy } from './egress-proxy.ts'
 
 export type SandboxMode = 'required' | 'preferred' | 'off'
 
@@ -14,14 +15,22 @@ export interface SandboxBind {
   mode: 'ro' | 'rw'
 }
 
+/**
+ * A server's way out: `none` (loopback of its own only), `host` (the machine's network), or the named hosts
+ * only, through the node's egress proxy.
+ */
+export type SandboxNetwork = 'none' | 'host' | { hosts: string[] }
+
 /** What one server's processes may see and use. */
 export interface SandboxPolicy {
   serverId: string
   limits: InstanceLimits
   openFiles: number
   binds: SandboxBind[]
-  /** Whether it keeps the machine's network (declared egress, or an HTTP server the node must reach). */
-  network: boolean
+  network: SandboxNetwork
+  /** For an HTTP server: the port it listens on in the sandbox, which the node reaches through a socket. */
+  inboundPort?: number
+  onEgress?: (decision: EgressDecision) => void
 }
 
 /** A launch inside a sandbox: the command to spawn, and what to do when its process has ended. */
@@ -29,9 +38,16 @@ export interface SandboxedLaunch {
   spec: LaunchSpec
   /** How the limits were enforced: `cgroup v1`, `cgroup v2`, or `rlimits` (memory and open files only). */
   enforcement: string
-  /** Reads what the instance ran into, and removes its control group and scratch directory. */
+  /** For an HTTP server: the Unix socket through which the node reaches it (it exists once the server listens). */
+  inboundSocket?: string
+  /** Reads what the instance ran into, and removes its control group, proxy and scratch directory. */
   finish(): LimitEvents
 }
+
+/** The server's proxy inside its sandbox (`HTTP_PROXY`), carried by the relay to the node's egress proxy. */
+const PROXY_PORT = 3128
+/** The relay that gives a sandbox without a network its doors: see `sandbox-relay.ts`. */
+const RELAY = join(import.meta.dirname, 'sandbox-relay.ts')
 
 /** System folders every process needs to run (read-only): the dynamic loader, libc, shells. */
 const SYSTEM_DIRS = ['/usr', '/lib', '/lib32', '/lib64', '/bin', '/sbin']
@@ -90,7 +106,8 @@ export class Sandbox {
   wrap(spec: LaunchSpec, policy: SandboxPolicy): SandboxedLaunch {
     // Unique across the sandboxes of one process too (tests run several nodes in one).
     const instance = `${basename(this.#scratchRoot)}-${policy.serverId}-${++this.#instances}`
-    const scratch = mkdtempSync(join(this.#scratchRoot, `${policy.serverId}-`))
+    // Short names: the sockets in it must fit a Unix socket path (108 bytes).
+    const scratch = mkdtempSync(join(this.#scratchRoot, `${this.#instances}-`))
     let cgroup: InstanceCgroup | undefined
     let enforcement = this.enforcement
     try {
@@ -98,7 +115,8 @@ export class Sandbox {
     } catch (err) {
       enforcement = `rlimits (no control group: ${errorMessage(err)})`
     }
-    const bwrap = this.#bwrapArgs(spec, policy, scratch)
+    const { inner, env, proxy, inboundSocket } = this.#doors(spec, policy, scratch)
+    const bwrap = this.#bwrapArgs(inner, policy, scratch)
     const limits = [`--nofile=${policy.openFiles}`]
     // Without a memory cgroup, the data-segment rlimit is the memory bound. Not the address-space one: V8
     // reserves gigabytes of address space it never uses, and fails to start under any tight bound on it.
@@ -120,11 +138,13 @@ export class Sandbox {
           this.#bwrap,
           ...bwrap,
         ],
-        env: { ...spec.env, HOME: scratch, TMPDIR: scratch },
+        env: { ...spec.env, ...env, HOME: scratch, TMPDIR: scratch },
         cwd: scratch,
       },
       enforcement,
+      inboundSocket,
       finish: () => {
+        proxy?.close()
         const events = cgroup?.events() ?? { oomKills: 0, forksRefused: 0, cpuThrottled: 0 }
         cgroup?.remove()
         rmSync(scratch, { recursive: true, force: true })
@@ -133,9 +153,43 @@ export class Sandbox {
     }
   }
 
+  /**
+   * The sandbox's doors: with a network of its own, an HTTP server is reached through a Unix socket, and named
+   * egress hosts through the node's proxy; both need the relay to start the server. With the machine's
+   * network, nothing is needed.
+   */
+  #doors(spec: LaunchSpec, policy: SandboxPolicy, scratch: string) {
+    const relayArgs: string[] = []
+    const env: Record<string, string> = {}
+    let proxy: EgressProxy | undefined
+    let inboundSocket: string | undefined
+    if (policy.network !== 'host' && policy.inboundPort !== undefined) {
+      inboundSocket = join(scratch, '.http.sock')
+      relayArgs.push('--inbound', `${inboundSocket}:${policy.inboundPort}`)
+    }
+    if (typeof policy.network === 'object') {
+      const socket = join(scratch, '.egress.sock')
+      proxy = EgressProxy.start(socket, policy.serverId, policy.network.hosts, (d) => policy.onEgress?.(d))
+      relayArgs.push('--outbound', `${PROXY_PORT}:${socket}`)
+      const url = `http://127.0.0.1:${PROXY_PORT}`
+      Object.assign(env, { HTTP_PROXY: url, HTTPS_PROXY: url, http_proxy: url, https_proxy: url })
+      // Node.js's own fetch and http follow the proxy variables only when told to.
+      env.NODE_USE_ENV_PROXY = '1'
+    }
+    const inner: LaunchSpec =
+      relayArgs.length === 0
+        ? spec
+        : {
+            ...spec,
+            command: process.execPath,
+            args: [RELAY, ...relayArgs, '--', spec.command, ...spec.args],
+          }
+    return { inner, env, proxy, inboundSocket }
+  }
+
   #bwrapArgs(spec: LaunchSpec, policy: SandboxPolicy, scratch: string): string[] {
     const args = ['--die-with-parent', '--new-session', '--unshare-all', '--cap-drop', 'ALL']
-    if (policy.network) args.push('--share-net')
+    if (policy.network === 'host') args.push('--share-net')
     args.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp')
     const readOnly = new Set<string>()
     for (const dir of [...SYSTEM_DIRS, ...ETC_FILES]) if (existsSync(dir)) readOnly.add(dir)
