@@ -225,17 +225,17 @@ export const NodeConfigSchema = z.object({
   /**
    * Each server process in a sandbox of its own (process runtime, Linux, bubblewrap): `required` refuses to
    * run a server without one, `preferred` runs it unsandboxed (and says why) where the machine cannot,
-   * `off` never sandboxes.
+   * `off` never sandboxes. Absent: `required` where the machine can sandbox, `preferred` where it cannot.
    */
   sandbox: z
     .object({
-      mode: z.enum(['required', 'preferred', 'off']).default('preferred'),
+      mode: z.enum(['required', 'preferred', 'off']).optional(),
       /** Tasks (processes and threads) one server instance may have at once. */
       processes: z.number().int().min(8).max(65_536).default(256),
       openFiles: z.number().int().min(16).max(1_048_576).default(1024),
     })
     .strict()
-    .default({ mode: 'preferred', processes: 256, openFiles: 1024 }),
+    .default({ processes: 256, openFiles: 1024 }),
   announceIntervalMs: z.number().int().min(100).default(2_000),
   /** A session whose first frame does not arrive within this time is dropped. */
   handshakeTimeoutMs: z.number().int().min(100).default(10_000),

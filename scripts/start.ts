@@ -25,6 +25,14 @@ registry deployed and the four manifests published there, and every peer follows
 const port = Number(values.port ?? process.env.PORT ?? 8080)
 process.env.NEXUS_LOG_LEVEL ??= 'warn'
 
+/** How the nodes confine their servers, for the banner. */
+function sandboxLine(runtime: unknown): string {
+  const sandbox = (runtime as { sandbox?: string }).sandbox
+  return sandbox === undefined || sandbox === 'none'
+    ? 'NOT sandboxed (install bubblewrap: sudo apt-get install bubblewrap)'
+    : `each in a sandbox (${sandbox}; no network, its own scratch folder)`
+}
+
 let registry: LocalRegistry | undefined
 try {
   const started = Date.now()
@@ -76,6 +84,7 @@ try {
             `${network.nodes[0]!.whitelist.resolve('memory').manifest.version} --reason demo ` +
             `--rpc ${registry.chain.url} --registry ${registry.registry.address}`,
         ]),
+    `Server processes: ${sandboxLine(network.nodes[0]!.runtime)}.`,
     'Press Ctrl-C to stop.',
     '',
   ]

@@ -51,6 +51,15 @@ t.test('manifest schema: exact versions, pinned packages, clear errors naming th
     'an HTTP server may speak the modern era alone',
   )
   t.equal(manifestHash(base), manifestHash(parseManifest(base)), 'no eras: the hash is unchanged')
+  t.same(parseManifest({ ...base, egress: ['api.github.com', '*.example.com'] }).egress, [
+    'api.github.com',
+    '*.example.com',
+  ])
+  t.throws(
+    () => parseManifest({ ...base, egress: ['http://x.com/'] }),
+    /a host name, \*\.domain or an IP address/,
+  )
+  t.throws(() => parseManifest({ ...base, egress: [] }), /→ at egress/)
   const oci = parseManifest({
     id: 'oci-server',
     version: '1.0.0',

@@ -28,7 +28,7 @@ export interface ProcessRuntimeOptions {
   /** Server processes stopped at once; more wait their turn (default 4). */
   maxConcurrentTeardowns?: number
   /** Each server process in a sandbox of its own (`node.sandbox`; off unless given). */
-  sandbox?: { mode: SandboxMode; processes: number; openFiles: number }
+  sandbox?: { mode?: SandboxMode; processes: number; openFiles: number }
   /** What the sandboxes report: instances that hit their limits, egress let through or refused. */
   reports?: SandboxReports
 }
@@ -50,7 +50,8 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
     super()
     this.#logger = logger
     this.teardowns = new TeardownQueue(options.maxConcurrentTeardowns ?? 4)
-    const mode = options.sandbox?.mode ?? 'off'
+    // Off unless asked for: a node passes its configuration's setting (which defaults to the machine's best).
+    const mode = options.sandbox === undefined ? 'off' : options.sandbox.mode
     const { sandbox, unavailable } = Sandbox.create(mode)
     this.#sandbox = sandbox
     this.#launcher = new ProcessLauncher(sandbox, options.sandbox, options.reports)

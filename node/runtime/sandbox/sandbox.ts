@@ -86,9 +86,11 @@ export class Sandbox {
    * The sandbox this machine supports, or why there is none: `required` refuses to go on without one,
    * `preferred` runs servers unsandboxed (with the reason logged), `off` does not look.
    */
-  static create(mode: SandboxMode): { sandbox?: Sandbox; unavailable?: string } {
+  static create(mode: SandboxMode | undefined): { sandbox?: Sandbox; unavailable?: string } {
     if (mode === 'off') return { unavailable: 'the sandbox is off in the configuration' }
     const problem = sandboxProblem()
+    // Unset: required where the machine can sandbox (a sandbox that later fails to start is then an error).
+    if (mode === undefined && problem === undefined) mode = 'required'
     if (problem === undefined) return { sandbox: new Sandbox('bwrap', CgroupHost.detect()) }
     if (mode === 'required')
       throw new NexusError(
@@ -104,6 +106,12 @@ export class Sandbox {
   }
 
   wrap(spec: LaunchSpec, policy: SandboxPolicy): SandboxedLaunch {
+    for (const bind of policy.binds)
+      if (!isAbsolute(bind.path) || !existsSync(bind.path))
+        throw new NexusError(
+          'INVALID_CONFIG',
+          `server ${policy.serverId}: the folder to bind, ${bind.path}, does not exist`,
+        )
     // Unique across the sandboxes of one process too (tests run several nodes in one).
     const instance = `${basename(this.#scratchRoot)}-${policy.serverId}-${++this.#instances}`
     // Short names: the sockets in it must fit a Unix socket path (108 bytes).
@@ -196,11 +204,8 @@ export class Sandbox {
     for (const path of runtimePaths(spec)) readOnly.add(path)
     for (const path of narrowest(readOnly)) args.push('--ro-bind', path, path)
     args.push('--bind', scratch, scratch)
-    for (const bind of policy.binds) {
-      if (!isAbsolute(bind.path) || !existsSync(bind.path))
-        throw new NexusError('INVALID_CONFIG', `server ${policy.serverId}: bind ${bind.path} does not exist`)
+    for (const bind of policy.binds)
       args.push(bind.mode === 'rw' ? '--bind' : '--ro-bind', bind.path, bind.path)
-    }
     const cwd =
       spec.cwd !== undefined && policy.binds.some((b) => within(spec.cwd!, b.path)) ? spec.cwd : scratch
     args.push('--chdir', cwd, '--', spec.command, ...spec.args)
