@@ -11,6 +11,7 @@
  * - `fuzz`: thousands of seeded hostile inputs at every trust boundary, with a canary session (`fuzz.ts`)
  * - `kubernetes`: 100 servers applied to a real kube-apiserver, steady-state API requests, watch recovery
  *   after API server restarts (`kubernetes.ts`)
+ * - `sandbox`: server start-up and per-call latency and CPU, sandboxed and not (`sandbox.ts`)
  */
 import { cpus } from 'node:os'
 import { runAllocationBench } from './allocation.ts'
@@ -18,6 +19,7 @@ import { benchConvergence } from './convergence.ts'
 import { benchFailover } from './failover.ts'
 import { benchFuzz } from './fuzz.ts'
 import { benchKubernetes } from './kubernetes.ts'
+import { benchSandbox } from './sandbox.ts'
 import { benchSessions } from './sessions.ts'
 import { benchSlowClient } from './slow-client.ts'
 import { benchThroughput } from './throughput.ts'
@@ -31,6 +33,7 @@ const SUITES = {
   'slow-client': benchSlowClient,
   fuzz: benchFuzz,
   kubernetes: benchKubernetes,
+  sandbox: benchSandbox,
 } as const
 type Suite = keyof typeof SUITES
 
