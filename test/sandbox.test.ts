@@ -254,20 +254,23 @@ async function sandboxTests() {
     },
   )
 
-  await t.test('a bind of a folder that does not exist keeps the server from starting, naming it', async (t) => {
-    await t.rejects(
-      startNetwork({
-        nodes: [
-          {
-            sandbox: { mode: 'required' },
-            servers: [{ ...hostile('misbound'), binds: [{ path: '/nonexistent/folder', mode: 'rw' }] }],
-          },
-        ],
-        readyTimeoutMs: 5_000,
-      }),
-      /misbound: the folder to bind, \/nonexistent\/folder, does not exist/,
-    )
-  })
+  await t.test(
+    'a bind of a folder that does not exist keeps the server from starting, naming it',
+    async (t) => {
+      await t.rejects(
+        startNetwork({
+          nodes: [
+            {
+              sandbox: { mode: 'required' },
+              servers: [{ ...hostile('misbound'), binds: [{ path: '/nonexistent/folder', mode: 'rw' }] }],
+            },
+          ],
+          readyTimeoutMs: 5_000,
+        }),
+        /misbound: the folder to bind, \/nonexistent\/folder, does not exist/,
+      )
+    },
+  )
 
   await t.test('the agent on the other server saw no error throughout', async (t) => {
     stopBystander = true

@@ -1,5 +1,4 @@
-import { Agent, request as httpRequest, type IncomingMessage } from 'node:http'
-import { request as httpsRequest } from 'node:https'
+import type { IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
 import { Backoff } from '../../protocol/backoff.ts'
 import { decodeJsonBounded } from '../../protocol/bounded-json.ts'

@@ -1,3 +1,4 @@
+import { cpus } from 'node:os'
 /**
  * One peer of the benchmark's Nexus network — the node or the gateway — in a process of its own, as they run in
  * production: apart from each other and from the agents. Driven over the IPC channel by `peer-handle.ts`.
@@ -39,14 +40,19 @@ function memory(sessions: number): PeerReply {
 }
 
 async function startNode(upstream: BenchUpstream, warmPool: number, maxSessions: number) {
+  // The server runs in its sandbox with the whole machine as its limits, as it has when reached directly: this
+  // bench measures what the relay costs (the `sandbox` suite measures what the sandbox costs).
+  const resources = { cpu: cpus().length, memoryMiB: 2048 }
   const server =
     upstream === 'http'
-      ? fixtureHttpServerConfig(BENCH_SERVER)
-      : { ...fixtureServerConfig(BENCH_SERVER), warmPool }
+      ? { ...fixtureHttpServerConfig(BENCH_SERVER), resources }
+      : { ...fixtureServerConfig(BENCH_SERVER), warmPool, resources }
   const node = new NexusNode({
     transport: 'tcp',
     maxSessions,
     servers: [server],
+    // BENCH_SANDBOX=off compares against servers run without their sandboxes.
+    sandbox: { mode: process.env.BENCH_SANDBOX === 'off' ? 'off' : undefined },
     trust: { allowUnverified: true },
   })
   await node.start()

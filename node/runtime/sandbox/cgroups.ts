@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 /** What one sandboxed instance may use at most. */
@@ -20,6 +20,8 @@ export interface LimitEvents {
   cpuThrottled: number
 }
 
+const detected = new Map<string, CgroupHost | undefined>()
+
 /** One instance's control group: the command prefix that enters it, and what it recorded. */
 export interface InstanceCgroup {
   /** Paths of `cgroup.procs` files a launching shell writes its own pid into before it execs the server. */
@@ -36,20 +38,37 @@ export interface InstanceCgroup {
 export class CgroupHost {
   readonly version: 1 | 2
   readonly #roots: { memory: string; pids: string; cpu: string }
+  /** Instances alive now: the node's group weighs as much as that many processes would (see `#reweigh`). */
+  #instances = 0
 
   constructor(version: 1 | 2, roots: { memory: string; pids: string; cpu: string }) {
     this.version = version
     this.#roots = roots
+    // The process's own groups go with it (other nodes of the same process may still use them until then).
+    process.once('exit', () => {
+      for (const dir of new Set(Object.values(roots))) {
+        try {
+          for (const child of readdirSync(dir, { withFileTypes: true }))
+            if (child.isDirectory()) removeWhenEmpty(join(dir, child.name))
+        } catch {}
+        removeWhenEmpty(dir)
+      }
+    })
   }
 
+  /** One per process: nodes that share a process (tests) share its group and its weight. */
   static detect(base = '/sys/fs/cgroup'): CgroupHost | undefined {
-    const own = ownCgroups()
-    return detectV2(base, own) ?? detectV1(base, own)
+    if (!detected.has(base)) {
+      const own = ownCgroups()
+      detected.set(base, detectV2(base, own) ?? detectV1(base, own))
+    }
+    return detected.get(base)
   }
 
-  /** Removes the node's own control groups, once their instances are gone. */
-  dispose(): void {
-    for (const dir of new Set(Object.values(this.#roots))) removeWhenEmpty(dir)
+  #reweigh(change: number): void {
+    this.#instances += change
+    const file = this.version === 2 ? 'cpu.weight' : 'cpu.shares'
+    tryWrite(join(this.#roots.cpu, file), groupWeight(this.version, this.#instances))
   }
 
   /** A new control group for one instance, with its limits written. */
@@ -64,6 +83,7 @@ export class CgroupHost {
       tryWrite(join(dir, 'memory.swap.max'), '0')
       writeFileSync(join(dir, 'pids.max'), String(limits.processes))
       writeFileSync(join(dir, 'cpu.max'), `${quota} ${period}`)
+      this.#reweigh(+1)
       return {
         procsFiles: [join(dir, 'cgroup.procs')],
         events: () => ({
@@ -71,7 +91,10 @@ export class CgroupHost {
           forksRefused: keyed(join(dir, 'pids.events'), 'max'),
           cpuThrottled: keyed(join(dir, 'cpu.stat'), 'nr_throttled'),
         }),
-        remove: () => removeWhenEmpty(dir),
+        remove: () => {
+          removeGroup([dir])
+          this.#reweigh(-1)
+        },
       }
     }
     const memory = join(this.#roots.memory, name)
@@ -83,6 +106,7 @@ export class CgroupHost {
     writeFileSync(join(pids, 'pids.max'), String(limits.processes))
     writeFileSync(join(cpu, 'cpu.cfs_period_us'), String(period))
     writeFileSync(join(cpu, 'cpu.cfs_quota_us'), String(quota))
+    this.#reweigh(+1)
     return {
       procsFiles: [memory, pids, cpu].map((dir) => join(dir, 'cgroup.procs')),
       events: () => ({
@@ -91,10 +115,22 @@ export class CgroupHost {
         cpuThrottled: keyed(join(cpu, 'cpu.stat'), 'nr_throttled'),
       }),
       remove: () => {
-        for (const dir of [memory, pids, cpu]) removeWhenEmpty(dir)
+        removeGroup([memory, pids, cpu])
+        this.#reweigh(-1)
       },
     }
   }
+}
+
+/**
+ * The scheduler shares CPU between groups, not processes: left at its default weight, the node's group of
+ * server instances would get as much CPU as one process beside it, however many instances it holds (16 busy
+ * servers would share what the node alone gets). So the group weighs as much as its instances would as plain
+ * processes, and each one still gets at most its own limit.
+ */
+function groupWeight(version: 1 | 2, instances: number): string {
+  const n = Math.max(1, instances)
+  return version === 2 ? String(Math.min(10_000, 100 * n)) : String(Math.min(262_144, 1024 * n))
 }
 
 /** This process's own control group in each hierarchy (`/proc/self/cgroup`), by controller ('' for v2). */
@@ -119,6 +155,7 @@ function detectV2(base: string, own: Map<string, string>): CgroupHost | undefine
   try {
     const enabled = readFileSync(join(dir, 'cgroup.subtree_control'), 'utf8').split(/\s+/)
     if (!['memory', 'pids', 'cpu'].every((c) => enabled.includes(c))) return undefined
+    sweepStale(dir)
     const parent = join(dir, `nexus-${process.pid}`)
     mkdirSync(parent, { recursive: true })
     writeFileSync(join(parent, 'cgroup.subtree_control'), '+memory +pids +cpu')
@@ -134,6 +171,7 @@ function detectV1(base: string, own: Map<string, string>): CgroupHost | undefine
     for (const controller of ['memory', 'pids', 'cpu']) {
       const path = own.get(controller)
       if (path === undefined) return undefined
+      sweepStale(join(base, controller, path))
       const parent = join(base, controller, path, `nexus-${process.pid}`)
       mkdirSync(parent, { recursive: true })
       roots[controller] = parent
@@ -164,10 +202,55 @@ function tryWrite(file: string, value: string): void {
   }
 }
 
-function removeWhenEmpty(dir: string): void {
+function removeWhenEmpty(dir: string): boolean {
   try {
     rmdirSync(dir)
+    return true
   } catch {
-    // Still holds a process that has not been reaped yet; the node's own group is removed at exit.
+    return false
+  }
+}
+
+/**
+ * Removes an instance's groups. The launching process has ended, but what ran in the sandbox may take a moment
+ * longer to die (bubblewrap kills it when its parent goes): whatever is left is killed, and the removal is tried
+ * again for a few seconds.
+ */
+function removeGroup(dirs: string[], attempt = 0): void {
+  const left = dirs.filter((dir) => !removeWhenEmpty(dir))
+  if (left.length === 0) return
+  for (const dir of left) {
+    try {
+      for (const pid of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n'))
+        if (pid.trim()) process.kill(Number(pid), 'SIGKILL')
+    } catch {
+      // Gone already, or not ours to kill.
+    }
+  }
+  if (attempt < 20) setTimeout(() => removeGroup(left, attempt + 1), 100).unref()
+}
+
+/** Removes the groups of node processes that ended without cleaning up (killed, crashed). */
+function sweepStale(parentOfGroups: string): void {
+  try {
+    for (const entry of readdirSync(parentOfGroups)) {
+      const pid = /^nexus-(\d+)$/.exec(entry)?.[1]
+      if (pid === undefined || Number(pid) === process.pid || alive(Number(pid))) continue
+      const group = join(parentOfGroups, entry)
+      for (const child of readdirSync(group, { withFileTypes: true }))
+        if (child.isDirectory()) removeWhenEmpty(join(group, child.name))
+      removeWhenEmpty(group)
+    }
+  } catch {
+    // Nothing to sweep.
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
   }
 }

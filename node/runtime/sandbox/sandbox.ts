@@ -215,7 +215,6 @@ export class Sandbox {
   /** Removes the scratch root (the node is stopping). */
   dispose(): void {
     rmSync(this.#scratchRoot, { recursive: true, force: true })
-    this.#cgroups?.dispose()
   }
 }
 
