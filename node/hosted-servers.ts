@@ -23,6 +23,24 @@ export interface ServerRefusal {
 }
 
 /**
+ * The operator's binds against what the manifest declares: no more folders than it lists, and a writable one
+ * only where it lists a writable one. A manifest that declares nothing leaves them to the operator.
+ */
+function checkBinds(manifest: Manifest, settings: WhitelistedServer): void {
+  const declared = manifest.binds
+  if (declared === undefined || settings.binds.length === 0) return
+  const writable = declared.filter((b) => b.mode === 'rw').length
+  const wanted = settings.binds.filter((b) => b.mode === 'rw').length
+  if (settings.binds.length > declared.length || wanted > writable)
+    throw new NexusError(
+      'INVALID_CONFIG',
+      `server ${manifest.id}: its manifest allows ${declared.length} bind(s), ${writable} of them writable ` +
+        `(${declared.map((b) => `${b.purpose}: ${b.mode}`).join('; ') || 'none'}); the configuration asks for ` +
+        `${settings.binds.length}, ${wanted} writable`,
+    )
+}
+
+/**
  * How a whitelisted manifest runs, with the operator's values for its variables. An npm package runs its bin;
  * an OCI image (only on a runtime that runs images) runs the manifest's command inside the image.
  */
@@ -40,6 +58,7 @@ export function launchFromManifest(
       `server ${manifest.id}: its manifest does not allow the variable(s) ${foreign.join(', ')}` +
         ` (allowed: ${manifest.env.join(', ') || 'none'})`,
     )
+  checkBinds(manifest, settings)
   if (settings.args.length > 0 && !manifest.operatorArgs)
     throw new NexusError(
       'INVALID_CONFIG',

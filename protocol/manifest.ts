@@ -103,6 +103,15 @@ export const ManifestSchema = z
      * server is taken as legacy. (Optional with no default: manifests signed before it hash alike.)
      */
     eras: ErasSchema.optional(),
+    /**
+     * The folders an operator may bind into the server's sandbox, one entry each: what it is for, and whether
+     * the server may write there (`rw`; an `ro` entry takes read-only binds only). Absent: the operator
+     * decides alone, as for manifests signed before the field (their hash is unchanged).
+     */
+    binds: z
+      .array(z.object({ purpose: z.string().min(1).max(256), mode: z.enum(['ro', 'rw']) }).strict())
+      .max(16)
+      .optional(),
     /** What the curators found when they reviewed this version. */
     notes: z.array(z.string().max(4096)).max(64).default([]),
   })

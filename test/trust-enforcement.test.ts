@@ -6,6 +6,8 @@ import { type Signer, Wallet } from 'ethers'
 import t from 'tap'
 import { NexusGateway } from '../gateway/nexus-gateway.ts'
 import { connectToHost } from '../gateway/node-link.ts'
+import { WhitelistedServerSchema } from '../node/config.ts'
+import { launchFromManifest } from '../node/hosted-servers.ts'
 import { NexusNode } from '../node/nexus-node.ts'
 import type { ProcessRuntime } from '../node/runtime/process-runtime.ts'
 import { parseManifest } from '../protocol/manifest.ts'
@@ -78,6 +80,45 @@ t.test(
     t.match(node.refusedServers.get('sequential-thinking')?.reason, /does not let the operator add arguments/)
   },
 )
+
+t.test("a manifest that declares its binds bounds the operator's", async (t) => {
+  const settings = (binds: { path: string; mode: 'ro' | 'rw' }[]) =>
+    WhitelistedServerSchema.parse({ id: 'filesystem', args: ['/srv'], binds })
+  const writable = parseManifest({
+    ...manifestOf('filesystem'),
+    binds: [{ purpose: 'the shared folder', mode: 'rw' }],
+  })
+  t.same(launchFromManifest(writable, settings([{ path: '/srv', mode: 'rw' }])).binds, [
+    { path: '/srv', mode: 'rw' },
+  ])
+  t.throws(
+    () =>
+      launchFromManifest(
+        writable,
+        settings([
+          { path: '/a', mode: 'ro' },
+          { path: '/b', mode: 'ro' },
+        ]),
+      ),
+    /allows 1 bind\(s\), 1 of them writable \(the shared folder: rw\); the configuration asks for 2, 0 writable/,
+  )
+  const readOnly = parseManifest({
+    ...manifestOf('filesystem'),
+    binds: [{ purpose: 'documents', mode: 'ro' }],
+  })
+  t.throws(() => launchFromManifest(readOnly, settings([{ path: '/srv', mode: 'rw' }])), /0 of them writable/)
+  t.equal(
+    launchFromManifest(
+      manifestOf('filesystem'),
+      settings([
+        { path: '/x', mode: 'rw' },
+        { path: '/y', mode: 'ro' },
+      ]),
+    ).binds.length,
+    2,
+    'a manifest signed without binds leaves them to the operator',
+  )
+})
 
 /** A real npm package made here: a tarball built with tar, installed into a project's node_modules. */
 function installFixturePackage(): { project: string; dir: string; tarball: string } {
