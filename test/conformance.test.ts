@@ -1,5 +1,5 @@
-import t from 'tap'
-import { runConformance } from './support/conformance.ts'
+import t, { type Test } from 'tap'
+import { runConformance, type ScenarioResult } from './support/conformance.ts'
 import {
   fixtureHttpServerConfig,
   fixtureServerConfig,
@@ -7,6 +7,15 @@ import {
   startDirectFixture,
 } from './support/fixture-server.ts'
 import { startNetwork } from './support/network.ts'
+
+/** Asserts that each of `scenarios` passed in `results`, showing a failure's reasons. */
+function expectPassing(t: Test, results: ScenarioResult[], scenarios: string[], how: string): void {
+  const byName = new Map(results.map((r) => [r.scenario, r]))
+  for (const scenario of scenarios) {
+    const result = byName.get(scenario)
+    t.ok(result?.passed, `${scenario} ${how}`, { failures: result?.failures ?? ['not run'] })
+  }
+}
 
 const direct = await startDirectFixture()
 t.teardown(direct.stop)
@@ -30,13 +39,7 @@ for (const [upstream, server] of [
       const viaGateway = await runConformance(
         network.gateway.serverUrl('conformance').replace('127.0.0.1', 'localhost'),
       )
-      const byName = new Map(viaGateway.map((r) => [r.scenario, r]))
-      for (const scenario of passingDirectly) {
-        const result = byName.get(scenario)
-        t.ok(result?.passed, `${scenario} passes through the gateway`, {
-          failures: result?.failures ?? ['not run'],
-        })
-      }
+      expectPassing(t, viaGateway, passingDirectly, 'passes through the gateway')
     },
   )
 }
@@ -85,13 +88,7 @@ t.test('2026-07-28 requirements through the era bridge, against a legacy-only st
     network.gateway.serverUrl('conformance').replace('127.0.0.1', 'localhost'),
     '2026-07-28',
   )
-  const byName = new Map(results.map((r) => [r.scenario, r]))
-  for (const scenario of BRIDGED_2026) {
-    const result = byName.get(scenario)
-    t.ok(result?.passed, `${scenario} passes through the bridge`, {
-      failures: result?.failures ?? ['not run'],
-    })
-  }
+  expectPassing(t, results, BRIDGED_2026, 'passes through the bridge')
 })
 
 t.test(
@@ -108,13 +105,7 @@ t.test(
       network.gateway.serverUrl('modern').replace('127.0.0.1', 'localhost'),
       '2026-07-28',
     )
-    const byName = new Map(via.map((r) => [r.scenario, r]))
-    for (const scenario of passing) {
-      const result = byName.get(scenario)
-      t.ok(result?.passed, `${scenario} passes through the gateway`, {
-        failures: result?.failures ?? ['not run'],
-      })
-    }
+    expectPassing(t, via, passing, 'passes through the gateway')
   },
 )
 
@@ -153,11 +144,5 @@ t.test('2025-11-25 requirements through the reverse bridge, against a modern-onl
   const results = await runConformance(
     network.gateway.serverUrl('conformance').replace('127.0.0.1', 'localhost'),
   )
-  const byName = new Map(results.map((r) => [r.scenario, r]))
-  for (const scenario of REVERSE_BRIDGED_2025) {
-    const result = byName.get(scenario)
-    t.ok(result?.passed, `${scenario} passes through the reverse bridge`, {
-      failures: result?.failures ?? ['not run'],
-    })
-  }
+  expectPassing(t, results, REVERSE_BRIDGED_2025, 'passes through the reverse bridge')
 })
