@@ -37,6 +37,10 @@ export const ResourcesSchema = z
     /** CPU cores one instance needs (0.25 = a quarter of a core). */
     cpu: z.number().positive().max(256).default(0.25),
     memoryMiB: z.number().int().positive().max(1_048_576).default(256),
+    /** Tasks (processes and threads) one instance may have; absent: the node's `sandbox.processes`. */
+    processes: z.number().int().min(8).max(65_536).optional(),
+    /** Open files one instance may have; absent: the node's `sandbox.openFiles`. */
+    openFiles: z.number().int().min(16).max(1_048_576).optional(),
   })
   .strict()
 

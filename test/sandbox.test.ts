@@ -58,7 +58,8 @@ async function sandboxTests() {
     transport: 'stdio' as const,
     command: process.execPath,
     args: [HOSTILE],
-    resources: { cpu: 0.5, memoryMiB: 192 },
+    // Its own task limit (a manifest's `resources.processes`), below the node's default of 256.
+    resources: { cpu: 0.5, memoryMiB: 192, processes: 64 },
     warmPool: 1,
   })
   // "Outside": an HTTP server on the machine, which one server's manifest names as its only egress host.
@@ -69,7 +70,7 @@ async function sandboxTests() {
   const network = await startNetwork({
     nodes: [
       {
-        sandbox: { mode: 'required', processes: 64 },
+        sandbox: { mode: 'required' },
         identityFile: peerKey,
         servers: [
           hostile('hostile'),

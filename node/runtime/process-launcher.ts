@@ -1,4 +1,5 @@
 import type { Logger } from 'pino'
+import type { Manifest } from '../../protocol/manifest.ts'
 import type { HttpServerConfig, StdioServerConfig } from '../config.ts'
 import type { LaunchSpec } from './launch.ts'
 import type { LimitEvents } from './sandbox/cgroups.ts'
@@ -14,8 +15,10 @@ export interface SandboxReports {
   egress?(decision: EgressDecision): void
 }
 
+type Resources = Manifest['resources']
+
 /** The resources an instance gets when its configuration names none (a manifest's defaults). */
-const DEFAULT_RESOURCES = { cpu: 0.25, memoryMiB: 256 }
+const DEFAULT_RESOURCES: Resources = { cpu: 0.25, memoryMiB: 256 }
 
 /**
  * Starts the node's server processes: each in a sandbox of its own when the node has one, as a plain child
@@ -68,8 +71,12 @@ export class ProcessLauncher {
     const resources = config.resources ?? DEFAULT_RESOURCES
     const launch = this.#sandbox.wrap(spec, {
       serverId: config.id,
-      limits: { ...resources, processes: this.#limits.processes },
-      openFiles: this.#limits.openFiles,
+      limits: {
+        cpu: resources.cpu,
+        memoryMiB: resources.memoryMiB,
+        processes: resources.processes ?? this.#limits.processes,
+      },
+      openFiles: resources.openFiles ?? this.#limits.openFiles,
       binds: config.binds,
       network: networkOf(config.egress),
       inboundPort,

@@ -1,5 +1,6 @@
 import { mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { processAlive } from './process-alive.ts'
 
 /** What one sandboxed instance may use at most. */
 export interface InstanceLimits {
@@ -235,7 +236,7 @@ function sweepStale(parentOfGroups: string): void {
   try {
     for (const entry of readdirSync(parentOfGroups)) {
       const pid = /^nexus-(\d+)$/.exec(entry)?.[1]
-      if (pid === undefined || Number(pid) === process.pid || alive(Number(pid))) continue
+      if (pid === undefined || Number(pid) === process.pid || processAlive(Number(pid))) continue
       const group = join(parentOfGroups, entry)
       for (const child of readdirSync(group, { withFileTypes: true }))
         if (child.isDirectory()) removeWhenEmpty(join(group, child.name))
@@ -243,14 +244,5 @@ function sweepStale(parentOfGroups: string): void {
     }
   } catch {
     // Nothing to sweep.
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
   }
 }

@@ -1,11 +1,12 @@
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, realpathSync, rmSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, dirname, isAbsolute, join, sep } from 'node:path'
 import { errorMessage, NexusError } from '../../../protocol/errors.ts'
 import type { LaunchSpec } from '../launch.ts'
 import { CgroupHost, type InstanceCgroup, type InstanceLimits, type LimitEvents } from './cgroups.ts'
 import { type EgressDecision, EgressProxy } from './egress-proxy.ts'
+import { processAlive } from './process-alive.ts'
 
 export type SandboxMode = 'required' | 'preferred' | 'off'
 
@@ -79,7 +80,8 @@ export class Sandbox {
   private constructor(bwrap: string, cgroups: CgroupHost | undefined) {
     this.#bwrap = bwrap
     this.#cgroups = cgroups
-    this.#scratchRoot = mkdtempSync(join(tmpdir(), 'nexus-sandbox-'))
+    sweepStaleScratch()
+    this.#scratchRoot = mkdtempSync(join(tmpdir(), `nexus-sandbox-${process.pid}-`))
   }
 
   /**
@@ -255,6 +257,19 @@ function enclosingNodeModules(file: string): string | undefined {
   const parts = file.split(sep)
   const at = parts.indexOf('node_modules')
   return at < 0 ? undefined : parts.slice(0, at + 1).join(sep)
+}
+
+/** Removes the scratch folders of node processes that ended without cleaning up (killed, crashed). */
+function sweepStaleScratch(): void {
+  try {
+    for (const entry of readdirSync(tmpdir())) {
+      const pid = /^nexus-sandbox-(\d+)-/.exec(entry)?.[1]
+      if (pid === undefined || Number(pid) === process.pid || processAlive(Number(pid))) continue
+      rmSync(join(tmpdir(), entry), { recursive: true, force: true })
+    }
+  } catch {
+    // Nothing to sweep, or not ours.
+  }
 }
 
 /** Drops paths that lie inside another path of the set (one bind covers them). */
