@@ -202,10 +202,11 @@ async function sandboxTests() {
   })
 
   await t.test('spinning every core gets no more CPU than the limit', async (t) => {
+    // The limit is one core (the least an instance gets); two threads spinning would take two unconfined.
     const spun = await call('spin', { threads: 2, ms: 1_500 })
     t.ok(
-      spun.cpuMs < spun.wallMs * 0.5 * 1.4,
-      `${Math.round(spun.cpuMs)} ms of CPU in ${Math.round(spun.wallMs)} ms, with a limit of half a core`,
+      spun.cpuMs < spun.wallMs * 1.3,
+      `${Math.round(spun.cpuMs)} ms of CPU in ${Math.round(spun.wallMs)} ms, with a limit of one core`,
     )
   })
 

@@ -17,6 +17,14 @@ export interface SandboxReports {
 
 type Resources = Manifest['resources']
 
+/**
+ * The least CPU limit an instance gets, in cores. A manifest's `cpu` is what one instance needs on average (the
+ * allocator counts it), not a ceiling to start under: at a quarter of a core a Node.js server starts four times
+ * slower, and an HTTP server, which serves every session of the node in one process, starves. One core still
+ * keeps a server that spins every thread from taking the machine.
+ */
+const MIN_CPU_LIMIT = 1
+
 /** The resources an instance gets when its configuration names none (a manifest's defaults). */
 const DEFAULT_RESOURCES: Resources = { cpu: 0.25, memoryMiB: 256 }
 
@@ -72,7 +80,7 @@ export class ProcessLauncher {
     const launch = this.#sandbox.wrap(spec, {
       serverId: config.id,
       limits: {
-        cpu: resources.cpu,
+        cpu: Math.max(MIN_CPU_LIMIT, resources.cpu),
         memoryMiB: resources.memoryMiB,
         processes: resources.processes ?? this.#limits.processes,
       },
