@@ -116,6 +116,13 @@ export const ManifestSchema = z
       .array(z.object({ purpose: z.string().min(1).max(256), mode: z.enum(['ro', 'rw']) }).strict())
       .max(16)
       .optional(),
+    /**
+     * The digest of each tool's definition when the version was reviewed (see `trust/onboarding/tool-digest.ts`):
+     * nodes refuse a server whose live tools differ (a tool changed after approval is a "rug pull").
+     */
+    tools: z
+      .record(z.string().min(1).max(128), z.string().regex(/^sha256:[0-9a-f]{64}$/, 'sha256:<64 hex digits>'))
+      .optional(),
     /** What the curators found when they reviewed this version. */
     notes: z.array(z.string().max(4096)).max(64).default([]),
   })

@@ -3,6 +3,7 @@ import { parseCli } from '../protocol/cli-args.ts'
 import { errorMessage } from '../protocol/errors.ts'
 import { newPeerKeyText } from '../protocol/peer-identity.ts'
 import { keysCommand } from './nexus-keys.ts'
+import { onboardCommand } from './nexus-onboard.ts'
 import { manifestCommand, registryCommand } from './nexus-trust.ts'
 
 const USAGE = `
@@ -34,6 +35,13 @@ Manifests (the whitelist's entries):
                                    add your EIP-712 signature to a manifest, signed manifest or whitelist
   manifest verify <file> [--curator <address>]... [--chain-id <n>] [--rpc <url> --registry <address>]
                   [--installed]    check signatures (and the registry, and the installed packages)
+
+Onboarding (request → validate → pin → manifest to sign):
+  onboard <npm:name@version> [--id <id>] [--bin <name>] [--arg <a>]... [--env <NAME>]... [--operator-args]
+          [--egress <host>]... [--policy <file>] [--registry <url>] [-o <folder>]
+                                   install the exact version with its locked tree (no scripts run), check it
+                                   statically and run it in a sandbox, pin its tools; writes the manifest to
+                                   sign and the report; exits 3 when the policy blocks it
 
 Registry (on chain; --rpc <url> and, but for deploy, --registry <address>):
   registry deploy [--governance <address>]
@@ -71,6 +79,8 @@ const { values, positionals } = parseCli(USAGE, {
   'keys-file': { type: 'string' },
   principal: { type: 'string' },
   scope: { type: 'string', multiple: true },
+  egress: { type: 'string', multiple: true },
+  policy: { type: 'string' },
 })
 const [command = 'help', sub, ...args] = positionals
 
@@ -94,6 +104,7 @@ try {
   } else if (command === 'keys') code = keysCommand(sub, args, values)
   else if (command === 'manifest') code = await manifestCommand(sub, args, values)
   else if (command === 'registry') code = await registryCommand(sub, args, values)
+  else if (command === 'onboard') code = await onboardCommand(sub, values)
   else {
     process.stdout.write(`${USAGE.trim()}\n`)
     code = command === 'help' ? 0 : 2

@@ -1,0 +1,54 @@
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { DEFAULT_POLICY, loadPolicy } from '../trust/onboarding/findings.ts'
+import { onboard } from '../trust/onboarding/onboard.ts'
+import { renderReport } from '../trust/onboarding/report.ts'
+
+/** The options `nexus onboard` reads. */
+export interface OnboardValues {
+  id?: string
+  bin?: string
+  arg?: string[]
+  env?: string[]
+  'operator-args'?: boolean
+  egress?: string[]
+  policy?: string
+  registry?: string
+  output?: string
+}
+
+/**
+ * `nexus onboard <npm:name@version>`: runs the pipeline and writes, into the output folder, the manifest to
+ * sign (`<id>-<version>.manifest.json`) and the report (`.report.md` for the curator, `.report.json` for
+ * tools). Exits 0 when approved, 3 when the policy blocks it (the report says what).
+ */
+export async function onboardCommand(spec: string | undefined, values: OnboardValues): Promise<number> {
+  if (spec === undefined) {
+    process.stderr.write('nexus onboard: which server? (npm:<name>@<exact version>)\n')
+    return 2
+  }
+  const egress = values.egress === undefined ? false : values.egress.includes('*') ? true : values.egress
+  const report = await onboard({
+    spec,
+    id: values.id,
+    bin: values.bin,
+    args: values.arg,
+    env: values.env,
+    operatorArgs: values['operator-args'],
+    egress,
+    registry: values.registry,
+    policy: values.policy === undefined ? DEFAULT_POLICY : loadPolicy(values.policy),
+  })
+  const out = values.output ?? '.'
+  mkdirSync(out, { recursive: true })
+  const base = join(out, `${report.manifest.id}-${report.manifest.version}`)
+  writeFileSync(`${base}.manifest.json`, `${JSON.stringify(report.manifest, null, 2)}\n`)
+  writeFileSync(`${base}.report.md`, renderReport(report))
+  writeFileSync(`${base}.report.json`, `${JSON.stringify(report, null, 2)}\n`)
+  process.stdout.write(
+    `${report.verdict}: ${report.findings.length} finding(s), ${report.blocking.length} blocking\n` +
+      `  ${base}.manifest.json\n  ${base}.report.md\n  ${base}.report.json\n`,
+  )
+  for (const f of report.blocking) process.stdout.write(`  blocks: [${f.severity}] ${f.id}: ${f.title}\n`)
+  return report.verdict === 'approved' ? 0 : 3
+}

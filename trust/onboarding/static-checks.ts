@@ -1,0 +1,157 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { extname, join, relative } from 'node:path'
+import type { Finding } from './findings.ts'
+import type { LockedPackage, ResolvedNpm } from './npm-resolve.ts'
+
+/** Secrets that should never ship in a package: each pattern names what it finds. */
+const SECRETS: readonly [RegExp, string][] = [
+  // A key itself (a body of base64 between the markers), not code that parses PEM and names the markers.
+  [
+    /-----BEGIN (?:RSA |EC |OPENSSH |DSA |ENCRYPTED )?PRIVATE KEY-----\s*(?:[A-Za-z0-9+/=]{40,}\s*){3,}-----END/,
+    'a private key',
+  ],
+  [/\bAKIA[0-9A-Z]{16}\b/, 'an AWS access key id'],
+  [/\bgh[pousr]_[A-Za-z0-9]{36,}\b/, 'a GitHub token'],
+  [/\bxox[abprs]-[A-Za-z0-9-]{10,}\b/, 'a Slack token'],
+  [/\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{32,}\b/, 'an OpenAI or Anthropic API key'],
+  [/\bAIza[0-9A-Za-z_-]{35}\b/, 'a Google API key'],
+  [/\bnpm_[A-Za-z0-9]{36}\b/, 'an npm token'],
+]
+
+/** What a server's own code can do beyond answering MCP, worth a curator's look (not blocking by itself). */
+const CAPABILITIES: readonly [RegExp, string, string][] = [
+  [
+    /\brequire\(\s*['"](?:node:)?child_process['"]\s*\)|from\s+['"](?:node:)?child_process['"]/,
+    'process-spawning',
+    'starts processes',
+  ],
+  [
+    /\beval\s*\(|\bnew\s+Function\s*\(|\bvm\.run(?:InNewContext|InThisContext|InContext)\b/,
+    'dynamic-code',
+    'runs code it builds at run time',
+  ],
+  [
+    /from\s+['"](?:node:)?(?:net|dgram|tls)['"]|require\(\s*['"](?:node:)?(?:net|dgram|tls)['"]\s*\)/,
+    'raw-network',
+    'opens raw network sockets',
+  ],
+]
+
+const SCANNED = new Set([
+  '.js',
+  '.mjs',
+  '.cjs',
+  '.ts',
+  '.mts',
+  '.cts',
+  '.json',
+  '.env',
+  '.pem',
+  '.key',
+  '.txt',
+  '.yml',
+  '.yaml',
+  '',
+])
+const MAX_FILE_BYTES = 2 << 20
+
+function* files(dir: string): Generator<string> {
+  let entries: string[]
+  try {
+    entries = readdirSync(dir)
+  } catch {
+    return
+  }
+  for (const entry of entries) {
+    const path = join(dir, entry)
+    const stat = statSync(path, { throwIfNoEntry: false })
+    if (stat === undefined) continue
+    // A package's own nested node_modules are packages of the tree too, scanned on their own.
+    if (stat.isDirectory()) {
+      if (entry !== 'node_modules') yield* files(path)
+    } else if (stat.isFile() && stat.size <= MAX_FILE_BYTES && SCANNED.has(extname(entry))) yield path
+  }
+}
+
+function lineOf(text: string, index: number): number {
+  return text.slice(0, index).split('\n').length
+}
+
+/** Open-source licences recognised by the first lines of a licence file. */
+const LICENCE_TEXTS: readonly [RegExp, string][] = [
+  [/\bMIT License\b|Permission is hereby granted, free of charge/i, 'MIT'],
+  [/\bApache License\b[\s\S]{0,40}Version 2\.0/i, 'Apache-2.0'],
+  [/\bISC License\b|Permission to use, copy, modify, and\/or distribute/i, 'ISC'],
+  [/\bBSD\b[\s\S]{0,200}Redistribution and use in source and binary forms/i, 'BSD'],
+  [/\bMozilla Public License\b/i, 'MPL-2.0'],
+  [/\bGNU (?:Affero |Lesser )?General Public License\b/i, 'GPL family'],
+]
+
+/** Licences that mean no licence at all, or none a curator may assume. */
+function licenceProblem(pkg: LockedPackage): string | undefined {
+  const licence = pkg.license?.trim()
+  if (licence === undefined || licence === '') return 'declares no licence'
+  if (/^UNLICENSED$/i.test(licence)) return 'is not licensed for use by others (UNLICENSED)'
+  const file = /^SEE LICEN[CS]E IN (.+)$/i.exec(licence)?.[1]
+  if (file === undefined) return undefined
+  // "SEE LICENSE IN LICENSE": the file says which licence, when it is a known one.
+  let text = ''
+  try {
+    text = readFileSync(join(pkg.dir, file.trim()), 'utf8').slice(0, 4096)
+  } catch {
+    return `names a licence file (${file}) that is not in the package`
+  }
+  return LICENCE_TEXTS.some(([pattern]) => pattern.test(text))
+    ? undefined
+    : `has a licence of its own (${file}) that is not a known open-source licence`
+}
+
+/**
+ * The static stage over the installed tree: bundled secrets in any package, what the server's own code can do
+ * (process spawning, dynamic code, raw sockets), and licences.
+ */
+export function staticChecks(resolved: ResolvedNpm): Finding[] {
+  const findings: Finding[] = []
+  for (const pkg of resolved.tree) {
+    const own = pkg.name === resolved.name
+    const problem = licenceProblem(pkg)
+    if (problem !== undefined)
+      findings.push({
+        stage: 'static',
+        id: `static.licence:${pkg.name}`,
+        severity: own ? 'medium' : 'low',
+        title: `${pkg.name}@${pkg.version} ${problem}`,
+      })
+    const seenCapabilities = new Set<string>()
+    for (const file of files(pkg.dir)) {
+      const text = readFileSync(file, 'utf8')
+      const where = relative(resolved.project, file)
+      for (const [pattern, what] of SECRETS) {
+        const match = pattern.exec(text)
+        if (match !== null)
+          findings.push({
+            stage: 'static',
+            id: `static.secret:${pkg.name}`,
+            severity: 'critical',
+            title: `${pkg.name}@${pkg.version} ships ${what}`,
+            evidence: `${where}:${lineOf(text, match.index)}`,
+          })
+      }
+      if (!own) continue
+      for (const [pattern, id, what] of CAPABILITIES) {
+        if (seenCapabilities.has(id)) continue
+        const match = pattern.exec(text)
+        if (match === null) continue
+        seenCapabilities.add(id)
+        findings.push({
+          stage: 'static',
+          id: `static.capability.${id}:${pkg.name}`,
+          severity: 'info',
+          title: `${pkg.name} ${what}`,
+          evidence: `${where}:${lineOf(text, match.index)}: ${match[0]}`,
+        })
+      }
+    }
+  }
+  return findings
+}
