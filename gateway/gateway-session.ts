@@ -359,8 +359,9 @@ export class GatewaySession {
     if (this.#closing !== undefined || this.#link !== link) return
     this.#link = undefined
     this.#pending ??= []
-    if (end.code === 'SERVER_REVOKED') {
-      // Moving would not help: no node may serve a server the whitelist withdrew.
+    if (end.code === 'SERVER_REVOKED' || end.code === 'TOOLS_CHANGED') {
+      // Moving would not help: no node may serve a server the whitelist withdrew, or one whose tools changed
+      // after they were reviewed (the agent must not go on with tools nobody approved).
       this.#logger.warn({ node: link.peerId, ...end }, 'server revoked; ending the session')
       await this.#failInFlight(
         GatewayErrorCode.NodeFailed,

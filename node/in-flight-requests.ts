@@ -40,6 +40,11 @@ export class InFlightRequests {
       this.#answered((params as { requestId?: unknown })?.requestId, 'cancelled')
   }
 
+  /** The method of a request still waiting for its answer. */
+  methodOf(id: unknown): string | undefined {
+    return isRequestId(id) ? this.#waiting.get(id)?.method : undefined
+  }
+
   /** A message from the server: a response (an id without a method) ends a wait. */
   fromServer(message: unknown): void {
     if (typeof message !== 'object' || message === null) return

@@ -22,6 +22,7 @@ import {
   type RefusalCode,
   refusedFrame,
 } from '../protocol/session-handshake.ts'
+import type { ToolDrift } from '../trust/onboarding/tool-digest.ts'
 import { type OpenedWhitelist, openWhitelist } from '../trust/open-whitelist.ts'
 import type { Whitelist } from '../trust/whitelist.ts'
 import { type AnnouncementBody, Announcer } from './announcer.ts'
@@ -37,6 +38,7 @@ import { ProviderRecords } from './provider-records.ts'
 import { createKubernetesRuntime } from './runtime/create-runtime.ts'
 import { ProcessRuntime } from './runtime/process-runtime.ts'
 import type { Runtime } from './runtime/runtime.ts'
+import { describeDrift, ToolPins } from './tool-pins.ts'
 
 export interface NexusNodeOptions {
   logger?: Logger
@@ -80,6 +82,13 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
   readonly #demand = new Map<string, DemandReport>()
   /** Manifest hash of every server the node runs, by id: what it announces. */
   #hashes = new Map<string, string>()
+  /** The tools each hosted server's manifest pins, by server id. */
+  #toolPins = new Map<string, ToolPins>()
+  /**
+   * Servers withdrawn because their live tools differ from their pins, by `id@manifestHash`: a re-signed
+   * version (a new hash) is not affected.
+   */
+  readonly #toolDrift = new Map<string, string>()
   /** Configured servers the node does not run, and why. */
   readonly refusedServers = new Map<string, ServerRefusal>()
   #trust: OpenedWhitelist | undefined
@@ -334,7 +343,13 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
 
   /** Runs exactly the configured servers the whitelist allows and whose packages check out. */
   async #applyServers(outcome?: Awaited<ReturnType<HostedServers['resolve']>>): Promise<ServerRefusal[]> {
-    const { resolved, refused } = outcome ?? (await this.#hosted!.resolve(this.#wantedServers()))
+    const all = outcome ?? (await this.#hosted!.resolve(this.#wantedServers()))
+    const refused = [...all.refused]
+    const resolved = all.resolved.filter((r) => {
+      const drift = this.#toolDrift.get(`${r.config.id}@${r.manifestHash}`)
+      if (drift !== undefined) refused.push({ id: r.config.id, code: 'TOOLS_CHANGED', reason: drift })
+      return drift === undefined
+    })
     const fresh: ServerRefusal[] = []
     for (const refusal of refused) {
       if (!this.refusedServers.has(refusal.id)) fresh.push(refusal)
@@ -346,6 +361,11 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       this.emit('server-refused', refusal)
     }
     this.#hashes = new Map(resolved.map((r) => [r.config.id, r.manifestHash]))
+    this.#toolPins = new Map(
+      resolved.flatMap((r) =>
+        r.manifest?.tools === undefined ? [] : [[r.config.id, new ToolPins(r.manifest.tools)]],
+      ),
+    )
     await this.runtime.ensure(resolved)
     return fresh
   }
@@ -431,6 +451,26 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       this.logger.error({ err: errorMessage(err) }, 'cannot apply the change of servers')
     }
     this.#announcer?.announceSoon()
+  }
+
+  /**
+   * A server listed tools its manifest does not pin as they are: the node stops hosting that version (it is
+   * refused until re-signed), ends its sessions with the reason, and stops announcing it, so gateways stop
+   * routing to it here.
+   */
+  #toolsChanged(serverId: string, drift: ToolDrift): void {
+    const hash = this.#hashes.get(serverId)
+    if (hash === undefined || this.#toolDrift.has(`${serverId}@${hash}`)) return
+    const reason = `server ${serverId}'s tools differ from its signed manifest (${describeDrift(drift)})`
+    this.#toolDrift.set(`${serverId}@${hash}`, reason)
+    this.metrics.toolDrift(serverId)
+    this.logger.error({ serverId, ...drift }, 'server tools changed after signing; withdrawing it')
+    // After the withheld answer has gone out: the agent first learns why its list failed.
+    setImmediate(() => {
+      for (const session of this.#sessionsByServer((id) => id === serverId).get(serverId) ?? [])
+        void session.close('TOOLS_CHANGED', reason)
+      this.#scheduleReconcile()
+    })
   }
 
   /** Why a server that stops running is no longer allowed, or undefined when it is only moved elsewhere. */
@@ -588,6 +628,8 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       onRequestDone: (done) => this.metrics.requestDone(open.serverId, done),
       guard: this.guard,
       maxInFlight: this.config.maxInFlightPerSession,
+      toolPins: this.#toolPins.get(open.serverId),
+      onToolDrift: (drift) => this.#toolsChanged(open.serverId, drift),
     })
     this.sessions.set(session.id, session)
     this.metrics.sessionOpened(open.serverId)

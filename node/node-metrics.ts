@@ -22,6 +22,7 @@ export class NodeMetrics {
   readonly #kubeRequests: Counter<'verb' | 'resource' | 'code'>
   readonly #sandboxLimits: Counter<'server' | 'limit'>
   readonly #sandboxEgress: Counter<'server' | 'outcome'>
+  readonly #toolDrift: Counter<'server'>
 
   constructor(gauges: NodeGauges) {
     const registry = this.registry
@@ -59,6 +60,12 @@ export class NodeMetrics {
       'nexus_node_sandbox_egress_total',
       "Connections sandboxed servers asked their egress proxy for, by outcome: allowed (a host in the manifest's egress list) or refused",
       ['server', 'outcome'],
+    )
+    this.#toolDrift = counter(
+      registry,
+      'nexus_node_tool_drift_total',
+      "Servers withdrawn because they listed tools that differ from their signed manifest's pins",
+      ['server'],
     )
     const gauge = (
       name: string,
@@ -121,6 +128,10 @@ export class NodeMetrics {
 
   sandboxEgress(server: string, allowed: boolean): void {
     this.#sandboxEgress.inc({ server, outcome: allowed ? 'allowed' : 'refused' })
+  }
+
+  toolDrift(server: string): void {
+    this.#toolDrift.inc({ server })
   }
 
   sessionRefused(code: string): void {

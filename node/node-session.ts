@@ -4,9 +4,17 @@ import type { NexusErrorCode } from '../protocol/errors.ts'
 import type { FramedStream } from '../protocol/framed-stream.ts'
 import type { InputGuard } from '../protocol/input-guard.ts'
 import { errorResponse, JsonRpcCode, NexusRpcCode } from '../protocol/rpc-codes.ts'
-import { closingFrame, type OpenSession, ProbeSchema, probeFrame } from '../protocol/session-handshake.ts'
+import {
+  closingFrame,
+  encodeJson,
+  type OpenSession,
+  ProbeSchema,
+  probeFrame,
+} from '../protocol/session-handshake.ts'
+import type { ToolDrift } from '../trust/onboarding/tool-digest.ts'
 import { InFlightRequests, type RequestDone, requestIdOf } from './in-flight-requests.ts'
 import type { UpstreamSession } from './runtime/upstream.ts'
+import { describeDrift, type ToolPins } from './tool-pins.ts'
 
 /**
  * Relays one MCP session between a gateway's stream and a server, both ways, message by message, without
@@ -24,6 +32,8 @@ export class NodeSession {
   readonly #onClosed: (session: NodeSession) => void
   readonly #guard: InputGuard
   readonly #maxInFlight: number
+  readonly #toolPins: ToolPins | undefined
+  readonly #onToolDrift: ((drift: ToolDrift) => void) | undefined
   #outputBlocked = false
   #hung = false
   #inputBlocked = false
@@ -41,6 +51,10 @@ export class NodeSession {
       guard: InputGuard
       /** Requests of this session the server may be working on at once; more are answered with an error. */
       maxInFlight: number
+      /** The tools the server's signed manifest pins, when it pins them; a list that differs is withheld. */
+      toolPins?: ToolPins
+      /** The server listed tools that differ from its pins (the session is then ended by the node). */
+      onToolDrift?: (drift: ToolDrift) => void
     },
   ) {
     this.id = open.sessionId
@@ -53,6 +67,8 @@ export class NodeSession {
     this.#onClosed = hooks.onClosed
     this.#guard = hooks.guard
     this.#maxInFlight = hooks.maxInFlight
+    this.#toolPins = hooks.toolPins
+    this.#onToolDrift = hooks.onToolDrift
     // One line per request, under the JSON-RPC id and session id the gateway's line carries too.
     this.inFlight = new InFlightRequests((done) => {
       logger.info(
@@ -134,7 +150,11 @@ export class NodeSession {
     // cannot read is relayed all the same: the gateway refuses it and answers the agent.
     if (this.inFlight.size > 0) {
       const parsed = decodeJsonBounded(message)
-      if (parsed.ok) this.inFlight.fromServer(parsed.value)
+      if (parsed.ok) {
+        const withheld = this.#checkTools(parsed.value)
+        this.inFlight.fromServer(parsed.value)
+        if (withheld !== undefined) message = encodeJson(withheld)
+      }
     }
     if (this.#framed.send(message) || this.#outputBlocked || !this.#framed.writable) return
     this.#outputBlocked = true
@@ -145,6 +165,25 @@ export class NodeSession {
         if (!this.#hung) this.#upstream.setOutputPaused(false)
       },
       () => {},
+    )
+  }
+
+  /**
+   * A `tools/list` answer against the manifest's pins: when the server lists a tool that was not reviewed, or
+   * changed one, the agent gets an error instead of the list (it must not see, let alone call, what no curator
+   * approved), and the node hears of it.
+   */
+  #checkTools(message: unknown): unknown {
+    if (this.#toolPins === undefined || typeof message !== 'object' || message === null) return undefined
+    const { id, result } = message as { id?: unknown; result?: unknown }
+    if (result === undefined || this.inFlight.methodOf(id) !== 'tools/list') return undefined
+    const drift = this.#toolPins.check(result)
+    if (drift === undefined) return undefined
+    this.#onToolDrift?.(drift)
+    return errorResponse(
+      id as string | number,
+      NexusRpcCode.ToolsChanged,
+      `Tools changed: the server's tools differ from its signed manifest (${describeDrift(drift)}); it is withdrawn from this node`,
     )
   }
 

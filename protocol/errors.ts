@@ -24,6 +24,8 @@ export type NexusErrorCode =
   | 'PACKAGE_TAMPERED'
   /** The whitelist revoked the server's manifest. */
   | 'SERVER_REVOKED'
+  /** The server's live tools differ from the digests its signed manifest pins (a changed tool: a "rug pull"). */
+  | 'TOOLS_CHANGED'
   /** The chain that holds the registry cannot be reached or answered something unexpected. */
   | 'CHAIN_UNAVAILABLE'
   /** The Kubernetes API server cannot be reached or answered something unexpected. */

@@ -12,6 +12,8 @@ export const NexusRpcCode = {
   Forbidden: -32013,
   /** Too much is already waiting (the node is not reading, or too many requests are in flight); nothing was sent. */
   Overloaded: -32014,
+  /** The server listed tools that differ from what its signed manifest pins; the list was withheld. */
+  ToolsChanged: -32015,
 } as const
 
 /** JSON-RPC's own codes. */

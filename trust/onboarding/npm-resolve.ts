@@ -58,12 +58,26 @@ export async function resolveNpm(spec: string, workDir: string, registry?: strin
     '--no-audit',
     '--no-fund',
     '--save-exact',
+    // A tarball that fails its integrity fails again: one quick retry, not npm's minutes of back-off.
+    '--fetch-retries=1',
+    '--fetch-retry-mintimeout=1000',
+    '--fetch-retry-maxtimeout=3000',
   ]
   if (registry !== undefined) args.push('--registry', registry)
   try {
     await run('npm', args, { cwd: project, maxBuffer: 64 << 20, timeout: 300_000 })
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr ?? (err as Error).message
+    if (/EINTEGRITY/.test(stderr)) {
+      // npm names the package in its warning: "tarball data for <name>@<url> (<integrity>) seems to be corrupted".
+      const which = /tarball data for (\S+?)@\S+ \(/.exec(stderr)?.[1] ?? 'a package of its tree'
+      const wantedGot = /wanted (\S+) but got (\S+?)\.? /.exec(stderr)
+      throw new NexusError(
+        'PACKAGE_TAMPERED',
+        `${which}, in the tree of ${ref.name}@${ref.version}, does not match its integrity in the registry` +
+          (wantedGot === null ? '' : ` (wanted ${wantedGot[1]}, got ${wantedGot[2]})`),
+      )
+    }
     throw new NexusError(
       'INVALID_CONFIG',
       `npm cannot install ${ref.name}@${ref.version}: ${stderr.trim().split('\n').slice(-3).join(' ')}`,

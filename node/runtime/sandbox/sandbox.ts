@@ -198,7 +198,17 @@ export class Sandbox {
   }
 
   #bwrapArgs(spec: LaunchSpec, policy: SandboxPolicy, scratch: string): string[] {
-    const args = ['--die-with-parent', '--new-session', '--unshare-all', '--cap-drop', 'ALL']
+    // NODE_OPTIONS never crosses into a sandbox: it would make Node.js load code of the node's choosing
+    // (test runners inject their hooks this way) from paths the server cannot see, or should not.
+    const args = [
+      '--die-with-parent',
+      '--new-session',
+      '--unshare-all',
+      '--cap-drop',
+      'ALL',
+      '--unsetenv',
+      'NODE_OPTIONS',
+    ]
     if (policy.network === 'host') args.push('--share-net')
     args.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp')
     const readOnly = new Set<string>()
