@@ -5,7 +5,6 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Wallet } from 'ethers'
 import t from 'tap'
-import { NexusNode } from '../node/nexus-node.ts'
 import { isNexusError } from '../protocol/errors.ts'
 import { signManifest } from '../trust/manifest-signature.ts'
 import { DEFAULT_POLICY, loadPolicy, PolicySchema } from '../trust/onboarding/findings.ts'
@@ -192,7 +191,7 @@ t.test(
   },
 )
 
-t.only(
+t.test(
   'a tool changed after signing: the node withholds the list, withdraws the server, the gateway stops routing',
   async (t) => {
     const report = await run('nexus-rugpull-server', { id: 'rugpull' })

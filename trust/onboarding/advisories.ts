@@ -29,7 +29,10 @@ export async function advisoryChecks(
   timeoutMs = 20_000,
 ): Promise<Finding[]> {
   const versions: Record<string, string[]> = {}
-  for (const pkg of tree) (versions[pkg.name] ??= []).push(pkg.version)
+  for (const pkg of tree) {
+    versions[pkg.name] ??= []
+    versions[pkg.name]!.push(pkg.version)
+  }
   let body: Record<string, Advisory[]>
   try {
     const response = await fetch(new URL('/-/npm/v1/security/advisories/bulk', registry), {
