@@ -12,6 +12,7 @@
  * - `kubernetes`: 100 servers applied to a real kube-apiserver, steady-state API requests, watch recovery
  *   after API server restarts (`kubernetes.ts`)
  * - `sandbox`: server start-up and per-call latency and CPU, sandboxed and not (`sandbox.ts`)
+ * - `onboarding`: the pipeline on the four reference servers from the public registry (`onboarding.ts`)
  */
 import { cpus } from 'node:os'
 import { runAllocationBench } from './allocation.ts'
@@ -19,6 +20,7 @@ import { benchConvergence } from './convergence.ts'
 import { benchFailover } from './failover.ts'
 import { benchFuzz } from './fuzz.ts'
 import { benchKubernetes } from './kubernetes.ts'
+import { benchOnboarding } from './onboarding.ts'
 import { benchSandbox } from './sandbox.ts'
 import { benchSessions } from './sessions.ts'
 import { benchSlowClient } from './slow-client.ts'
@@ -34,6 +36,7 @@ const SUITES = {
   fuzz: benchFuzz,
   kubernetes: benchKubernetes,
   sandbox: benchSandbox,
+  onboarding: benchOnboarding,
 } as const
 type Suite = keyof typeof SUITES
 
