@@ -2,10 +2,12 @@ import type { Logger } from 'pino'
 import { decodeJsonBounded } from '../protocol/bounded-json.ts'
 import { errorMessage } from '../protocol/errors.ts'
 import type { FramedStream } from '../protocol/framed-stream.ts'
-import { JsonRpcCode } from '../protocol/rpc-codes.ts'
+import { errorResponse, JsonRpcCode, NexusRpcCode } from '../protocol/rpc-codes.ts'
 import type { OpenSession } from '../protocol/session-handshake.ts'
+import type { ToolDrift } from '../trust/onboarding/tool-digest.ts'
 import type { ModernRequest } from './era-bridge/bridge-session.ts'
 import type { EraBridge } from './era-bridge/era-bridge.ts'
+import { describeDrift, type ToolPins } from './tool-pins.ts'
 
 /**
  * One modern-era request on its own stream (the gateway opened it with `era: modern`): reads the request,
@@ -18,6 +20,7 @@ export async function serveModernRequest(
   bridge: EraBridge,
   timeoutMs: number,
   logger: Logger,
+  tools?: { pins: ToolPins; onDrift: (drift: ToolDrift) => void },
 ): Promise<void> {
   let answered = false
   let cancel: ((reason: string) => void) | undefined
@@ -52,6 +55,16 @@ export async function serveModernRequest(
     respond: (message) => {
       if (answered) return
       answered = true
+      // A tools/list answer is held to the manifest's pins, as on a legacy session.
+      const drift = request.method === 'tools/list' ? tools?.pins.check(message.result) : undefined
+      if (drift !== undefined) {
+        tools!.onDrift(drift)
+        message = errorResponse(
+          request.id,
+          NexusRpcCode.ToolsChanged,
+          `Tools changed: the server's tools differ from its signed manifest (${describeDrift(drift)}); it is withdrawn from this node`,
+        ) as typeof message
+      }
       if (framed.writable) framed.sendJson(message)
       done.resolve()
     },

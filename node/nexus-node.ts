@@ -595,7 +595,17 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     if (open.era === 'modern') {
       this.emit('modern-request', { serverId: open.serverId })
       framed.sendJson(acceptedFrame(open.serverId, this.#announcedServer(open.serverId)))
-      return serveModernRequest(open, framed, this.#bridge!, this.config.handshakeTimeoutMs, this.logger)
+      const pins = this.#toolPins.get(open.serverId)
+      return serveModernRequest(
+        open,
+        framed,
+        this.#bridge!,
+        this.config.handshakeTimeoutMs,
+        this.logger,
+        pins === undefined
+          ? undefined
+          : { pins, onDrift: (drift) => this.#toolsChanged(open.serverId, drift) },
+      )
     }
     if (this.sessions.size >= this.config.maxSessions)
       return refuse('NODE_FULL', 'this node has no free session slot')

@@ -242,6 +242,46 @@ t.test(
       /no node in the network hosts it|Unknown server|-32001|-32011/,
       'the gateway no longer routes new sessions to it',
     )
+
+    // The same over the modern era (2026-07-28): the node's era bridge serves the list, and the pins hold.
+    const modern = await startNetwork({
+      nodes: 1,
+      servers: [{ id: 'rugpull', warmPool: 1 }],
+      trust: { whitelist, curators: [curator.address], chainId: 1 },
+    })
+    t.teardown(modern.stop)
+    const list = async (id: number) => {
+      const response = await fetch(modern.gateway.serverUrl('rugpull'), {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-protocol-version': '2026-07-28',
+          'mcp-method': 'tools/list',
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id,
+          method: 'tools/list',
+          params: {
+            _meta: {
+              'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+              'io.modelcontextprotocol/clientCapabilities': {},
+              'io.modelcontextprotocol/clientInfo': { name: 'rugpull-test', version: '1.0.0' },
+            },
+          },
+        }),
+      })
+      // biome-ignore lint/suspicious/noExplicitAny: a JSON-RPC answer probed field by field
+      return (await response.json()) as Record<string, any>
+    }
+    t.match((await list(1)).result, { tools: [{ name: 'greet' }] }, 'modern: the reviewed list')
+    t.match(
+      (await list(2)).error,
+      { code: -32015, message: /Tools changed: .*changed: greet/ },
+      'modern: the changed list is withheld',
+    )
+    t.match(modern.nodes[0]!.refusedServers.get('rugpull'), { code: 'TOOLS_CHANGED' })
   },
 )
 
