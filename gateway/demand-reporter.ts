@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import { type DemandReport, encodeDemandReport, type ServerDemand } from '../protocol/demand.ts'
 import { type GossipRecords, nextSeq } from '../protocol/gossip-records.ts'
 import { WIRE_VERSION } from '../protocol/names.ts'
+import type { UnmetEntry } from './unmet-demand.ts'
 
 /** Call rates are averaged over this many intervals: smoother input, and a lost report loses no calls. */
 const RATE_WINDOWS = 3
@@ -15,6 +16,7 @@ export class DemandReporter {
   readonly #peerId: string
   readonly #intervalMs: number
   readonly #sessionsPerServer: () => Map<string, number>
+  readonly #unmet: () => UnmetEntry[]
   readonly #logger: Logger
   #calls = new Map<string, number>()
   #windowStart = Date.now()
@@ -29,7 +31,9 @@ export class DemandReporter {
     intervalMs: number,
     sessionsPerServer: () => Map<string, number>,
     logger: Logger,
+    unmet: () => UnmetEntry[] = () => [],
   ) {
+    this.#unmet = unmet
     this.#topic = topic
     this.#peerId = peerId
     this.#intervalMs = intervalMs
@@ -70,6 +74,7 @@ export class DemandReporter {
       v: WIRE_VERSION,
       peerId: this.#peerId,
       servers,
+      unmet: this.#unmet().slice(0, 64),
       intervalMs: this.#intervalMs,
       seq: this.#seq,
       timestamp: now,

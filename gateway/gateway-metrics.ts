@@ -23,6 +23,7 @@ export class GatewayMetrics {
   readonly #failovers: Counter<'server'>
   readonly #backPressure: Counter<'server'>
   readonly #slowClientCuts: Counter<'server'>
+  readonly #unmet: Counter
 
   constructor(gauges: GatewayGauges) {
     const registry = this.registry
@@ -47,6 +48,13 @@ export class GatewayMetrics {
     this.#slowClientCuts = perServer(
       'nexus_gateway_slow_client_cuts_total',
       'Response streams closed because their client took nothing for sessions.slowClientTimeoutMs',
+    )
+    // Not by server: the ids are the agents' own, and a label per made-up id would grow without bound.
+    this.#unmet = counter(
+      registry,
+      'nexus_gateway_unmet_requests_total',
+      'Requests for servers no node offers: agents reaching for an unknown server, and explicit requests',
+      [],
     )
     collectedGauge(
       this.registry,
@@ -104,5 +112,9 @@ export class GatewayMetrics {
 
   slowClientCut(server: string): void {
     this.#slowClientCuts.inc({ server })
+  }
+
+  unmetRequest(): void {
+    this.#unmet.inc()
   }
 }

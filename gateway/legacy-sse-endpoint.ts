@@ -25,7 +25,7 @@ export class LegacySseEndpoint {
   }
 
   async open(res: ServerResponse, serverId: string, auth: AuthContext): Promise<void> {
-    if (!(await this.#factory.isServed(serverId))) {
+    if (!(await this.#factory.isServed(serverId, auth.principal))) {
       return sendHttpError(res, 404, -32001, `Unknown server ${serverId}: no node in the network hosts it`)
     }
     const transport = new SSEServerTransport(LEGACY_MESSAGES_PATH, res)

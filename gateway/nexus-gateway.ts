@@ -32,13 +32,14 @@ import { ModernEndpoint } from './modern-endpoint.ts'
 import { ADMIT_ALL, type HostAdmission, NetworkView } from './network-view.ts'
 import { connectToHost } from './node-link.ts'
 import { RateLimiter } from './rate-limiter.ts'
-import { BodyBudget, type BodyLimits } from './request-body.ts'
+import { BodyBudget, type BodyLimits, readJsonBodyOrReply } from './request-body.ts'
 import { requestTarget } from './request-target.ts'
 import { ResponseBacklog } from './response-backlog.ts'
 import { RetrySafety } from './retry-safety.ts'
 import { matchRoute, opensSession, PROTECTED_RESOURCE_PATH } from './routes.ts'
 import type { SessionFactory } from './session-factory.ts'
 import { StreamableEndpoint } from './streamable-endpoint.ts'
+import { mergeUnmet, UnmetDemand, type UnmetEntry } from './unmet-demand.ts'
 
 export interface NexusGatewayOptions {
   logger?: Logger
@@ -49,6 +50,8 @@ export interface NexusGatewayOptions {
 }
 
 export interface NexusGatewayEvents {
+  /** Another gateway's demand report arrived (its unmet requests now count in `unmetDemand()`). */
+  'demand-report': [{ peerId: string }]
   'session-opened': [GatewaySession]
   'session-closed': [GatewaySession]
   failover: [FailoverEvent]
@@ -95,6 +98,10 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
   #stopping = false
   #demandRecords: GossipRecords<DemandReport> | undefined
   #demand: DemandReporter | undefined
+  /** What agents asked this gateway for that no node offers; gossiped in its demand reports. */
+  readonly unmet = new UnmetDemand()
+  /** The latest demand report of each other gateway, for the network's unmet demand. */
+  readonly #otherReports = new Map<string, DemandReport>()
   #probing = new Set<GatewaySession>()
   #http: Server | undefined
   #streamable: StreamableEndpoint | undefined
@@ -188,12 +195,18 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       this.logger,
     )
     this.#demandRecords.start({ subscribe: this.config.discovery.gossip })
+    this.#demandRecords.on('record', (report) => {
+      if (report.peerId === this.peer.peerId.toString()) return
+      this.#otherReports.set(report.peerId, report)
+      this.emit('demand-report', { peerId: report.peerId })
+    })
     this.#demand = new DemandReporter(
       this.#demandRecords,
       this.#peer.peerId.toString(),
       this.config.demandIntervalMs,
       () => this.#sessionsPerServer(),
       this.logger,
+      () => this.unmet.ranked(64),
     )
     this.#demand.start()
     const modern = new ModernEndpoint({
@@ -289,8 +302,25 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     this.logger.info('gateway stopped')
   }
 
-  async isServed(serverId: string): Promise<boolean> {
-    return (await this.view.findHosts(serverId)).length > 0
+  async isServed(serverId: string, askedBy?: string): Promise<boolean> {
+    const served = (await this.view.findHosts(serverId)).length > 0
+    if (served) this.unmet.forget(serverId)
+    else if (askedBy !== undefined && this.unmet.record(serverId, askedBy)) this.metrics.unmetRequest()
+    return served
+  }
+
+  /**
+   * What the network's agents asked for and could not get: this gateway's counts and the latest report of
+   * every other gateway heard from within three of its intervals, ranked by demand. Servers some node now
+   * offers are left out.
+   */
+  unmetDemand(): UnmetEntry[] {
+    const now = Date.now()
+    const fresh = [...this.#otherReports.values()].filter((r) => r.timestamp + 3 * r.intervalMs >= now)
+    const offered = new Set(this.view.serverIds())
+    return mergeUnmet([this.unmet.ranked(), ...fresh.map((r) => r.unmet ?? [])]).filter(
+      (e) => !offered.has(e.id),
+    )
   }
 
   createBacklog(serverId: string): ResponseBacklog {
@@ -545,6 +575,27 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     return true
   }
 
+  /**
+   * `/requests`: GET ranks what the network's agents asked for and could not get; POST is an agent's explicit
+   * request for a server (`{ "server": "<id>", "package": "npm:<name>@<version>" }`), counted like an attempt.
+   */
+  async #serveRequests(x: Exchange): Promise<void> {
+    if (x.req.method === 'GET') return sendJson(x.res, 200, { requests: this.unmetDemand() })
+    const read = await readJsonBodyOrReply(x.req, x.res, this.bodyLimits)
+    if (read === undefined) return
+    const body = read.value as { server?: unknown; package?: unknown }
+    const spec = typeof body.package === 'string' ? body.package : undefined
+    if (typeof body.server !== 'string' || !this.unmet.record(body.server, x.auth!.principal, spec))
+      return sendHttpError(
+        x.res,
+        400,
+        -32602,
+        'Invalid params: give "server" (a server id) and, optionally, "package" (npm:<name>@<version> or pypi:<name>==<version>)',
+      )
+    this.metrics.unmetRequest()
+    sendJson(x.res, 202, { request: this.unmet.ranked().find((e) => e.id === body.server) })
+  }
+
   #matchRoute(x: Exchange): boolean {
     const match = matchRoute(x.req.method, x.url)
     if (match !== undefined && 'route' in match) {
@@ -614,6 +665,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     else if (route.kind === 'sse') await this.#legacy!.open(x.res, route.serverId, x.auth!)
     else if (route.kind === 'legacy-messages')
       await this.#legacy!.post(x.req, x.res, route.sessionId, x.auth!)
+    else if (route.kind === 'requests') await this.#serveRequests(x)
     return true
   }
 }

@@ -14,6 +14,8 @@ export type Route =
   | { kind: 'sse'; serverId: string }
   /** `/messages?sessionId=…`: a message of a legacy HTTP+SSE session (its server is the session's). */
   | { kind: 'legacy-messages'; sessionId: string | null }
+  /** `/requests`: servers agents asked for that the network does not offer (GET), or an explicit request (POST). */
+  | { kind: 'requests' }
 
 interface RouteEntry {
   methods: string[]
@@ -51,6 +53,10 @@ const ROUTES: RouteEntry[] = [
       path === LEGACY_MESSAGES_PATH
         ? { kind: 'legacy-messages', sessionId: url.searchParams.get('sessionId') }
         : undefined,
+  },
+  {
+    methods: ['GET', 'POST'],
+    match: (path) => (path === '/requests' ? { kind: 'requests' } : undefined),
   },
 ]
 

@@ -70,7 +70,7 @@ export class StreamableEndpoint {
         return sendHttpError(res, 405, -32000, 'Method not allowed in protocol 2026-07-28: POST only', {
           allow: 'POST',
         })
-      if (!(await this.#factory.isServed(serverId)))
+      if (!(await this.#factory.isServed(serverId, auth.principal)))
         return sendHttpError(res, 404, -32001, `Unknown server ${serverId}: no node in the network hosts it`)
       return this.#modern.handle(req, res, serverId, auth, body)
     }
@@ -119,7 +119,7 @@ export class StreamableEndpoint {
     if (!isJSONRPCRequest(body)) {
       return sendHttpError(res, 400, -32600, 'Invalid Request: initialize must be a request, with an id')
     }
-    if (!(await this.#factory.isServed(serverId))) {
+    if (!(await this.#factory.isServed(serverId, auth.principal))) {
       return sendHttpError(res, 404, -32001, `Unknown server ${serverId}: no node in the network hosts it`)
     }
     const entry = this.#startSession(serverId, auth)

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import type { UnmetEntry } from '../gateway/unmet-demand.ts'
 import { parseCli } from '../protocol/cli-args.ts'
 import { errorMessage } from '../protocol/errors.ts'
 import { newPeerKeyText } from '../protocol/peer-identity.ts'
@@ -13,6 +14,10 @@ Administration of a Nexus network.
 
 Servers:
   servers --gateway <url>          list the servers a gateway can route to, with their live hosts
+
+  requests --gateway <url> [--json]
+                                   what the network's agents asked for and could not get, ranked by demand
+                                   (the gateway's API key from NEXUS_TOKEN, when it needs one)
 
 Peers:
   peer-key                         print a new peer identity for a node's identityFile (a Secret in k8s/)
@@ -37,7 +42,7 @@ Manifests (the whitelist's entries):
                   [--installed]    check signatures (and the registry, and the installed packages)
 
 Onboarding (request → validate → pin → manifest to sign):
-  onboard <npm:name@version> [--id <id>] [--bin <name>] [--arg <a>]... [--env <NAME>]... [--operator-args]
+  onboard <npm:name@version | --request <id> --gateway <url>> [--id <id>] [--bin <name>] [--arg <a>]... [--env <NAME>]... [--operator-args]
           [--egress <host>]... [--policy <file>] [--registry <url>] [-o <folder>]
                                    install the exact version with its locked tree (no scripts run), check it
                                    statically and run it in a sandbox, pin its tools; writes the manifest to
@@ -80,9 +85,47 @@ const { values, positionals } = parseCli(USAGE, {
   principal: { type: 'string' },
   scope: { type: 'string', multiple: true },
   egress: { type: 'string', multiple: true },
+  request: { type: 'string' },
   policy: { type: 'string' },
 })
 const [command = 'help', sub, ...args] = positionals
+
+/** What agents asked the network for and could not get, from a gateway's `/requests`. */
+async function fetchRequests(gateway: string): Promise<UnmetEntry[]> {
+  const headers: Record<string, string> = process.env.NEXUS_TOKEN
+    ? { authorization: `Bearer ${process.env.NEXUS_TOKEN}` }
+    : {}
+  const response = await fetch(new URL('/requests', gateway), { headers }).catch((err: Error) => {
+    throw new Error(`cannot reach gateway ${gateway}: ${err.message}`)
+  })
+  if (!response.ok)
+    throw new Error(`gateway ${gateway} answered ${response.status}: ${await response.text()}`)
+  return ((await response.json()) as { requests: UnmetEntry[] }).requests
+}
+
+async function listRequests(): Promise<number> {
+  const requests = await fetchRequests(values.gateway ?? 'http://127.0.0.1:8080')
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(requests, null, 2)}\n`)
+    return 0
+  }
+  if (requests.length === 0) process.stdout.write('no unmet requests\n')
+  for (const r of requests)
+    process.stdout.write(
+      `${r.id}\t${r.principals} principal(s)\t${r.requests} request(s)\t${r.packages.join(' ') || '(no package named)'}\n`,
+    )
+  return 0
+}
+
+/** `nexus onboard --request <id>`: the package the request names (the most asked-for, if several). */
+async function specOfRequest(id: string): Promise<string> {
+  const request = (await fetchRequests(values.gateway ?? 'http://127.0.0.1:8080')).find((r) => r.id === id)
+  if (request === undefined) throw new Error(`no unmet request for ${id}`)
+  const [spec] = request.packages
+  if (spec === undefined)
+    throw new Error(`the requests for ${id} name no package; give it as npm:<name>@<version>`)
+  return spec
+}
 
 async function listServers(): Promise<number> {
   const base = values.gateway ?? 'http://127.0.0.1:8080'
@@ -104,7 +147,12 @@ try {
   } else if (command === 'keys') code = keysCommand(sub, args, values)
   else if (command === 'manifest') code = await manifestCommand(sub, args, values)
   else if (command === 'registry') code = await registryCommand(sub, args, values)
-  else if (command === 'onboard') code = await onboardCommand(sub, values)
+  else if (command === 'requests') code = await listRequests()
+  else if (command === 'onboard')
+    code = await onboardCommand(values.request === undefined ? sub : await specOfRequest(values.request), {
+      ...values,
+      id: values.id ?? values.request,
+    })
   else {
     process.stdout.write(`${USAGE.trim()}\n`)
     code = command === 'help' ? 0 : 2
