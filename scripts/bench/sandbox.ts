@@ -3,10 +3,10 @@
  * latency and CPU on one session, each with the server run plainly and in its sandbox (bubblewrap, a control
  * group, rlimits), in the same run, at the sandbox's least CPU limit (one core).
  */
-import { readdirSync, readFileSync } from 'node:fs'
 import pino from 'pino'
 import { resolveLaunch } from '../../node/runtime/launch.ts'
 import { ProcessLauncher } from '../../node/runtime/process-launcher.ts'
+import { treeCpuMs } from '../../node/runtime/process-tree.ts'
 import { Sandbox } from '../../node/runtime/sandbox/sandbox.ts'
 import type { StdioProcess } from '../../node/runtime/stdio-process.ts'
 import { distribution, round } from './stats.ts'
@@ -17,28 +17,8 @@ const SERVERS = [
   '@modelcontextprotocol/server-everything',
   '@modelcontextprotocol/server-sequential-thinking',
 ]
-const CLOCK_TICKS_PER_MS = 100 / 1000
 
 const logger = pino({ level: 'silent' })
-
-/** CPU (ms) used so far by a process and all its descendants, from /proc. */
-function treeCpuMs(pid: number): number {
-  let ticks = 0
-  const visit = (p: number) => {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8')
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      ticks += Number(fields[11]) + Number(fields[12])
-      for (const task of readdirSync(`/proc/${p}/task`))
-        for (const child of readFileSync(`/proc/${p}/task/${task}/children`, 'utf8').split(' '))
-          if (child.trim()) visit(Number(child))
-    } catch {
-      // The process ended meanwhile.
-    }
-  }
-  visit(pid)
-  return ticks / CLOCK_TICKS_PER_MS
-}
 
 /** Sends one JSON-RPC request and resolves with the answer to it. */
 function request(proc: StdioProcess, id: number, method: string, params: object): Promise<unknown> {

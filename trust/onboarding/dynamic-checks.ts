@@ -1,9 +1,9 @@
-import { readdirSync, readFileSync } from 'node:fs'
 import { Writable } from 'node:stream'
 import { Ajv } from 'ajv'
 import pino from 'pino'
 import type { LaunchSpec } from '../../node/runtime/launch.ts'
 import { ProcessLauncher } from '../../node/runtime/process-launcher.ts'
+import { treeRssMiB } from '../../node/runtime/process-tree.ts'
 import { Sandbox } from '../../node/runtime/sandbox/sandbox.ts'
 import type { StdioProcess } from '../../node/runtime/stdio-process.ts'
 import type { Finding, OnboardingPolicy } from './findings.ts'
@@ -30,24 +30,6 @@ export interface DynamicResult {
 
 const CLIENT_INFO = { name: 'nexus-onboarding', version: '1.0.0' }
 const MAX_PAGES = 20
-
-/** Resident memory (MiB) of a process and all its descendants now, from /proc. */
-function treeRssMiB(pid: number): number {
-  let kib = 0
-  const visit = (p: number) => {
-    try {
-      const rss = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))
-      if (rss) kib += Number(rss[1])
-      for (const task of readdirSync(`/proc/${p}/task`))
-        for (const child of readFileSync(`/proc/${p}/task/${task}/children`, 'utf8').split(' '))
-          if (child.trim()) visit(Number(child))
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  visit(pid)
-  return kib / 1024
-}
 
 /** A JSON-RPC client over the server's stdio, keeping every line the server wrote that was not JSON-RPC. */
 class StdioProbe {
