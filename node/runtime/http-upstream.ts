@@ -6,6 +6,7 @@ import type { HttpServerConfig, ServerConfig } from '../config.ts'
 import { serverUnavailable } from '../era-bridge/bridge-session.ts'
 import { EmulatedLegacySession, type ModernChannel } from '../era-bridge/legacy-emulation.ts'
 import { forwardModern, probeEras } from '../era-bridge/modern-forward.ts'
+import { ActiveSessions } from './active-sessions.ts'
 import type { HttpEndpoint } from './http-endpoint.ts'
 import { HttpSession } from './http-session.ts'
 import { resolveLaunch } from './launch.ts'
@@ -26,7 +27,7 @@ export class HttpUpstream implements Upstream {
   readonly config: HttpServerConfig
   readonly #logger: Logger
   readonly #events: UpstreamEvents | undefined
-  readonly #active = new Set<HttpSession | EmulatedLegacySession>()
+  readonly #active = new ActiveSessions<HttpSession | EmulatedLegacySession>()
   readonly #backoff = new Backoff()
   #endpoint: HttpEndpoint | undefined
   #proc: StdioProcess | undefined
@@ -55,6 +56,10 @@ export class HttpUpstream implements Upstream {
     else await this.#launch()
     this.#eras = this.config.eras ?? (await probeEras(this.#endpoint!))
     this.#logger.info({ eras: this.#eras }, 'server eras')
+  }
+
+  whenIdle(): Promise<void> {
+    return this.#active.whenEmpty()
   }
 
   modernEndpoint(): HttpEndpoint | undefined {

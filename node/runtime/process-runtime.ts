@@ -22,6 +22,8 @@ function sameLaunch(a: ServerConfig, b: ServerConfig): boolean {
 export interface ProcessRuntimeEvents {
   'process-started': [{ serverId: string; pid: number | undefined }]
   'process-exited': [{ serverId: string; description: string; retryInMs: number }]
+  /** An old version of a server stopped, its last session over (or its drain timed out). */
+  'version-drained': [{ serverId: string; version: string }]
 }
 
 export interface ProcessRuntimeOptions {
@@ -29,6 +31,8 @@ export interface ProcessRuntimeOptions {
   maxConcurrentTeardowns?: number
   /** Each server process in a sandbox of its own (`node.sandbox`; off unless given). */
   sandbox?: { mode?: SandboxMode; processes: number; openFiles: number }
+  /** How long an old version's sessions may go on after a new version starts (default 10 min). */
+  drainTimeoutMs?: number
   /** What the sandboxes report: instances that hit their limits, egress let through or refused. */
   reports?: SandboxReports
 }
@@ -50,6 +54,7 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
     super()
     this.#logger = logger
     this.teardowns = new TeardownQueue(options.maxConcurrentTeardowns ?? 4)
+    this.#drainTimeoutMs = options.drainTimeoutMs ?? 600_000
     // Off unless asked for: a node passes its configuration's setting (which defaults to the machine's best).
     const mode = options.sandbox === undefined ? 'off' : options.sandbox.mode
     const { sandbox, unavailable } = Sandbox.create(mode)
@@ -62,6 +67,7 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
 
   readonly #sandbox: Sandbox | undefined
   readonly #launcher: ProcessLauncher
+  readonly #drainTimeoutMs: number
 
   /** How server processes are confined here: `bubblewrap, cgroup v1` (or v2, or rlimits), or `none`. */
   get sandbox(): string {
@@ -77,7 +83,12 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
       return next === undefined || !sameLaunch(next, u.config)
     })
     for (const upstream of retired) this.#upstreams.delete(upstream.config.id)
-    await Promise.all(retired.map((u) => u.stop()))
+    // A server that stays, in another version (or launched otherwise), drains: its sessions go on where they
+    // are, new ones go to the new version, and the old one stops once its last session ends (or at the drain
+    // timeout). A server that goes stops now: the node has already ended or moved its sessions.
+    const changed = retired.filter((u) => wanted.has(u.config.id))
+    for (const upstream of changed) this.#drain(upstream)
+    await Promise.all(retired.filter((u) => !changed.includes(u)).map((u) => u.stop()))
     const started: Upstream[] = []
     for (const config of wanted.values()) {
       const running = this.#upstreams.get(config.id)
@@ -126,9 +137,32 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
     this.on('process-exited', listener)
   }
 
+  /** Versions draining: they serve the sessions they have, and take no new ones. */
+  readonly #draining = new Set<Upstream>()
+
+  #drain(upstream: Upstream): void {
+    this.#draining.add(upstream)
+    upstream.resize?.(0)
+    this.#logger.info(
+      {
+        server: upstream.config.id,
+        version: upstream.config.version,
+        sessions: upstream.status().activeSessions,
+      },
+      'a new version of the server runs; the old one drains',
+    )
+    const timeout = new Promise<void>((resolve) => setTimeout(resolve, this.#drainTimeoutMs).unref())
+    void Promise.race([upstream.whenIdle(), timeout]).then(async () => {
+      if (!this.#draining.delete(upstream)) return
+      await upstream.stop()
+      this.emit('version-drained', { serverId: upstream.config.id, version: upstream.config.version })
+    })
+  }
+
   async stop(): Promise<void> {
-    const upstreams = [...this.#upstreams.values()]
+    const upstreams = [...this.#upstreams.values(), ...this.#draining]
     this.#upstreams.clear()
+    this.#draining.clear()
     await Promise.all(upstreams.map((u) => u.stop()))
     this.#sandbox?.dispose()
   }

@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import { Backoff } from '../../protocol/backoff.ts'
 import type { NexusErrorCode } from '../../protocol/errors.ts'
 import type { StdioServerConfig } from '../config.ts'
+import { ActiveSessions } from './active-sessions.ts'
 import { type LaunchSpec, resolveLaunch } from './launch.ts'
 import { ProcessLauncher } from './process-launcher.ts'
 import type { StdioProcess } from './stdio-process.ts'
@@ -17,7 +18,7 @@ export class StdioUpstream implements Upstream {
   readonly #logger: Logger
   readonly #events: UpstreamEvents | undefined
   readonly #idle: StdioProcess[] = []
-  readonly #active = new Set<StdioSession>()
+  readonly #active = new ActiveSessions<StdioSession>()
   readonly #backoff = new Backoff()
   readonly #teardowns: TeardownQueue
   readonly #launcher: ProcessLauncher
@@ -55,6 +56,10 @@ export class StdioUpstream implements Upstream {
     const session = new StdioSession(proc, this.#teardowns, () => this.#active.delete(session))
     this.#active.add(session)
     return session
+  }
+
+  whenIdle(): Promise<void> {
+    return this.#active.whenEmpty()
   }
 
   resize(warmPool: number): void {

@@ -54,6 +54,8 @@ export interface Upstream {
   open(): Promise<UpstreamSession>
   /** Where the server takes modern-era requests itself, when it speaks that revision. */
   modernEndpoint?(): HttpEndpoint | undefined
+  /** Resolves once no session is open on this server (an old version draining before it stops). */
+  whenIdle(): Promise<void>
   /** Keeps this many warm instances from now on, without touching running sessions (stdio only). */
   resize?(warmPool: number): void
   status(): UpstreamStatus
