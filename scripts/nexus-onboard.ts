@@ -1,11 +1,18 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import type { Manifest } from '../protocol/manifest.ts'
 import { DEFAULT_POLICY, loadPolicy } from '../trust/onboarding/findings.ts'
 import { onboard } from '../trust/onboarding/onboard.ts'
 import { renderReport } from '../trust/onboarding/report.ts'
+import { onboardUpgrade } from '../trust/onboarding/upgrade.ts'
+import { DEFAULT_WHITELIST_PATH } from '../trust/trust-config.ts'
+import { readWhitelistFile } from '../trust/whitelist-file.ts'
 
 /** The options `nexus onboard` reads. */
 export interface OnboardValues {
+  /** `--upgrade <id>`: the server whose signed manifest (in `--whitelist`, the embedded one by default) is the previous version. */
+  upgrade?: string
+  whitelist?: string
   id?: string
   bin?: string
   arg?: string[]
@@ -17,6 +24,14 @@ export interface OnboardValues {
   output?: string
 }
 
+/** The signed manifest of the server's latest version in a whitelist file: what an upgrade is compared with. */
+function previousManifest(id: string, whitelist = DEFAULT_WHITELIST_PATH): Manifest {
+  const versions = readWhitelistFile(whitelist).manifests.filter((s) => s.manifest.id === id)
+  const latest = versions.at(-1)?.manifest
+  if (latest === undefined) throw new Error(`${whitelist} has no manifest of ${id} to upgrade from`)
+  return latest
+}
+
 /**
  * `nexus onboard <npm:name@version>`: runs the pipeline and writes, into the output folder, the manifest to
  * sign (`<id>-<version>.manifest.json`) and the report (`.report.md` for the curator, `.report.json` for
@@ -24,21 +39,32 @@ export interface OnboardValues {
  */
 export async function onboardCommand(spec: string | undefined, values: OnboardValues): Promise<number> {
   if (spec === undefined) {
-    process.stderr.write('nexus onboard: which server? (npm:<name>@<exact version>)\n')
+    process.stderr.write(
+      values.upgrade === undefined
+        ? 'nexus onboard: which server? (npm:<name>@<exact version>)\n'
+        : 'nexus onboard --upgrade <id> <version>: which version?\n',
+    )
     return 2
   }
   const egress = values.egress === undefined ? false : values.egress.includes('*') ? true : values.egress
-  const report = await onboard({
-    spec,
-    id: values.id,
-    bin: values.bin,
-    args: values.arg,
-    env: values.env,
-    operatorArgs: values['operator-args'],
-    egress,
-    registry: values.registry,
-    policy: values.policy === undefined ? DEFAULT_POLICY : loadPolicy(values.policy),
-  })
+  const policy = values.policy === undefined ? DEFAULT_POLICY : loadPolicy(values.policy)
+  const report =
+    values.upgrade === undefined
+      ? await onboard({
+          spec,
+          id: values.id,
+          bin: values.bin,
+          args: values.arg,
+          env: values.env,
+          operatorArgs: values['operator-args'],
+          egress,
+          registry: values.registry,
+          policy,
+        })
+      : await onboardUpgrade(previousManifest(values.upgrade, values.whitelist), spec, {
+          registry: values.registry,
+          policy,
+        })
   const out = values.output ?? '.'
   mkdirSync(out, { recursive: true })
   const base = join(out, `${report.manifest.id}-${report.manifest.version}`)

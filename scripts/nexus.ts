@@ -47,6 +47,9 @@ Onboarding (request → validate → pin → manifest to sign):
                                    install the exact version with its locked tree (no scripts run), check it
                                    statically and run it in a sandbox, pin its tools; writes the manifest to
                                    sign and the report; exits 3 when the policy blocks it
+  onboard --upgrade <id> <version> [--whitelist <file>] [--policy <file>] [--registry <url>] [-o <folder>]
+                                   the same for a new version, with the previous signed manifest's settings,
+                                   and a diff against it (tools, dependencies, findings) in the report
 
 Registry (on chain; --rpc <url> and, but for deploy, --registry <address>):
   registry deploy [--governance <address>]
@@ -86,6 +89,8 @@ const { values, positionals } = parseCli(USAGE, {
   scope: { type: 'string', multiple: true },
   egress: { type: 'string', multiple: true },
   request: { type: 'string' },
+  upgrade: { type: 'string' },
+  whitelist: { type: 'string' },
   policy: { type: 'string' },
 })
 const [command = 'help', sub, ...args] = positionals

@@ -10,6 +10,7 @@ import { signManifest } from '../trust/manifest-signature.ts'
 import { DEFAULT_POLICY, loadPolicy, PolicySchema } from '../trust/onboarding/findings.ts'
 import { onboard } from '../trust/onboarding/onboard.ts'
 import { renderReport } from '../trust/onboarding/report.ts'
+import { onboardUpgrade } from '../trust/onboarding/upgrade.ts'
 import { writeWhitelistFile } from '../trust/whitelist-file.ts'
 import { GREET_TOOL, type MiniServerOptions, miniServer } from './fixtures/onboarding/mini-server.ts'
 import { connectStreamable } from './support/clients.ts'
@@ -66,6 +67,16 @@ const registry = await startNpmRegistry(
     server('nexus-vulnerable-server', { dependencies: { 'nexus-old-dep': '1.0.0' } }),
     server('nexus-tampering-server', { dependencies: { 'nexus-tampered-dep': '1.0.0' } }),
     server('nexus-rugpull-server', { rugPull: true }),
+    // A new version: one tool reworded, one added, and a dependency with a known advisory.
+    server('nexus-good-server', {
+      version: '1.1.0',
+      dependencies: { 'nexus-good-dep': '1.0.0', 'nexus-old-dep': '1.0.0' },
+      imports: "import { greeting } from 'nexus-good-dep'",
+      tools: [
+        { ...GREET_TOOL, description: 'Greets someone by name, warmly.' },
+        { ...GREET_TOOL, name: 'wave', description: 'Waves at someone.' },
+      ],
+    }),
   ],
   {
     'nexus-old-dep': [
@@ -284,6 +295,24 @@ t.test(
     t.match(modern.nodes[0]!.refusedServers.get('rugpull'), { code: 'TOOLS_CHANGED' })
   },
 )
+
+t.test('an upgrade is run through the pipeline and diffed against the signed previous version', async (t) => {
+  const previous = (await run('nexus-good-server', { id: 'good' })).manifest
+  const report = await onboardUpgrade(previous, '1.1.0', { registry: registry.url })
+  t.match(report.manifest, { id: 'good', version: '1.1.0', tools: { greet: /^sha256:/, wave: /^sha256:/ } })
+  t.match(report.upgrade, {
+    from: { version: '1.0.0', manifestHash: /^0x/ },
+    to: { version: '1.1.0' },
+    tools: { added: ['wave'], removed: [], changed: ['greet'] },
+    dependencies: { added: ['nexus-old-dep@1.0.0'], removed: [], changed: [] },
+    findings: { introduced: [{ id: 'static.vulnerable:nexus-old-dep' }], resolved: [] },
+  })
+  t.equal(report.verdict, 'blocked', 'the new dependency is vulnerable')
+  const markdown = renderReport(report)
+  t.match(markdown, /## Upgrade from 1\.0\.0/)
+  t.match(markdown, /- Tools changed: greet/)
+  t.match(markdown, /- Findings introduced: `static\.vulnerable:nexus-old-dep` \(high\)/)
+})
 
 t.test('a real server from the public npm registry is onboarded and approved', async (t) => {
   const version = JSON.parse(

@@ -37,7 +37,13 @@ export interface OnboardingReport {
   blocking: Finding[]
   findings: Finding[]
   stages: { stage: Stage; ms: number }[]
-  dependencies: { packages: number; lockfileSha256: string; installScripts: string[] }
+  dependencies: {
+    packages: number
+    lockfileSha256: string
+    installScripts: string[]
+    /** Every package of the locked tree, with its integrity. */
+    tree: { name: string; version: string; integrity?: string }[]
+  }
   dynamic: Omit<DynamicResult, 'findings' | 'tools'> & {
     tools: { name: string; digest: string; readOnly: boolean; description?: string }[]
   }
@@ -133,6 +139,7 @@ export async function onboard(options: OnboardOptions): Promise<OnboardingReport
         installScripts: resolved.tree
           .filter((p) => p.installScripts.length > 0)
           .map((p) => `${p.name}@${p.version}`),
+        tree: resolved.tree.map(({ name, version, integrity }) => ({ name, version, integrity })),
       },
       dynamic: {
         ...observed,

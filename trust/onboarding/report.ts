@@ -1,10 +1,38 @@
 import { SEVERITIES } from './findings.ts'
 import type { OnboardingReport } from './onboard.ts'
+import type { UpgradeDiff, UpgradeReport } from './upgrade.ts'
 
 const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ')
 
+const list = (items: string[]) => items.join(', ') || 'none'
+
+/** An upgrade's diff against the signed previous version. */
+function renderUpgrade(diff: UpgradeDiff): string[] {
+  const tools =
+    diff.tools === 'unpinned'
+      ? ['- Tools: the previous manifest pinned none, so nothing to compare']
+      : [
+          `- Tools added: ${list(diff.tools.added)}`,
+          `- Tools removed: ${list(diff.tools.removed)}`,
+          `- Tools changed: ${list(diff.tools.changed)}`,
+        ]
+  return [
+    `## Upgrade from ${diff.from.version}`,
+    '',
+    `Against the signed ${diff.from.version} (manifest ${diff.from.manifestHash.slice(0, 18)}…):`,
+    '',
+    ...tools,
+    `- Dependencies added: ${list(diff.dependencies.added)}`,
+    `- Dependencies removed: ${list(diff.dependencies.removed)}`,
+    `- Dependencies changed: ${list(diff.dependencies.changed.map((c) => `${c.name} ${c.from} → ${c.to}`))}`,
+    `- Findings introduced: ${list(diff.findings.introduced.map((f) => `\`${f.id}\` (${f.severity})`))}`,
+    `- Findings resolved: ${list(diff.findings.resolved.map((f) => `\`${f.id}\``))}`,
+    '',
+  ]
+}
+
 /** The report as a curator reads it: verdict first, then what blocks, every finding, the server as it ran. */
-export function renderReport(report: OnboardingReport): string {
+export function renderReport(report: OnboardingReport | UpgradeReport): string {
   const { manifest, dynamic } = report
   const lines = [
     `# Onboarding report: ${report.spec}`,
@@ -18,6 +46,7 @@ export function renderReport(report: OnboardingReport): string {
     for (const f of report.blocking) lines.push(`- **${f.severity}** \`${f.id}\`: ${f.title}`)
     lines.push('')
   }
+  if ('upgrade' in report) lines.push(...renderUpgrade(report.upgrade))
   lines.push('## Stages', '', '| stage | time |', '| --- | ---: |')
   for (const s of report.stages) lines.push(`| ${s.stage} | ${s.ms} ms |`)
   lines.push('', '## Findings', '')
