@@ -67,7 +67,17 @@ export async function openWhitelist(config: TrustConfig, logger: Logger): Promis
   logRefusals(whitelist, logger)
   follower.on('update', (next) => {
     try {
-      whitelist.update(next)
+      // The signed manifests are read again: a version published since start brings its manifest there.
+      let manifests = bundle
+      try {
+        manifests = readWhitelistFile(path).manifests
+      } catch (err) {
+        logger.warn(
+          { err: errorMessage(err), path },
+          'cannot read the signed manifests again; keeping those read before',
+        )
+      }
+      whitelist.update(next, manifests)
     } catch (err) {
       logger.error({ err: errorMessage(err) }, 'cannot apply a registry update')
     }

@@ -109,7 +109,7 @@ export interface WhitelistEvents {
  * `change` event names what became allowed and what stopped being allowed.
  */
 export class Whitelist extends EventEmitter<WhitelistEvents> {
-  readonly #bundle: SignedManifest[]
+  #bundle: SignedManifest[]
   readonly #anchors: TrustAnchors
   /** Where the whitelist comes from, for messages: a file path or `registry 0x… on chain N`. */
   readonly source: string
@@ -123,7 +123,12 @@ export class Whitelist extends EventEmitter<WhitelistEvents> {
     this.#state = evaluateWhitelist(bundle, this.#anchors, registry)
   }
 
-  update(registry: RegistryState): void {
+  /**
+   * The registry's new state, and with it the signed manifests as they are now (a curator adds the manifest of
+   * a version before governance publishes it): a newly published version becomes active here.
+   */
+  update(registry: RegistryState, bundle: SignedManifest[] = this.#bundle): void {
+    this.#bundle = bundle
     const previous = this.#state
     this.#state = evaluateWhitelist(this.#bundle, this.#anchors, registry)
     const added = [...this.#state.active].filter(([k]) => !previous.active.has(k)).map(([, e]) => e)

@@ -22,6 +22,8 @@ function sameLaunch(a: ServerConfig, b: ServerConfig): boolean {
 export interface ProcessRuntimeEvents {
   'process-started': [{ serverId: string; pid: number | undefined }]
   'process-exited': [{ serverId: string; description: string; retryInMs: number }]
+  /** `ensure` is done: these servers (`id@version`) run now. */
+  'servers-applied': [{ servers: string[] }]
   /** An old version of a server stopped, its last session over (or its drain timed out). */
   'version-drained': [{ serverId: string; version: string }]
 }
@@ -109,6 +111,9 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
     const failed = results.flatMap((r, i) =>
       r.status === 'rejected' ? [`${started[i]!.config.id}: ${r.reason}`] : [],
     )
+    this.emit('servers-applied', {
+      servers: [...this.#upstreams.values()].map((u) => `${u.config.id}@${u.config.version}`),
+    })
     if (failed.length > 0)
       throw new NexusError('UPSTREAM_UNAVAILABLE', `servers failed to start: ${failed.join('; ')}`)
   }
