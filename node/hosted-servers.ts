@@ -10,6 +10,7 @@ import {
   StdioServerConfigSchema,
   type WhitelistedServer,
 } from './config.ts'
+import { ensurePythonPackage, type InstalledPython } from './runtime/python-package.ts'
 import type { Runtime, RuntimeServer } from './runtime/runtime.ts'
 import { serverHash } from './server-hash.ts'
 
@@ -48,6 +49,7 @@ export function launchFromManifest(
   manifest: Manifest,
   settings: WhitelistedServer,
   runsImages = false,
+  python?: InstalledPython,
 ): ServerConfig {
   const allowed = new Set(manifest.env)
   const given = [...Object.keys(settings.env), ...settings.passEnv]
@@ -65,27 +67,41 @@ export function launchFromManifest(
       `server ${manifest.id}: its manifest does not let the operator add arguments (remove args)`,
     )
   const ref = manifestPackage(manifest)
-  if (ref.kind !== 'npm' && !runsImages)
+  if (ref.kind === 'oci' && !runsImages)
     throw new NexusError(
       'INVALID_CONFIG',
-      `server ${manifest.id} is an OCI image; the process runtime runs npm packages only`,
+      `server ${manifest.id} is an OCI image; the process runtime runs npm and PyPI packages only`,
     )
+  if (ref.kind === 'pypi' && python === undefined)
+    throw new NexusError('INVALID_CONFIG', `server ${manifest.id}: its PyPI package is not installed`)
   const [command, ...commandArgs] = manifest.command ?? []
   if (ref.kind === 'oci' && manifest.transport === 'stdio' && command === undefined)
     throw new NexusError('INVALID_CONFIG', `server ${manifest.id}: an OCI image needs the command to run`)
+  // A PyPI server runs its console script with the node's Python, its locked tree on PYTHONPATH (and in its
+  // sandbox, read-only).
   const launch =
     ref.kind === 'npm'
       ? { package: ref.name, bin: manifest.bin }
-      : { command: command ?? 'entrypoint', args: commandArgs }
+      : ref.kind === 'pypi'
+        ? {
+            command: python!.python,
+            args: [
+              '-c',
+              `import sys; from ${python!.module} import ${python!.func} as main; sys.exit(main())`,
+            ],
+          }
+        : { command: command ?? 'entrypoint', args: commandArgs }
+  const pythonEnv = python === undefined ? {} : { PYTHONPATH: python.target, PYTHONDONTWRITEBYTECODE: '1' }
+  const pythonBinds = python === undefined ? [] : [{ path: python.target, mode: 'ro' as const }]
   const common = {
     id: manifest.id,
     version: manifest.version,
     ...launch,
     args: [...(launch.args ?? []), ...manifest.args, ...settings.args],
-    env: settings.env,
+    env: { ...settings.env, ...pythonEnv },
     passEnv: settings.passEnv,
     cwd: settings.cwd,
-    binds: settings.binds,
+    binds: [...settings.binds, ...pythonBinds],
     resources: manifest.resources,
     egress: manifest.egress,
   }
@@ -135,10 +151,15 @@ export class HostedServers {
         return this.#admitted({ config: server, manifestHash: serverHash(server) })
       if (this.#whitelist === undefined) throw new NexusError('UNTRUSTED_MANIFEST', 'no whitelist is loaded')
       const { manifest, hash } = this.#whitelist.resolve(server.id, server.version)
-      const config = launchFromManifest(manifest, server, this.#runtime?.runsImages)
+      const python =
+        manifestPackage(manifest).kind === 'pypi' && !this.#runtime?.runsImages
+          ? await ensurePythonPackage(manifest)
+          : undefined
+      const config = launchFromManifest(manifest, server, this.#runtime?.runsImages, python)
       const resolved = this.#admitted({ config, manifestHash: hash, manifest })
       // An image is pinned by its digest; the files of an npm package are checked where they are installed.
-      if (!this.#runtime?.runsImages) await this.#verify(manifest, hash)
+      // An image is pinned by its digest, a PyPI tree by pip's hash checks as it installs it.
+      if (!this.#runtime?.runsImages && python === undefined) await this.#verify(manifest, hash)
       return resolved
     } catch (err) {
       return {

@@ -9,12 +9,18 @@ import { isValidServerId } from './session-handshake.ts'
 const EXACT_VERSION = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/
 const NPM_NAME = /^(?:@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*$/
 const NPM_SPEC = /^npm:((?:@[^/@]+\/)?[^/@]+)@(.+)$/
+const PYPI_SPEC = /^pypi:([A-Za-z0-9][A-Za-z0-9._-]{0,127})==(.+)$/
+/** An exact PyPI version (PEP 440, no specifiers): digits first, then release, pre, post, dev or local parts. */
+const PYPI_VERSION = /^\d+(?:\.\d+)*(?:(?:a|b|rc)\d+)?(?:\.post\d+)?(?:\.dev\d+)?(?:\+[A-Za-z0-9.]+)?$/
+/** One line of a hashed pip lock: `name==version --hash=sha256:<64 hex>`. */
+const PIP_LOCK_LINE = /^[A-Za-z0-9][A-Za-z0-9._-]*==[0-9A-Za-z.+!-]+ --hash=sha256:[0-9a-f]{64}$/
 const OCI_SPEC = /^oci:([a-z0-9][a-z0-9._\-/:]*)@sha256:([0-9a-f]{64})$/
 const SHA512_SRI = /^sha512-[A-Za-z0-9+/]{86}==$/
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 
 export type PackageRef =
   | { kind: 'npm'; name: string; version: string }
+  | { kind: 'pypi'; name: string; version: string }
   | { kind: 'oci'; image: string; digest: string }
 
 /** Parses `npm:<name>@<exact version>` or `oci:<image>@sha256:<digest>`; throws a message naming what is wrong. */
@@ -27,9 +33,18 @@ export function parsePackageRef(spec: string): PackageRef {
       throw new Error(`npm version "${version}" is not exact (a range or tag is not allowed)`)
     return { kind: 'npm', name, version }
   }
+  const pypi = PYPI_SPEC.exec(spec)
+  if (pypi !== null) {
+    const [, name, version] = pypi as unknown as [string, string, string]
+    if (!PYPI_VERSION.test(version))
+      throw new Error(`PyPI version "${version}" is not exact (a specifier or range is not allowed)`)
+    return { kind: 'pypi', name, version }
+  }
   const oci = OCI_SPEC.exec(spec)
   if (oci !== null) return { kind: 'oci', image: oci[1]!, digest: `sha256:${oci[2]}` }
-  throw new Error(`"${spec}" is neither npm:<name>@<exact version> nor oci:<image>@sha256:<64 hex digits>`)
+  throw new Error(
+    `"${spec}" is neither npm:<name>@<exact version>, pypi:<name>==<exact version> nor oci:<image>@sha256:<64 hex digits>`,
+  )
 }
 
 export const ResourcesSchema = z
@@ -64,7 +79,9 @@ export const ErasSchema = z
 export const ManifestSchema = z
   .object({
     id: z.string().refine(isValidServerId, 'lower-case letters, digits, ".", "_" or "-", at most 128'),
-    version: z.string().regex(EXACT_VERSION, 'an exact version such as 1.2.3'),
+    version: z
+      .string()
+      .refine((v) => EXACT_VERSION.test(v) || PYPI_VERSION.test(v), 'an exact version such as 1.2.3'),
     package: z.string().superRefine((spec, ctx) => {
       try {
         parsePackageRef(spec)
@@ -123,6 +140,14 @@ export const ManifestSchema = z
     tools: z
       .record(z.string().min(1).max(128), z.string().regex(/^sha256:[0-9a-f]{64}$/, 'sha256:<64 hex digits>'))
       .optional(),
+    /**
+     * A PyPI server's whole locked tree, one `name==version --hash=sha256:…` line per distribution: nodes
+     * install exactly these with pip's `--require-hashes`, so nothing unpinned or altered runs.
+     */
+    pythonLock: z
+      .array(z.string().regex(PIP_LOCK_LINE, 'name==version --hash=sha256:<64 hex digits>'))
+      .max(1024)
+      .optional(),
     /** What the curators found when they reviewed this version. */
     notes: z.array(z.string().max(4096)).max(64).default([]),
   })
@@ -141,6 +166,22 @@ export const ManifestSchema = z
           message: 'an npm package runs its bin, not a command',
         })
     }
+    if (ref?.kind === 'pypi') {
+      if (m.pythonLock === undefined || m.pythonLock.length === 0)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['pythonLock'],
+          message: 'a PyPI package needs its hashed lock',
+        })
+      if (m.integrity !== undefined || m.files !== undefined || m.command !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['package'],
+          message: 'a PyPI package is pinned by its lock, and runs its console script',
+        })
+    }
+    if (ref?.kind !== 'pypi' && m.pythonLock !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['pythonLock'], message: 'only a PyPI package has a Python lock' })
     if (ref?.kind === 'oci' && (m.integrity !== undefined || m.files !== undefined))
       ctx.addIssue({
         code: 'custom',

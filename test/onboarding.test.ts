@@ -16,6 +16,7 @@ import { GREET_TOOL, type MiniServerOptions, miniServer } from './fixtures/onboa
 import { connectStreamable } from './support/clients.ts'
 import { startNetwork } from './support/network.ts'
 import { type FixturePackage, startNpmRegistry } from './support/npm-registry.ts'
+import { waitFor } from './support/wait.ts'
 
 // The onboarding pipeline end to end, against a real npm registry on loopback (npm installs from it as from
 // registry.npmjs.org) holding a well-behaved server and one bad server for each thing a stage must catch,
@@ -243,6 +244,8 @@ t.test(
       'the changed list is withheld',
     )
     const node = network.nodes[0]!
+    // The node withdraws the version just after the withheld answer has gone out.
+    await waitFor(() => node.refusedServers.has('rugpull'), node, 'server-refused', 10_000)
     t.match(node.refusedServers.get('rugpull'), {
       code: 'TOOLS_CHANGED',
       reason: /differ from its signed manifest/,
@@ -291,6 +294,12 @@ t.test(
       (await list(2)).error,
       { code: -32015, message: /Tools changed: .*changed: greet/ },
       'modern: the changed list is withheld',
+    )
+    await waitFor(
+      () => modern.nodes[0]!.refusedServers.has('rugpull'),
+      modern.nodes[0]!,
+      'server-refused',
+      10_000,
     )
     t.match(modern.nodes[0]!.refusedServers.get('rugpull'), { code: 'TOOLS_CHANGED' })
   },

@@ -99,6 +99,24 @@ t.test('a new version published on chain rolls over the network without a failed
     20_000,
     'the node to start 1.1.0',
   )
+  // The gateway reads the registry on its own, and routes to the node once it trusts what the node announces.
+  await waitFor(
+    () =>
+      network.gateway.whitelist
+        .entries()
+        .some((e) => e.manifest.id === 'roll' && e.manifest.version === '1.1.0'),
+    network.gateway.whitelist,
+    'change',
+    20_000,
+    'the gateway to whitelist 1.1.0',
+  )
+  await waitFor(
+    () => network.gateway.view.hostsOf('roll').length > 0,
+    network.gateway.view,
+    'change',
+    20_000,
+    'the gateway to route to the node again',
+  )
   const { client: newcomer } = await connectStreamable(network.gateway.serverUrl('roll'))
   t.teardown(() => newcomer.close())
   t.equal(newcomer.getServerVersion()?.version, '1.1.0', 'a new session gets the new version')

@@ -133,6 +133,8 @@ export async function dynamicChecks(
   spec: LaunchSpec,
   serverId: string,
   policy: OnboardingPolicy,
+  /** What the sandbox must show beyond the launch's own files (a Python tree's folder). */
+  binds: { path: string; mode: 'ro' | 'rw' }[] = [],
 ): Promise<DynamicResult> {
   const { sandbox, unavailable } = Sandbox.create('preferred')
   const findings: Finding[] = []
@@ -169,7 +171,7 @@ export async function dynamicChecks(
   }
   const started = performance.now()
   const proc = launcher.start(
-    { id: serverId, transport: 'stdio', binds: [], resources: { cpu: 1, memoryMiB: 1024 } } as never,
+    { id: serverId, transport: 'stdio', binds, resources: { cpu: 1, memoryMiB: 1024 } } as never,
     spec,
     logger,
   )

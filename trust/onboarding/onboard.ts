@@ -1,20 +1,18 @@
-import { createHash } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { resolvePackageBin } from '../../node/runtime/package-bin.ts'
-import { type Manifest, parseManifest } from '../../protocol/manifest.ts'
-import { createManifest } from '../manifest-create.ts'
-import { advisoryChecks } from './advisories.ts'
+import { NexusError } from '../../protocol/errors.ts'
+import { type Manifest, parseManifest, parsePackageRef } from '../../protocol/manifest.ts'
+import { type DependencySummary, defaultServerId } from './candidate.ts'
 import { type DynamicResult, dynamicChecks } from './dynamic-checks.ts'
 import { blocking, DEFAULT_POLICY, type Finding, type OnboardingPolicy, type Stage } from './findings.ts'
-import { resolveNpm } from './npm-resolve.ts'
-import { staticChecks } from './static-checks.ts'
+import { npmCandidate } from './npm-candidate.ts'
+import { pypiCandidate } from './pypi-candidate.ts'
 import { checkTools } from './tool-checks.ts'
 import { toolDigests } from './tool-digest.ts'
 
 export interface OnboardOptions {
-  /** `npm:<name>@<exact version>`. */
+  /** `npm:<name>@<exact version>` or `pypi:<name>==<exact version>`. */
   spec: string
   id?: string
   bin?: string
@@ -37,13 +35,7 @@ export interface OnboardingReport {
   blocking: Finding[]
   findings: Finding[]
   stages: { stage: Stage; ms: number }[]
-  dependencies: {
-    packages: number
-    lockfileSha256: string
-    installScripts: string[]
-    /** Every package of the locked tree, with its integrity. */
-    tree: { name: string; version: string; integrity?: string }[]
-  }
+  dependencies: DependencySummary
   dynamic: Omit<DynamicResult, 'findings' | 'tools'> & {
     tools: { name: string; digest: string; readOnly: boolean; description?: string }[]
   }
@@ -59,8 +51,24 @@ function memoryFor(peakMiB: number | undefined): number {
   return Math.max(128, Math.ceil((peakMiB * 1.5) / 64) * 64)
 }
 
+/** `npm:` or `pypi:`, named in a clear error otherwise. */
+function packageKind(spec: string): 'npm' | 'pypi' {
+  let kind: string
+  try {
+    kind = parsePackageRef(spec).kind
+  } catch (err) {
+    throw new NexusError('INVALID_CONFIG', `cannot onboard ${spec}: ${(err as Error).message}`)
+  }
+  if (kind !== 'npm' && kind !== 'pypi')
+    throw new NexusError(
+      'INVALID_CONFIG',
+      `cannot onboard ${spec}: only npm: and pypi: packages are onboarded`,
+    )
+  return kind
+}
+
 /**
- * The onboarding pipeline for an npm server: resolve and pin the whole tree, check it statically, run the
+ * The onboarding pipeline for an npm or PyPI server: resolve and pin the whole tree, check it statically, run the
  * server and check what it does, pin its tools, and write the manifest a curator signs — with the report
  * that says why it passes or what blocks it.
  */
@@ -77,43 +85,19 @@ export async function onboard(options: OnboardOptions): Promise<OnboardingReport
   }
   const workDir = mkdtempSync(join(tmpdir(), 'nexus-onboard-'))
   try {
-    const resolved = await timed('resolve', () => resolveNpm(options.spec, workDir, options.registry))
-    const findings: Finding[] = [...resolved.findings]
-    findings.push(
-      ...(await timed('static', async () => [
-        ...staticChecks(resolved),
-        ...(await advisoryChecks(resolved.tree, options.registry)),
-      ])),
-    )
-    const bin = resolvePackageBin(resolved.name, options.bin, [resolved.project])
-    const id =
-      options.id ??
-      resolved.name
-        .split('/')
-        .pop()!
-        .replace(/^(mcp-)?server-|-mcp-server$/g, '')
-    const dynamic = await timed('dynamic', () =>
-      dynamicChecks(
-        {
-          command: process.execPath,
-          args: [bin.binPath, ...(options.args ?? [])],
-          env: { PATH: process.env.PATH ?? '' },
-          cwd: undefined,
-        },
-        id,
-        policy,
-      ),
-    )
+    const kind = packageKind(options.spec)
+    const candidate =
+      kind === 'pypi'
+        ? await pypiCandidate(options, workDir, timed)
+        : await npmCandidate(options, workDir, timed)
+    const findings: Finding[] = [...candidate.findings]
+    const id = options.id ?? defaultServerId(candidate.name)
+    const dynamic = await timed('dynamic', () => dynamicChecks(candidate.launch, id, policy, candidate.binds))
     findings.push(...dynamic.findings)
     findings.push(...(await timed('tools', () => checkTools(dynamic.tools))))
-    const created = await createManifest(options.spec, {
+    const created = await candidate.manifest({
       id,
-      bin: options.bin,
-      args: options.args,
-      env: options.env,
-      operatorArgs: options.operatorArgs,
       memoryMiB: memoryFor(dynamic.peakMemoryMiB),
-      searchFrom: [resolved.project],
       notes: [`onboarded by the pipeline: ${findings.length} finding(s), none blocking under its policy`],
     })
     const egress = options.egress ?? false
@@ -133,14 +117,7 @@ export async function onboard(options: OnboardOptions): Promise<OnboardingReport
       blocking: blockers,
       findings,
       stages,
-      dependencies: {
-        packages: resolved.tree.length,
-        lockfileSha256: createHash('sha256').update(readFileSync(resolved.lockfile)).digest('hex'),
-        installScripts: resolved.tree
-          .filter((p) => p.installScripts.length > 0)
-          .map((p) => `${p.name}@${p.version}`),
-        tree: resolved.tree.map(({ name, version, integrity }) => ({ name, version, integrity })),
-      },
+      dependencies: candidate.dependencies,
       dynamic: {
         ...observed,
         tools: tools.map((tool) => ({

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { extname, join, relative } from 'node:path'
 import type { Finding } from './findings.ts'
 import type { LockedPackage, ResolvedNpm } from './npm-resolve.ts'
+import type { ResolvedPypi } from './pypi-resolve.ts'
 
 /** Secrets that should never ship in a package: each pattern names what it finds. */
 const SECRETS: readonly [RegExp, string][] = [
@@ -86,6 +87,64 @@ const LICENCE_TEXTS: readonly [RegExp, string][] = [
   [/\bMozilla Public License\b/i, 'MPL-2.0'],
   [/\bGNU (?:Affero |Lesser )?General Public License\b/i, 'GPL family'],
 ]
+
+/** What a Python server's own code can do beyond answering MCP. */
+const PYTHON_CAPABILITIES: readonly [RegExp, string, string][] = [
+  [
+    /\bimport subprocess\b|\bfrom subprocess import\b|\bos\.system\(|\bos\.popen\(/,
+    'process-spawning',
+    'starts processes',
+  ],
+  [/\beval\(|\bexec\(|\bcompile\(/, 'dynamic-code', 'runs code it builds at run time'],
+  [/\bimport socket\b|\bfrom socket import\b/, 'raw-network', 'opens raw network sockets'],
+]
+
+/**
+ * The static stage over an installed Python tree: bundled secrets anywhere in it, what the server's own
+ * module can do, and the server's licence.
+ */
+export function pythonStaticChecks(resolved: ResolvedPypi, module: string): Finding[] {
+  const findings: Finding[] = []
+  const own = resolved.tree.find((d) => d.name.toLowerCase() === resolved.name.toLowerCase())
+  if (own !== undefined && (own.license === undefined || own.license.trim() === ''))
+    findings.push({
+      stage: 'static',
+      id: `static.licence:${own.name}`,
+      severity: 'medium',
+      title: `${own.name}==${own.version} declares no licence`,
+    })
+  const ownDir = join(resolved.site, module.split('.')[0]!)
+  const seen = new Set<string>()
+  for (const file of files(resolved.site)) {
+    const text = readFileSync(file, 'utf8')
+    const where = relative(resolved.site, file)
+    for (const [pattern, what] of SECRETS) {
+      const match = pattern.exec(text)
+      if (match !== null)
+        findings.push({
+          stage: 'static',
+          id: `static.secret:${where.split('/')[0]}`,
+          severity: 'critical',
+          title: `the tree ships ${what}`,
+          evidence: `${where}:${lineOf(text, match.index)}`,
+        })
+    }
+    if (!file.startsWith(ownDir) || !file.endsWith('.py')) continue
+    for (const [pattern, id, what] of PYTHON_CAPABILITIES) {
+      const match = pattern.exec(text)
+      if (match === null || seen.has(id)) continue
+      seen.add(id)
+      findings.push({
+        stage: 'static',
+        id: `static.capability.${id}:${resolved.name}`,
+        severity: 'info',
+        title: `${resolved.name} ${what}`,
+        evidence: `${where}:${lineOf(text, match.index)}: ${match[0]}`,
+      })
+    }
+  }
+  return findings
+}
 
 /** Licences that mean no licence at all, or none a curator may assume. */
 function licenceProblem(pkg: LockedPackage): string | undefined {
