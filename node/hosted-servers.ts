@@ -157,8 +157,8 @@ export class HostedServers {
           : undefined
       const config = launchFromManifest(manifest, server, this.#runtime?.runsImages, python)
       const resolved = this.#admitted({ config, manifestHash: hash, manifest })
-      // An image is pinned by its digest; the files of an npm package are checked where they are installed.
-      // An image is pinned by its digest, a PyPI tree by pip's hash checks as it installs it.
+      // An image is pinned by its digest, a PyPI tree by pip's hash checks as it installs it; the files of an
+      // npm package are checked where they are installed.
       if (!this.#runtime?.runsImages && python === undefined) await this.#verify(manifest, hash)
       return resolved
     } catch (err) {
