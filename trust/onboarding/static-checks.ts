@@ -88,6 +88,48 @@ const LICENCE_TEXTS: readonly [RegExp, string][] = [
   [/\bGNU (?:Affero |Lesser )?General Public License\b/i, 'GPL family'],
 ]
 
+/** Secrets in one file's text: a finding each, under `subject` (the package or folder that ships it). */
+function secretsIn(text: string, where: string, subject: string, label: string): Finding[] {
+  const found: Finding[] = []
+  for (const [pattern, what] of SECRETS) {
+    const match = pattern.exec(text)
+    if (match !== null)
+      found.push({
+        stage: 'static',
+        id: `static.secret:${subject}`,
+        severity: 'critical',
+        title: `${label} ships ${what}`,
+        evidence: `${where}:${lineOf(text, match.index)}`,
+      })
+  }
+  return found
+}
+
+/** The capabilities one file of the server's own code shows, each reported once per server (`seen`). */
+function capabilitiesIn(
+  text: string,
+  where: string,
+  server: string,
+  patterns: readonly [RegExp, string, string][],
+  seen: Set<string>,
+): Finding[] {
+  const found: Finding[] = []
+  for (const [pattern, id, what] of patterns) {
+    if (seen.has(id)) continue
+    const match = pattern.exec(text)
+    if (match === null) continue
+    seen.add(id)
+    found.push({
+      stage: 'static',
+      id: `static.capability.${id}:${server}`,
+      severity: 'info',
+      title: `${server} ${what}`,
+      evidence: `${where}:${lineOf(text, match.index)}: ${match[0]}`,
+    })
+  }
+  return found
+}
+
 /** What a Python server's own code can do beyond answering MCP. */
 const PYTHON_CAPABILITIES: readonly [RegExp, string, string][] = [
   [
@@ -118,30 +160,9 @@ export function pythonStaticChecks(resolved: ResolvedPypi, module: string): Find
   for (const file of files(resolved.site)) {
     const text = readFileSync(file, 'utf8')
     const where = relative(resolved.site, file)
-    for (const [pattern, what] of SECRETS) {
-      const match = pattern.exec(text)
-      if (match !== null)
-        findings.push({
-          stage: 'static',
-          id: `static.secret:${where.split('/')[0]}`,
-          severity: 'critical',
-          title: `the tree ships ${what}`,
-          evidence: `${where}:${lineOf(text, match.index)}`,
-        })
-    }
-    if (!file.startsWith(ownDir) || !file.endsWith('.py')) continue
-    for (const [pattern, id, what] of PYTHON_CAPABILITIES) {
-      const match = pattern.exec(text)
-      if (match === null || seen.has(id)) continue
-      seen.add(id)
-      findings.push({
-        stage: 'static',
-        id: `static.capability.${id}:${resolved.name}`,
-        severity: 'info',
-        title: `${resolved.name} ${what}`,
-        evidence: `${where}:${lineOf(text, match.index)}: ${match[0]}`,
-      })
-    }
+    findings.push(...secretsIn(text, where, where.split('/')[0]!, 'the tree'))
+    if (file.startsWith(ownDir) && file.endsWith('.py'))
+      findings.push(...capabilitiesIn(text, where, resolved.name, PYTHON_CAPABILITIES, seen))
   }
   return findings
 }
@@ -185,31 +206,8 @@ export function staticChecks(resolved: ResolvedNpm): Finding[] {
     for (const file of files(pkg.dir)) {
       const text = readFileSync(file, 'utf8')
       const where = relative(resolved.project, file)
-      for (const [pattern, what] of SECRETS) {
-        const match = pattern.exec(text)
-        if (match !== null)
-          findings.push({
-            stage: 'static',
-            id: `static.secret:${pkg.name}`,
-            severity: 'critical',
-            title: `${pkg.name}@${pkg.version} ships ${what}`,
-            evidence: `${where}:${lineOf(text, match.index)}`,
-          })
-      }
-      if (!own) continue
-      for (const [pattern, id, what] of CAPABILITIES) {
-        if (seenCapabilities.has(id)) continue
-        const match = pattern.exec(text)
-        if (match === null) continue
-        seenCapabilities.add(id)
-        findings.push({
-          stage: 'static',
-          id: `static.capability.${id}:${pkg.name}`,
-          severity: 'info',
-          title: `${pkg.name} ${what}`,
-          evidence: `${where}:${lineOf(text, match.index)}: ${match[0]}`,
-        })
-      }
+      findings.push(...secretsIn(text, where, pkg.name, `${pkg.name}@${pkg.version}`))
+      if (own) findings.push(...capabilitiesIn(text, where, pkg.name, CAPABILITIES, seenCapabilities))
     }
   }
   return findings
