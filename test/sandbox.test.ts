@@ -1,14 +1,12 @@
-import { EventEmitter } from 'node:events'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
-import pino from 'pino'
 import t from 'tap'
 import { Sandbox } from '../node/runtime/sandbox/sandbox.ts'
 import { connectStreamable, textOf, waitUntil } from './support/clients.ts'
+import { captureLogs } from './support/log-capture.ts'
 import { startNetwork } from './support/network.ts'
 import { withTimeout } from './support/wait.ts'
 
@@ -36,22 +34,7 @@ async function sandboxTests() {
   const keystore = join(operator, 'keystore.json')
   writeFileSync(peerKey, 'PEER-KEY-SECRET', { mode: 0o600 })
   writeFileSync(keystore, '{"crypto":"KEYSTORE-SECRET"}', { mode: 0o600 })
-  const logs: Record<string, unknown>[] = []
-  const logged = new EventEmitter<{ line: [Record<string, unknown>] }>()
-  const logger = pino(
-    { level: 'info' },
-    new Writable({
-      write(chunk, _encoding, done) {
-        for (const text of String(chunk).split('\n')) {
-          if (!text) continue
-          const line = JSON.parse(text)
-          logs.push(line)
-          logged.emit('line', line)
-        }
-        done()
-      },
-    }),
-  )
+  const { logger, lines: logs, events: logged } = captureLogs('info')
   const HOSTILE = join(import.meta.dirname, 'fixtures', 'hostile-server.ts')
   const hostile = (id: string) => ({
     id,
