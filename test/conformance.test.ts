@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap'
+import type { ServerConfigInput } from '../node/config.ts'
 import { runConformance, type ScenarioResult } from './support/conformance.ts'
 import {
   fixtureHttpServerConfig,
@@ -17,6 +18,21 @@ function expectPassing(t: Test, results: ScenarioResult[], scenarios: string[], 
   }
 }
 
+/**
+ * The suite run through a one-node network hosting `server`, against the gateway's URL for it (by a loopback
+ * name: the suite's DNS-rebinding scenario wants one, as a browser would see it).
+ */
+async function viaGateway(
+  t: Test,
+  server: ServerConfigInput,
+  serverId: string,
+  requirements?: Parameters<typeof runConformance>[1],
+): Promise<ScenarioResult[]> {
+  const network = await startNetwork({ nodes: 1, servers: [server] })
+  t.teardown(network.stop)
+  return runConformance(network.gateway.serverUrl(serverId).replace('127.0.0.1', 'localhost'), requirements)
+}
+
 const direct = await startDirectFixture()
 t.teardown(direct.stop)
 const baseline = await runConformance(direct.url)
@@ -33,13 +49,8 @@ for (const [upstream, server] of [
   t.test(
     `every scenario that passes directly also passes through gateway and node (${upstream} upstream)`,
     async (t) => {
-      const network = await startNetwork({ nodes: 1, servers: [server] })
-      t.teardown(network.stop)
-      // The suite's DNS-rebinding scenario needs a loopback name, as a browser would see it.
-      const viaGateway = await runConformance(
-        network.gateway.serverUrl('conformance').replace('127.0.0.1', 'localhost'),
-      )
-      expectPassing(t, viaGateway, passingDirectly, 'passes through the gateway')
+      const results = await viaGateway(t, server, 'conformance')
+      expectPassing(t, results, passingDirectly, 'passes through the gateway')
     },
   )
 }
@@ -82,12 +93,7 @@ const BRIDGED_2026 = [
 ]
 
 t.test('2026-07-28 requirements through the era bridge, against a legacy-only stdio server', async (t) => {
-  const network = await startNetwork({ nodes: 1, servers: [fixtureServerConfig()] })
-  t.teardown(network.stop)
-  const results = await runConformance(
-    network.gateway.serverUrl('conformance').replace('127.0.0.1', 'localhost'),
-    '2026-07-28',
-  )
+  const results = await viaGateway(t, fixtureServerConfig(), 'conformance', '2026-07-28')
   expectPassing(t, results, BRIDGED_2026, 'passes through the bridge')
 })
 
@@ -99,12 +105,7 @@ t.test(
     const direct = await runConformance(modernDirect.url.replace('127.0.0.1', 'localhost'), '2026-07-28')
     const passing = direct.filter((r) => r.passed && !r.scenario.startsWith('tasks-')).map((r) => r.scenario)
     t.ok(passing.length >= 15, `the v2 fixture passes ${passing.length} scored scenarios directly`)
-    const network = await startNetwork({ nodes: 1, servers: [modernFixtureConfig()] })
-    t.teardown(network.stop)
-    const via = await runConformance(
-      network.gateway.serverUrl('modern').replace('127.0.0.1', 'localhost'),
-      '2026-07-28',
-    )
+    const via = await viaGateway(t, modernFixtureConfig(), 'modern', '2026-07-28')
     expectPassing(t, via, passing, 'passes through the gateway')
   },
 )
@@ -136,13 +137,6 @@ const REVERSE_BRIDGED_2025 = [
 ]
 
 t.test('2025-11-25 requirements through the reverse bridge, against a modern-only server', async (t) => {
-  const network = await startNetwork({
-    nodes: 1,
-    servers: [modernFixtureConfig('conformance', { modernOnly: true })],
-  })
-  t.teardown(network.stop)
-  const results = await runConformance(
-    network.gateway.serverUrl('conformance').replace('127.0.0.1', 'localhost'),
-  )
+  const results = await viaGateway(t, modernFixtureConfig('conformance', { modernOnly: true }), 'conformance')
   expectPassing(t, results, REVERSE_BRIDGED_2025, 'passes through the reverse bridge')
 })
