@@ -17,13 +17,10 @@ export interface UnmetEntry {
 const MAX_IDS = 512
 const MAX_PRINCIPALS = 256
 const MAX_PACKAGES = 8
-const PYPI_SPEC = /^pypi:[A-Za-z0-9._-]{1,128}==\d[0-9A-Za-z.+!-]{0,63}$/
-
-/** A package named exactly: `npm:<name>@<exact version>` or `pypi:<name>==<exact version>`. */
+/** A package named exactly, as onboarding takes it: `npm:<name>@<exact version>` or `pypi:<name>==<exact version>`. */
 function isPinnedSpec(spec: string): boolean {
-  if (PYPI_SPEC.test(spec)) return true
   try {
-    return parsePackageRef(spec).kind === 'npm'
+    return parsePackageRef(spec).kind !== 'oci'
   } catch {
     return false
   }
@@ -80,8 +77,19 @@ export class UnmetDemand {
     return this.#entries.size
   }
 
+  /** Drops the least asked-for id: one pass over the entries, not a sort (it runs on every new id once full). */
   #evict(): void {
-    const [least] = this.ranked().slice(-1)
+    let least: UnmetEntry | undefined
+    for (const [id, e] of this.#entries) {
+      const entry = {
+        id,
+        requests: e.requests,
+        principals: e.principals.size,
+        packages: [],
+        lastAt: e.lastAt,
+      }
+      if (least === undefined || byDemand(entry, least) > 0) least = entry
+    }
     if (least !== undefined) this.#entries.delete(least.id)
   }
 }
