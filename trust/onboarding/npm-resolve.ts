@@ -26,7 +26,6 @@ export interface ResolvedNpm {
   version: string
   /** The project the server is installed in (its `node_modules` is the server's whole tree). */
   project: string
-  packageDir: string
   lockfile: string
   tree: LockedPackage[]
   findings: Finding[]
@@ -129,13 +128,11 @@ export async function resolveNpm(spec: string, workDir: string, registry?: strin
         evidence: `${script}: ${pkg.scripts![script]}`,
       })
   }
-  const packageDir = join(project, 'node_modules', ref.name)
   // A package installed at several places of the tree is one finding.
   return {
     name: ref.name,
     version: ref.version,
     project,
-    packageDir,
     lockfile,
     tree,
     findings: [...findings.values()],
