@@ -304,6 +304,7 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
       imageOf(server, this.#config.images),
       podServerConfig(server.config),
       replicas,
+      this.#config.sessionsPerPod,
     )
   }
 

@@ -3,6 +3,28 @@ import type { RuntimeServer } from '../runtime.ts'
 import type { WorkloadSpec } from './workload.ts'
 
 const DEFAULT_RESOURCES = { cpu: 0.25, memoryMiB: 256 }
+/** What the pod host itself needs beside its servers (Node.js, measured at about 60 MiB resident). */
+export const POD_HOST_RESOURCES = { cpu: 0.1, memoryMiB: 96 }
+
+/**
+ * A pod's requests and limits. A streamable-HTTP server's pod is one instance: the manifest's resources. A stdio
+ * server's pod runs the pod host and one process per session plus its warm pool, so it requests the host and
+ * one busy instance with its warm ones, and may grow to the host and `sessionsPerPod` instances with them —
+ * limiting it to one instance would have the kernel kill it at its second session.
+ */
+export function podResources(
+  instance: { cpu: number; memoryMiB: number },
+  transport: 'stdio' | 'streamable-http',
+  warmPool: number,
+  sessionsPerPod: number,
+): { requests: { cpu: number; memoryMiB: number }; limits: { cpu: number; memoryMiB: number } } {
+  if (transport !== 'stdio') return { requests: instance, limits: instance }
+  const times = (n: number) => ({
+    cpu: Math.round((POD_HOST_RESOURCES.cpu + instance.cpu * n) * 1000) / 1000,
+    memoryMiB: POD_HOST_RESOURCES.memoryMiB + instance.memoryMiB * n,
+  })
+  return { requests: times(1 + warmPool), limits: times(sessionsPerPod + warmPool) }
+}
 
 /**
  * What the pod host runs, as JSON in its environment: the server's launch fields, with the variables given
@@ -28,6 +50,7 @@ export function workloadSpec(
   image: string,
   podServer: string,
   replicas: number,
+  sessionsPerPod = 16,
 ): WorkloadSpec {
   const { config, manifest } = server
   const env: Record<string, string> = { ...config.env }
@@ -36,7 +59,12 @@ export function workloadSpec(
     const value = process.env[name]
     if (value !== undefined) env[name] = value
   }
-  const resources = manifest?.resources ?? DEFAULT_RESOURCES
+  const resources = podResources(
+    manifest?.resources ?? DEFAULT_RESOURCES,
+    config.transport,
+    config.transport === 'stdio' ? config.warmPool : 0,
+    sessionsPerPod,
+  )
   const http = config.transport === 'streamable-http' ? config : undefined
   return {
     serverId: config.id,
@@ -50,8 +78,8 @@ export function workloadSpec(
     httpPath: http?.path ?? '/mcp',
     portEnv: http?.portEnv ?? 'PORT',
     env,
-    cpu: resources.cpu,
-    memoryMiB: resources.memoryMiB,
+    requests: resources.requests,
+    limits: resources.limits,
     egress: manifest?.egress === true,
     replicas,
   }

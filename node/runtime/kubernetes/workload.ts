@@ -8,6 +8,10 @@ export const POD_HOST_PORT = 7800
 export const HTTP_SERVER_PORT = 8080
 /** Where the pod host reads the server it runs (a stdio launch configuration as JSON). */
 export const POD_HOST_SERVER_ENV = 'NEXUS_POD_SERVER'
+/** In an image built by the onboarding pipeline: the file holding the server's launch (command, args, env). */
+export const POD_LAUNCH_ENV = 'NEXUS_POD_LAUNCH'
+/** The command that tells the pod host to run its image's own launch (`NEXUS_POD_LAUNCH`). */
+export const IMAGE_LAUNCH_COMMAND = 'nexus:image-launch'
 
 export const MANAGED_BY = 'nexus-node'
 export const LABEL_NODE = 'nexus.mcp/node'
@@ -35,8 +39,9 @@ export interface WorkloadSpec {
   portEnv: string
   /** The variables the manifest allows, with the operator's values. */
   env: Record<string, string>
-  cpu: number
-  memoryMiB: number
+  /** What the pod asks the scheduler for, and what it may grow to (see `podResources`). */
+  requests: { cpu: number; memoryMiB: number }
+  limits: { cpu: number; memoryMiB: number }
   /** Whether the server may open connections out of its pod. */
   egress: boolean
   replicas: number
@@ -130,8 +135,10 @@ export function podTemplate(
     .map(([envName, value]) => ({ name: envName, value }))
   if (spec.transport === 'stdio') env.push({ name: POD_HOST_SERVER_ENV, value: spec.podServer ?? '{}' })
   else env.push({ name: spec.portEnv, value: String(port) })
-  const memory = `${spec.memoryMiB}Mi`
-  const cpu = `${Math.round(spec.cpu * 1000)}m`
+  const quantities = (r: { cpu: number; memoryMiB: number }) => ({
+    cpu: `${Math.round(r.cpu * 1000)}m`,
+    memory: `${r.memoryMiB}Mi`,
+  })
   return {
     metadata: { labels: labels(spec, context, name) },
     spec: {
@@ -151,7 +158,7 @@ export function podTemplate(
           ...(spec.transport === 'stdio' ? {} : { args: spec.args }),
           ports: [{ name: 'mcp', containerPort: port, protocol: 'TCP' }],
           env,
-          resources: { requests: { cpu, memory }, limits: { cpu, memory } },
+          resources: { requests: quantities(spec.requests), limits: quantities(spec.limits) },
           readinessProbe: { tcpSocket: { port: 'mcp' }, periodSeconds: 5 },
           securityContext: {
             allowPrivilegeEscalation: false,
