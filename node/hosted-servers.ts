@@ -10,6 +10,7 @@ import {
   StdioServerConfigSchema,
   type WhitelistedServer,
 } from './config.ts'
+import { IMAGE_LAUNCH_COMMAND } from './runtime/kubernetes/workload.ts'
 import { ensurePythonPackage, type InstalledPython } from './runtime/python-package.ts'
 import type { Runtime, RuntimeServer } from './runtime/runtime.ts'
 import { serverHash } from './server-hash.ts'
@@ -72,15 +73,24 @@ export function launchFromManifest(
       'INVALID_CONFIG',
       `server ${manifest.id} is an OCI image; the process runtime runs npm and PyPI packages only`,
     )
-  if (ref.kind === 'pypi' && python === undefined)
-    throw new NexusError('INVALID_CONFIG', `server ${manifest.id}: its PyPI package is not installed`)
+  // An image built by the onboarding pipeline carries its server's launch: the pod host runs it, and an HTTP
+  // server is the image's entrypoint.
+  const fromImage = runsImages && ref.kind !== 'oci' && manifest.image !== undefined
+  if (ref.kind === 'pypi' && python === undefined && !fromImage)
+    throw new NexusError(
+      'INVALID_CONFIG',
+      runsImages
+        ? `server ${manifest.id}: a PyPI package runs in a cluster from the image nexus onboard built (its manifest has none)`
+        : `server ${manifest.id}: its PyPI package is not installed`,
+    )
   const [command, ...commandArgs] = manifest.command ?? []
   if (ref.kind === 'oci' && manifest.transport === 'stdio' && command === undefined)
     throw new NexusError('INVALID_CONFIG', `server ${manifest.id}: an OCI image needs the command to run`)
   // A PyPI server runs its console script with the node's Python, its locked tree on PYTHONPATH (and in its
   // sandbox, read-only).
-  const launch =
-    ref.kind === 'npm'
+  const launch = fromImage
+    ? { command: manifest.transport === 'stdio' ? IMAGE_LAUNCH_COMMAND : 'entrypoint', args: [] as string[] }
+    : ref.kind === 'npm'
       ? { package: ref.name, bin: manifest.bin }
       : ref.kind === 'pypi'
         ? {

@@ -148,6 +148,12 @@ export const ManifestSchema = z
       .array(z.string().regex(PIP_LOCK_LINE, 'name==version --hash=sha256:<64 hex digits>'))
       .max(1024)
       .optional(),
+    /**
+     * The OCI image the onboarding pipeline built from this npm or PyPI package (`oci:<repository>@sha256:…`):
+     * what the Kubernetes runtime runs, while the process runtime runs the package itself. (Optional with no
+     * default: manifests signed before it hash alike.)
+     */
+    image: z.string().regex(OCI_SPEC, 'oci:<repository>@sha256:<64 hex digits>').optional(),
     /** What the curators found when they reviewed this version. */
     notes: z.array(z.string().max(4096)).max(64).default([]),
   })
@@ -188,6 +194,12 @@ export const ManifestSchema = z
         path: ['package'],
         message: 'an OCI image is pinned by its digest alone',
       })
+    if (ref?.kind === 'oci' && m.image !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['image'],
+        message: 'an OCI package is its own image; image is for npm and PyPI packages',
+      })
     if (m.transport === 'stdio' && m.eras !== undefined && !m.eras.includes('legacy'))
       ctx.addIssue({
         code: 'custom',
@@ -215,6 +227,14 @@ export function parseManifest(input: unknown, where = 'manifest'): Manifest {
   if (!result.success)
     throw new NexusError('UNTRUSTED_MANIFEST', `invalid ${where}:\n${z.prettifyError(result.error)}`)
   return result.data
+}
+
+/** The image a manifest names: its `oci:` package, or the image built from its npm or PyPI package. */
+export function manifestImage(manifest: Manifest): { image: string; digest: string } | undefined {
+  const ref = manifestPackage(manifest)
+  if (ref.kind === 'oci') return { image: ref.image, digest: ref.digest }
+  const built = manifest.image === undefined ? undefined : parsePackageRef(manifest.image)
+  return built?.kind === 'oci' ? { image: built.image, digest: built.digest } : undefined
 }
 
 /** The manifest's package, already validated by the schema. */

@@ -4,7 +4,13 @@ import { parseCli, stopOnSignals } from '../../protocol/cli-args.ts'
 import { errorMessage } from '../../protocol/errors.ts'
 import { createLogger } from '../../protocol/logger.ts'
 import { StdioServerConfigSchema } from '../config.ts'
-import { POD_HOST_PORT, POD_HOST_SERVER_ENV } from '../runtime/kubernetes/workload.ts'
+import {
+  IMAGE_LAUNCH_COMMAND,
+  POD_HOST_PORT,
+  POD_HOST_SERVER_ENV,
+  POD_LAUNCH_ENV,
+} from '../runtime/kubernetes/workload.ts'
+import { withImageLaunch } from './image-launch.ts'
 import { PodHost } from './pod-host.ts'
 
 const USAGE = `
@@ -13,7 +19,8 @@ Usage: nexus-pod-host [--port <port>] [--host <address>]
 The entrypoint of a stdio MCP server's pod under the Kubernetes runtime. It runs the server described by
 ${POD_HOST_SERVER_ENV} (a stdio launch configuration as JSON: command and args, or an installed npm package
 and its bin; passEnv names the variables it may receive) once per session, and serves the node's sessions
-on TCP with Nexus session frames.
+on TCP with Nexus session frames. The command ${IMAGE_LAUNCH_COMMAND} runs the launch an image built by
+nexus onboard carries, from the file ${POD_LAUNCH_ENV} names.
 
 Options:
       --port <port>      port to listen on (default ${POD_HOST_PORT})
@@ -33,7 +40,7 @@ try {
   if (!parsed.success)
     throw new Error(`${POD_HOST_SERVER_ENV} is not a stdio launch configuration: ${parsed.error.message}`)
   const host = new PodHost({
-    server: parsed.data,
+    server: withImageLaunch(parsed.data),
     port: Number(values.port ?? POD_HOST_PORT),
     host: values.host,
     maxSessions: values['max-sessions'] === undefined ? undefined : Number(values['max-sessions']),
