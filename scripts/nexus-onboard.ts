@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Manifest } from '../protocol/manifest.ts'
 import { DEFAULT_POLICY, loadPolicy } from '../trust/onboarding/findings.ts'
-import { onboard } from '../trust/onboarding/onboard.ts'
+import { DEFAULT_IMAGE_REPOSITORY, onboard } from '../trust/onboarding/onboard.ts'
 import { renderReport } from '../trust/onboarding/report.ts'
 import { onboardUpgrade } from '../trust/onboarding/upgrade.ts'
 import { DEFAULT_WHITELIST_PATH } from '../trust/trust-config.ts'
@@ -22,7 +22,13 @@ export interface OnboardValues {
   policy?: string
   registry?: string
   output?: string
+  'image-layout'?: string
+  'image-repository'?: string
+  'no-image'?: boolean
 }
+
+/** The OCI layout images are written into unless `--image-layout` says otherwise. */
+export const DEFAULT_IMAGE_LAYOUT = 'nexus-images'
 
 /** The signed manifest of the server's latest version in a whitelist file: what an upgrade is compared with. */
 function previousManifest(id: string, whitelist = DEFAULT_WHITELIST_PATH): Manifest {
@@ -48,6 +54,12 @@ export async function onboardCommand(spec: string | undefined, values: OnboardVa
   }
   const egress = values.egress === undefined ? false : values.egress.includes('*') ? true : values.egress
   const policy = values.policy === undefined ? DEFAULT_POLICY : loadPolicy(values.policy)
+  const image = values['no-image']
+    ? undefined
+    : {
+        layout: values['image-layout'] ?? DEFAULT_IMAGE_LAYOUT,
+        repository: values['image-repository'] ?? DEFAULT_IMAGE_REPOSITORY,
+      }
   const report =
     values.upgrade === undefined
       ? await onboard({
@@ -60,10 +72,12 @@ export async function onboardCommand(spec: string | undefined, values: OnboardVa
           egress,
           registry: values.registry,
           policy,
+          image,
         })
       : await onboardUpgrade(previousManifest(values.upgrade, values.whitelist), spec, {
           registry: values.registry,
           policy,
+          image,
         })
   const out = values.output ?? '.'
   mkdirSync(out, { recursive: true })
@@ -75,6 +89,12 @@ export async function onboardCommand(spec: string | undefined, values: OnboardVa
     `${report.verdict}: ${report.findings.length} finding(s), ${report.blocking.length} blocking\n` +
       `  ${base}.manifest.json\n  ${base}.report.md\n  ${base}.report.json\n`,
   )
+  if (report.image !== undefined)
+    process.stdout.write(
+      `  image ${report.image.reference} (${(report.image.bytes / 2 ** 20).toFixed(1)} MiB) in ${image!.layout}, ` +
+        `tag ${report.image.tag}\n  push: skopeo copy --preserve-digests oci:${image!.layout}:${report.image.tag} ` +
+        `docker://${report.image.reference.slice(4).replace(/@sha256:.*/, '')}:${report.image.tag}\n`,
+    )
   for (const f of report.blocking) process.stdout.write(`  blocks: [${f.severity}] ${f.id}: ${f.title}\n`)
   return report.verdict === 'approved' ? 0 : 3
 }

@@ -44,10 +44,13 @@ Manifests (the whitelist's entries):
 Onboarding (request → validate → pin → manifest to sign):
   onboard <npm:name@version | --request <id> --gateway <url>> [--id <id>] [--bin <name>] [--arg <a>]... [--env <NAME>]... [--operator-args]
           [--egress <host>]... [--policy <file>] [--registry <url>] [-o <folder>]
+          [--image-layout <folder>] [--image-repository <registry/path>] [--no-image]
                                    install the exact version with its locked tree (no scripts run), check it
-                                   statically and run it in a sandbox, pin its tools; writes the manifest to
-                                   sign and the report; exits 3 when the policy blocks it
+                                   statically and run it in a sandbox, pin its tools, build its OCI image
+                                   (into ./nexus-images unless --no-image); writes the manifest to sign and
+                                   the report; exits 3 when the policy blocks it
   onboard --upgrade <id> <version> [--whitelist <file>] [--policy <file>] [--registry <url>] [-o <folder>]
+          [--image-layout <folder>] [--image-repository <registry/path>] [--no-image]
                                    the same for a new version, with the previous signed manifest's settings,
                                    and a diff against it (tools, dependencies, findings) in the report
 
@@ -92,6 +95,9 @@ const { values, positionals } = parseCli(USAGE, {
   upgrade: { type: 'string' },
   whitelist: { type: 'string' },
   policy: { type: 'string' },
+  'image-layout': { type: 'string' },
+  'image-repository': { type: 'string' },
+  'no-image': { type: 'boolean' },
 })
 const [command = 'help', sub, ...args] = positionals
 

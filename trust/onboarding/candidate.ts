@@ -1,6 +1,7 @@
 import type { LaunchSpec } from '../../node/runtime/launch.ts'
 import type { ManifestInput } from '../../protocol/manifest.ts'
 import type { Finding, Stage } from './findings.ts'
+import type { ImageLaunch } from './image/build-image.ts'
 
 /** Runs one stage of the pipeline, timing it for the report. */
 export type Timed = <T>(stage: Stage, work: () => Promise<T> | T) => Promise<T>
@@ -27,6 +28,8 @@ export interface Candidate {
   /** What its sandbox must show beyond the launch's own files. */
   binds: { path: string; mode: 'ro' | 'rw' }[]
   dependencies: DependencySummary
+  /** What its image holds: the installed tree and where it goes, whether it needs Python, and its launch there. */
+  image: { tree: { from: string; to: string }; python: boolean; launch: ImageLaunch }
   /** Its manifest's fields for this ecosystem (tools, egress and the rest are added by the pipeline). */
   manifest(fields: { id: string; memoryMiB: number; notes: string[] }): Promise<ManifestInput>
 }

@@ -7,7 +7,7 @@ export const SEVERITIES = ['info', 'low', 'medium', 'high', 'critical'] as const
 export type Severity = (typeof SEVERITIES)[number]
 
 /** The pipeline's stages, in order; each finding names the one that made it. */
-export type Stage = 'resolve' | 'static' | 'dynamic' | 'tools'
+export type Stage = 'resolve' | 'static' | 'dynamic' | 'tools' | 'image'
 
 /** One thing the pipeline found, with what shows it. `id` is stable, so a policy can waive it by name. */
 export interface Finding {

@@ -1,9 +1,12 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { posix, relative } from 'node:path'
 import { resolvePackageBin } from '../../node/runtime/package-bin.ts'
 import { createManifest } from '../manifest-create.ts'
 import { advisoryChecks } from './advisories.ts'
 import type { Candidate, Timed } from './candidate.ts'
+import { IMAGE_SERVER_DIR } from './image/build-image.ts'
+import { IMAGE_NODE } from './image/runtime-files.ts'
 import { resolveNpm } from './npm-resolve.ts'
 import type { OnboardOptions } from './onboard.ts'
 import { staticChecks } from './static-checks.ts'
@@ -33,6 +36,16 @@ export async function npmCandidate(
       cwd: undefined,
     },
     binds: [],
+    // The whole project (package.json, lockfile, node_modules) becomes the image's server folder.
+    image: {
+      tree: { from: resolved.project, to: IMAGE_SERVER_DIR },
+      python: false,
+      launch: {
+        command: IMAGE_NODE,
+        args: [posix.join(IMAGE_SERVER_DIR, relative(resolved.project, bin.binPath))],
+        env: {},
+      },
+    },
     dependencies: {
       packages: resolved.tree.length,
       lockfileSha256: createHash('sha256').update(readFileSync(resolved.lockfile)).digest('hex'),

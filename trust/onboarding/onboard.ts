@@ -6,6 +6,7 @@ import { type Manifest, parseManifest, parsePackageRef } from '../../protocol/ma
 import { type DependencySummary, defaultServerId } from './candidate.ts'
 import { type DynamicResult, dynamicChecks } from './dynamic-checks.ts'
 import { blocking, DEFAULT_POLICY, type Finding, type OnboardingPolicy, type Stage } from './findings.ts'
+import { type BuiltImage, buildServerImage } from './image/build-image.ts'
 import { npmCandidate } from './npm-candidate.ts'
 import { pypiCandidate } from './pypi-candidate.ts'
 import { checkTools } from './tool-checks.ts'
@@ -25,7 +26,15 @@ export interface OnboardOptions {
   /** The npm registry to resolve from (and whose advisory data to read); npm's own by default. */
   registry?: string
   policy?: OnboardingPolicy
+  /**
+   * Containerize an approved server: its OCI image is written into the `layout` folder (an OCI image layout,
+   * pushed with `skopeo copy oci:<layout>:<tag> docker://<repository>`), and the manifest names it by digest.
+   */
+  image?: { layout: string; repository?: string; layerCache?: string }
 }
+
+/** Where images are pushed unless the curator says otherwise: `--image-repository`. */
+export const DEFAULT_IMAGE_REPOSITORY = 'registry.example/mcp-nexus'
 
 /** What a curator reads before signing: the verdict, each stage's findings and timings, and the manifest. */
 export interface OnboardingReport {
@@ -40,6 +49,8 @@ export interface OnboardingReport {
     tools: { name: string; digest: string; readOnly: boolean; description?: string }[]
   }
   permissions: { env: string[]; egress: boolean | string[]; operatorArgs: boolean }
+  /** The image built for an approved server (when asked for): its reference, layers and size. */
+  image?: BuiltImage
   policy: OnboardingPolicy
   /** The manifest to sign, tools pinned, resources measured. */
   manifest: Manifest
@@ -101,7 +112,7 @@ export async function onboard(options: OnboardOptions): Promise<OnboardingReport
       notes: [`onboarded by the pipeline: ${findings.length} finding(s), none blocking under its policy`],
     })
     const egress = options.egress ?? false
-    const manifest = parseManifest({
+    const pinned = parseManifest({
       ...created,
       ...(egress === false ? {} : { egress }),
       tools: toolDigests(dynamic.tools),
@@ -109,7 +120,39 @@ export async function onboard(options: OnboardOptions): Promise<OnboardingReport
     // One finding per id: the first place it was seen is its evidence.
     const unique = [...new Map(findings.toReversed().map((f) => [f.id, f])).values()].reverse()
     findings.splice(0, findings.length, ...unique)
+    const before = blocking(findings, policy)
+    // Only an approved server is containerized: an image of what is blocked would be one more thing to clean up.
+    const image =
+      options.image === undefined || before.length > 0
+        ? undefined
+        : await timed('image', () =>
+            buildServerImage({
+              id,
+              version: pinned.version,
+              spec: options.spec,
+              transport: pinned.transport,
+              ...candidate.image,
+              manifestArgs: pinned.args,
+              env: pinned.env,
+              repository: `${options.image!.repository ?? DEFAULT_IMAGE_REPOSITORY}/${id}`,
+              layout: options.image!.layout,
+              layerCache: options.image!.layerCache,
+            }),
+          )
+    for (const missing of image?.unresolvedLibraries ?? [])
+      findings.push({
+        stage: 'image',
+        id: `image.unresolved-library:${missing.split(':')[0]!.split('/').pop()}`,
+        severity: 'medium',
+        title:
+          'native code of the server loads a library this machine lacks: that module cannot load in the image',
+        evidence: missing,
+      })
     const blockers = blocking(findings, policy)
+    const manifest =
+      image === undefined || blockers.length > 0
+        ? pinned
+        : parseManifest({ ...pinned, image: image.reference })
     const { findings: _dynamicFindings, tools, ...observed } = dynamic
     return {
       spec: options.spec,
@@ -128,6 +171,7 @@ export async function onboard(options: OnboardOptions): Promise<OnboardingReport
         })),
       },
       permissions: { env: manifest.env, egress, operatorArgs: manifest.operatorArgs },
+      image,
       policy,
       manifest:
         blockers.length === 0

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto'
 import { chooseScript, consoleScripts } from '../../node/runtime/python-package.ts'
 import type { Candidate, Timed } from './candidate.ts'
+import { IMAGE_SERVER_DIR } from './image/build-image.ts'
+import { IMAGE_PYTHON } from './image/runtime-files.ts'
 import type { OnboardOptions } from './onboard.ts'
 import { pypiAdvisories, resolvePypi } from './pypi-resolve.ts'
 import { pythonStaticChecks } from './static-checks.ts'
@@ -13,6 +15,7 @@ export async function pypiCandidate(
 ): Promise<Candidate> {
   const resolved = await timed('resolve', () => resolvePypi(options.spec, workDir))
   const script = chooseScript(consoleScripts(resolved.site, resolved.name), resolved.name, options.bin)
+  const main = `import sys; from ${script.module} import ${script.func} as main; sys.exit(main())`
   const findings = [
     ...resolved.findings,
     ...(await timed('static', async () => [
@@ -26,15 +29,20 @@ export async function pypiCandidate(
     // As a node runs it (see `node/runtime/python-package.ts`): its console script, its tree on PYTHONPATH.
     launch: {
       command: resolved.python,
-      args: [
-        '-c',
-        `import sys; from ${script.module} import ${script.func} as main; sys.exit(main())`,
-        ...(options.args ?? []),
-      ],
+      args: ['-c', main, ...(options.args ?? [])],
       env: { PATH: process.env.PATH ?? '', PYTHONPATH: resolved.site, PYTHONDONTWRITEBYTECODE: '1' },
       cwd: undefined,
     },
     binds: [{ path: resolved.site, mode: 'ro' }],
+    image: {
+      tree: { from: resolved.site, to: `${IMAGE_SERVER_DIR}/python` },
+      python: true,
+      launch: {
+        command: IMAGE_PYTHON,
+        args: ['-c', main],
+        env: { PYTHONPATH: `${IMAGE_SERVER_DIR}/python`, PYTHONDONTWRITEBYTECODE: '1' },
+      },
+    },
     dependencies: {
       packages: resolved.tree.length,
       lockfileSha256: createHash('sha256')

@@ -32,6 +32,21 @@ function renderUpgrade(diff: UpgradeDiff): string[] {
 }
 
 /** The report as a curator reads it: verdict first, then what blocks, every finding, the server as it ran. */
+function renderImage(image: OnboardingReport['image']): string[] {
+  if (image === undefined) return []
+  const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`
+  return [
+    '## Image',
+    '',
+    `\`${image.reference}\` (tag \`${image.tag}\`), ${mib(image.bytes)} compressed, runs as uid 65532.`,
+    '',
+    '| layer | files | compressed | digest |',
+    '| --- | ---: | ---: | --- |',
+    ...image.layers.map((l) => `| ${l.name} | ${l.files} | ${mib(l.bytes)} | \`${l.digest}\` |`),
+    '',
+  ]
+}
+
 export function renderReport(report: OnboardingReport | UpgradeReport): string {
   const { manifest, dynamic } = report
   const lines = [
@@ -90,6 +105,7 @@ export function renderReport(report: OnboardingReport | UpgradeReport): string {
     `${report.dependencies.packages} package(s), locked with their integrity; lockfile sha256 \`${report.dependencies.lockfileSha256}\`.`,
     `Install scripts: ${report.dependencies.installScripts.join(', ') || 'none'}.`,
     '',
+    ...renderImage(report.image),
     '## Manifest to sign',
     '',
     '```json',
