@@ -5,8 +5,8 @@
  * (root, apt-get); otherwise it says how, and nodes run servers unsandboxed (`sandbox.mode: preferred`, the
  * default where the machine has no sandbox). It never fails the command that ran it.
  */
-import { spawnSync } from 'node:child_process'
 import { Sandbox } from '../node/runtime/sandbox/sandbox.ts'
+import { aptInstall, canAptInstall } from './apt-install.ts'
 
 function sandboxProblem(): string | undefined {
   const { sandbox, unavailable } = Sandbox.create('preferred')
@@ -16,13 +16,8 @@ function sandboxProblem(): string | undefined {
 
 const problem = sandboxProblem()
 if (problem !== undefined && process.platform === 'linux') {
-  const canInstall =
-    process.getuid?.() === 0 && spawnSync('apt-get', ['--version'], { stdio: 'ignore' }).status === 0
-  if (canInstall && /not installed/.test(problem)) {
-    process.stderr.write('setup: installing bubblewrap (server sandboxes) with apt-get…\n')
-    spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore' })
-    spawnSync('apt-get', ['install', '-y', '-qq', 'bubblewrap', 'util-linux'], { stdio: 'ignore' })
-  }
+  if (canAptInstall() && /not installed/.test(problem))
+    aptInstall(['bubblewrap', 'util-linux'], 'server sandboxes')
   const left = sandboxProblem()
   if (left !== undefined)
     process.stderr.write(

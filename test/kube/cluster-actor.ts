@@ -15,6 +15,8 @@ import {
 } from '../../node/runtime/kubernetes/kube-api.ts'
 import { LABEL_NODE, MANAGED_BY, POD_HOST_SERVER_ENV } from '../../node/runtime/kubernetes/workload.ts'
 import { freePort, portAccepts } from '../../node/runtime/ports.ts'
+import type { Container as OciContainer } from '../support/oci-runtime.ts'
+import type { ImageContainer, OciPods } from './oci-pods.ts'
 
 /**
  * The address the actor's pods listen on: EndpointSlices refuse loopback addresses, so the machine's own
@@ -39,7 +41,7 @@ interface Deployment extends KubeObject {
     template: { metadata: { labels: Record<string, string> }; spec: { containers: Container[] } }
   }
 }
-interface Container {
+interface Container extends ImageContainer {
   command?: string[]
   args?: string[]
   env?: { name: string; value?: string }[]
@@ -55,6 +57,8 @@ export interface LocalPod {
   node: string
   /** The pod's process; none when the actor only simulates pods (`simulatePodsAt`). */
   process?: ChildProcess
+  /** When the pod runs its real image: the container the OCI runtime runs. */
+  container?: OciContainer
   port: number
 }
 
@@ -85,6 +89,7 @@ export class ClusterActor extends EventEmitter<ClusterActorEvents> {
   readonly #abort = new AbortController()
   readonly #loops: Promise<void>[] = []
   readonly #simulated: { port: number } | undefined
+  readonly #images: OciPods | undefined
   readonly #deployments = new Map<string, Deployment>()
   /** Deployments whose pods are not replaced for now (`crash(pod, { replace: false })`). */
   readonly #held = new Set<string>()
@@ -94,13 +99,19 @@ export class ClusterActor extends EventEmitter<ClusterActorEvents> {
 
   /**
    * `simulatePodsAt`: publish every pod's endpoint at this port without starting a process, for measuring the
-   * control path alone (the benchmark's 100 servers); what answers there is up to the caller.
+   * control path alone (the benchmark's 100 servers); what answers there is up to the caller. `images`: pods
+   * whose image is in this local OCI layout run that image with the OCI runtime.
    */
-  constructor(api: KubeApi, namespaces: string[], options: { simulatePodsAt?: { port: number } } = {}) {
+  constructor(
+    api: KubeApi,
+    namespaces: string[],
+    options: { simulatePodsAt?: { port: number }; images?: OciPods } = {},
+  ) {
     super()
     this.#api = api
     this.#namespaces = namespaces
     this.#simulated = options.simulatePodsAt
+    this.#images = options.images
   }
 
   async start(): Promise<void> {
@@ -241,24 +252,47 @@ export class ClusterActor extends EventEmitter<ClusterActorEvents> {
     const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' }
     for (const variable of container.env ?? []) env[variable.name] = variable.value ?? ''
     env.NEXUS_LOG_LEVEL = 'warn'
-    const { child, port } =
+    const { child, port, running } =
       this.#simulated !== undefined
-        ? { child: undefined, port: this.#simulated.port }
-        : env[POD_HOST_SERVER_ENV] === undefined
-          ? await this.#runServer(container, env)
-          : await this.#runPodHost(env)
+        ? { child: undefined, port: this.#simulated.port, running: undefined }
+        : this.#images?.digestOf(container.image) !== undefined
+          ? await this.#runImage(name, container)
+          : env[POD_HOST_SERVER_ENV] === undefined
+            ? { ...(await this.#runServer(container, env)), running: undefined }
+            : { ...(await this.#runPodHost(env)), running: undefined }
     const pod: LocalPod = {
       name,
       namespace,
       deployment: deployment.metadata.name,
       node: deployment.metadata.labels?.[LABEL_NODE] ?? '',
       process: child,
+      container: running,
       port,
     }
     this.pods.set(`${namespace}/${name}`, pod)
     await this.#publish(pod, deployment)
     this.emit('pod-ready', pod)
     return true
+  }
+
+  /**
+   * A pod whose image is here: the image itself, run by the OCI runtime with the pod's variables and limits.
+   * Its pod host is told the actor's address and a port of its own (every pod here shares the machine's
+   * address), where a kubelet would give the pod its own IP and the image's default port.
+   */
+  async #runImage(
+    name: string,
+    container: Container,
+  ): Promise<{ child: ChildProcess; port: number; running: OciContainer }> {
+    const env: Record<string, string> = { NEXUS_LOG_LEVEL: 'warn' }
+    for (const variable of container.env ?? []) env[variable.name] = variable.value ?? ''
+    const { container: running, port } = await this.#images!.start(name, container, env, [
+      '--host',
+      this.address,
+      '--port',
+      '0',
+    ])
+    return { child: running.child, port, running }
   }
 
   /** A stdio server's pod: the pod host (the image's entrypoint), which says its port once it listens. */
@@ -338,6 +372,7 @@ export class ClusterActor extends EventEmitter<ClusterActorEvents> {
   }
 
   async #stopProcess(pod: LocalPod): Promise<void> {
+    if (pod.container !== undefined) return pod.container.stop()
     if (pod.process === undefined || pod.process.exitCode !== null || pod.process.signalCode !== null) return
     pod.process.kill('SIGTERM')
     await once(pod.process, 'exit')

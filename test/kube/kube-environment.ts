@@ -6,6 +6,7 @@ import { KubernetesRuntime } from '../../node/runtime/kubernetes/kubernetes-runt
 import { createLogger } from '../../protocol/logger.ts'
 import { ClusterActor } from './cluster-actor.ts'
 import { KubeCluster } from './kube-cluster.ts'
+import type { OciPods } from './oci-pods.ts'
 
 const NAMESPACES = { apiVersion: 'v1', plural: 'namespaces' }
 
@@ -60,13 +61,19 @@ export async function createRestrictedNamespace(admin: KubeApi, name: string): P
   })
 }
 
-/** A real API server with `namespaces` (restricted), and the actor playing kubelet and controllers in them. */
-export async function startKubeEnvironment(namespaces: string[]): Promise<KubeEnvironment> {
+/**
+ * A real API server with `namespaces` (restricted), and the actor playing kubelet and controllers in them
+ * (running the pods whose images are in `images` as containers).
+ */
+export async function startKubeEnvironment(
+  namespaces: string[],
+  options: { images?: OciPods } = {},
+): Promise<KubeEnvironment> {
   const cluster = await KubeCluster.start()
   try {
     const admin = await cluster.admin()
     for (const name of namespaces) await createRestrictedNamespace(admin, name)
-    const actor = new ClusterActor(admin, namespaces)
+    const actor = new ClusterActor(admin, namespaces, { images: options.images })
     await actor.start()
     const runtime = (
       namespace: string,
