@@ -1,6 +1,7 @@
 import * as z from 'zod/v4'
 import { NexusError } from '../protocol/errors.ts'
 import { TrustConfigSchema } from '../trust/trust-config.ts'
+import { VirtualServerSchema } from './unified/virtual-servers.ts'
 
 export const GatewayConfigSchema = z.object({
   /** libp2p transport and addresses, as for nodes. */
@@ -99,6 +100,28 @@ export const GatewayConfigSchema = z.object({
       replayTimeoutMs: z.number().int().min(100).default(10_000),
     })
     .prefault({}),
+  /** `/mcp`: one endpoint for every server a principal may use (see README, "One endpoint for all servers"). */
+  unified: z
+    .object({
+      /** Between a server's id and a tool or prompt name; a server id containing it is left out. */
+      separator: z
+        .string()
+        .regex(
+          /^[A-Za-z0-9_.-]{1,8}$/,
+          'up to 8 of letters, digits, "_", "." and "-" (tool names allow no others)',
+        )
+        .default('__'),
+      /** How long one server may take to answer a list before the list goes on without it. */
+      listTimeoutMs: z.number().int().min(100).default(5_000),
+      /** How long a call may run; each progress notification starts the time again. */
+      callTimeoutMs: z.number().int().min(1_000).default(600_000),
+    })
+    .strict()
+    .prefault({}),
+  /** `/mcp/v/<name>`: named subsets of servers and tools, with renames, descriptions and who may see them. */
+  virtualServers: z
+    .record(z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'a lower-case name'), VirtualServerSchema)
+    .default({}),
   /** On shutdown (SIGTERM), how long requests in flight may take to finish before they are answered with an error. */
   shutdownTimeoutMs: z.number().int().min(0).default(10_000),
   /** How often the gateway publishes its demand report (sessions and call rates per server). */

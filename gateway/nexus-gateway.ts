@@ -39,6 +39,7 @@ import { RetrySafety } from './retry-safety.ts'
 import { matchRoute, opensSession, PROTECTED_RESOURCE_PATH } from './routes.ts'
 import type { SessionFactory } from './session-factory.ts'
 import { StreamableEndpoint } from './streamable-endpoint.ts'
+import { UnifiedEndpoint } from './unified/unified-endpoint.ts'
 import { mergeUnmet, UnmetDemand, type UnmetEntry } from './unmet-demand.ts'
 
 export interface NexusGatewayOptions {
@@ -105,6 +106,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
   #probing = new Set<GatewaySession>()
   #http: Server | undefined
   #streamable: StreamableEndpoint | undefined
+  #unified: UnifiedEndpoint | undefined
   #legacy: LegacySseEndpoint | undefined
   #sweeper: NodeJS.Timeout | undefined
 
@@ -233,6 +235,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       },
     })
     this.#streamable = new StreamableEndpoint(this, this.config, this.eventBudget, modern, this.logger)
+    this.#unified = new UnifiedEndpoint(this, this.config, this.view, this.eventBudget, this.logger)
     this.#legacy = new LegacySseEndpoint(this, this.logger)
     // Idle keep-alive sockets stay open longer than clients keep them (undici: 4 s), so that a client never
     // reuses a socket the server is closing at that moment (which it would see as ECONNRESET).
@@ -285,7 +288,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     const timedOut = new Promise<void>((resolve) => deadline.addEventListener('abort', () => resolve()))
     await Promise.race([Promise.all(sessions.map((s) => s.whenIdle())), timedOut])
     await Promise.all(sessions.map((s) => s.shutdown('the gateway shut down before the server answered')))
-    await Promise.all([this.#streamable?.closeAll(), this.#legacy?.closeAll()])
+    await Promise.all([this.#streamable?.closeAll(), this.#unified?.closeAll(), this.#legacy?.closeAll()])
     if (this.#http !== undefined) {
       const http = this.#http
       http.closeAllConnections()
@@ -613,7 +616,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
         x.res,
         404,
         -32000,
-        `Not found: ${x.url.pathname}; MCP endpoints are /mcp/<server-id> and /sse/<server-id>`,
+        `Not found: ${x.url.pathname}; MCP endpoints are /mcp, /mcp/v/<name>, /mcp/<server-id> and /sse/<server-id>`,
       )
     return true
   }
@@ -662,6 +665,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
   async #dispatch(x: Exchange): Promise<boolean> {
     const route = x.route!
     if (route.kind === 'mcp') await this.#streamable!.handle(x.req, x.res, route.serverId, x.auth!)
+    else if (route.kind === 'unified') await this.#unified!.handle(x.req, x.res, route.virtual, x.auth!)
     else if (route.kind === 'sse') await this.#legacy!.open(x.res, route.serverId, x.auth!)
     else if (route.kind === 'legacy-messages')
       await this.#legacy!.post(x.req, x.res, route.sessionId, x.auth!)

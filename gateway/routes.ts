@@ -8,6 +8,8 @@ export const PROTECTED_RESOURCE_PATH = '/.well-known/oauth-protected-resource'
 export type Route =
   /** OAuth protected-resource metadata: public. */
   | { kind: 'resource-metadata' }
+  /** `/mcp` (every server) or `/mcp/v/<name>` (a virtual server): one endpoint for many servers. */
+  | { kind: 'unified'; virtual: string }
   /** `/mcp/<server-id>`: streamable HTTP, both eras. */
   | { kind: 'mcp'; serverId: string }
   /** `/sse/<server-id>`: opens a legacy HTTP+SSE session. */
@@ -32,6 +34,16 @@ const ROUTES: RouteEntry[] = [
   {
     methods: ['GET'],
     match: (path) => (path.startsWith(PROTECTED_RESOURCE_PATH) ? { kind: 'resource-metadata' } : undefined),
+  },
+  {
+    methods: ['GET', 'POST', 'DELETE'],
+    match: (path) => {
+      if (path === '/mcp') return { kind: 'unified', virtual: '' }
+      const [, first, v, name, extra] = path.split('/')
+      return first === 'mcp' && v === 'v' && name && extra === undefined
+        ? { kind: 'unified', virtual: name }
+        : undefined
+    },
   },
   {
     methods: ['GET', 'POST', 'DELETE'],
@@ -76,7 +88,7 @@ export function matchRoute(method: string | undefined, url: URL): RouteMatch {
 export function opensSession(route: Route, req: IncomingMessage): boolean {
   if (route.kind === 'sse') return true
   return (
-    route.kind === 'mcp' &&
+    (route.kind === 'mcp' || route.kind === 'unified') &&
     req.method === 'POST' &&
     req.headers['mcp-session-id'] === undefined &&
     !isModernHttpRequest(req.headers)

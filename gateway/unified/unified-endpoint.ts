@@ -1,0 +1,166 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
+import { isInitializeRequest, isJSONRPCRequest } from '@modelcontextprotocol/sdk/types.js'
+import type { Logger } from 'pino'
+import type { AuthContext } from '../../protocol/session-handshake.ts'
+import { mayUseServer } from '../authenticator.ts'
+import type { GatewayConfig } from '../config.ts'
+import { BoundedEventStore, type EventBudget } from '../event-store.ts'
+import { sendHttpError } from '../http-responses.ts'
+import { isModernHttpRequest } from '../modern-validation.ts'
+import type { NetworkView } from '../network-view.ts'
+import { readJsonBodyOrReply } from '../request-body.ts'
+import type { SessionFactory } from '../session-factory.ts'
+import { Namespacing } from './namespacing.ts'
+import { UnifiedServer } from './unified-server.ts'
+import { mayUseVirtual, ToolView } from './virtual-servers.ts'
+
+interface Entry {
+  transport: StreamableHTTPServerTransport
+  unified: UnifiedServer
+  principal: string
+  /** `''` for `/mcp`, the virtual server's name otherwise. */
+  virtual: string
+  lastActivity: number
+}
+
+/**
+ * `/mcp` and `/mcp/v/<name>`: one MCP server for all the servers a principal may use (or a virtual server's
+ * share of them), on the streamable HTTP transport of the 2025-11-25 era, with Last-Event-ID resumption.
+ */
+export class UnifiedEndpoint {
+  readonly #factory: SessionFactory
+  readonly #config: GatewayConfig
+  readonly #view: NetworkView
+  readonly #eventBudget: EventBudget
+  readonly #logger: Logger
+  readonly #names: Namespacing
+  readonly #entries = new Map<string, Entry>()
+  readonly #onViewChange = () => {
+    for (const entry of this.#entries.values()) entry.unified.refresh()
+  }
+  readonly #idleSweep: NodeJS.Timeout
+
+  constructor(
+    factory: SessionFactory,
+    config: GatewayConfig,
+    view: NetworkView,
+    eventBudget: EventBudget,
+    logger: Logger,
+  ) {
+    this.#factory = factory
+    this.#config = config
+    this.#view = view
+    this.#eventBudget = eventBudget
+    this.#logger = logger.child({ endpoint: 'unified' })
+    this.#names = new Namespacing(config.unified.separator)
+    view.on('change', this.#onViewChange)
+    const idle = config.sessions.idleTimeoutMs
+    this.#idleSweep = setInterval(() => this.#closeIdle(idle), Math.min(idle, 60_000)).unref()
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, virtual: string, auth: AuthContext): Promise<void> {
+    const definition = virtual === '' ? undefined : this.#config.virtualServers[virtual]
+    if (virtual !== '' && (definition === undefined || !mayUseVirtual(definition, auth)))
+      return sendHttpError(res, 404, -32001, `Unknown virtual server ${virtual}`)
+    let body: unknown
+    if (req.method === 'POST') {
+      const read = await readJsonBodyOrReply(req, res, this.#factory.bodyLimits)
+      if (read === undefined) return
+      body = read.value
+    }
+    if (isModernHttpRequest(req.headers, body))
+      return sendHttpError(
+        res,
+        400,
+        -32000,
+        'The unified endpoint speaks MCP 2025-11-25 (sessions); for 2026-07-28 use /mcp/<server-id>',
+      )
+    const sessionId = req.headers['mcp-session-id']
+    if (typeof sessionId === 'string') {
+      const entry = this.#entries.get(sessionId)
+      if (entry === undefined || entry.principal !== auth.principal || entry.virtual !== virtual)
+        return sendHttpError(
+          res,
+          404,
+          -32001,
+          'Session not found: it ended or never existed; initialize a new one',
+        )
+      entry.lastActivity = Date.now()
+      await entry.transport.handleRequest(req, res, body)
+      return
+    }
+    if (req.method !== 'POST')
+      return sendHttpError(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required')
+    if (!isInitializeRequest(body) || !isJSONRPCRequest(body))
+      return sendHttpError(
+        res,
+        400,
+        -32000,
+        'Bad Request: Mcp-Session-Id header is required for anything but an initialize request',
+      )
+    const entry = await this.#startSession(virtual, auth)
+    await entry.transport.handleRequest(req, res, body)
+  }
+
+  async closeAll(): Promise<void> {
+    clearInterval(this.#idleSweep)
+    this.#view.off('change', this.#onViewChange)
+    await Promise.allSettled([...this.#entries.values()].map((e) => e.transport.close()))
+  }
+
+  async #startSession(virtual: string, auth: AuthContext): Promise<Entry> {
+    const view = new ToolView(virtual === '' ? undefined : this.#config.virtualServers[virtual])
+    const sessionId = randomUUID()
+    const unified = new UnifiedServer({
+      name: virtual === '' ? 'mcp-nexus' : `mcp-nexus/${virtual}`,
+      version: '1.0.0',
+      sessionId,
+      auth,
+      factory: this.#factory,
+      names: this.#names,
+      view,
+      visibleServers: () =>
+        new Map(
+          this.#view
+            .serverIds()
+            .filter((id) => mayUseServer(auth, id) && view.includesServer(id))
+            .map((id) => [
+              id,
+              this.#view
+                .hostsOf(id)
+                .map((h) => h.peerId)
+                .sort()
+                .join(','),
+            ]),
+        ),
+      listTimeoutMs: this.#config.unified.listTimeoutMs,
+      callTimeoutMs: this.#config.unified.callTimeoutMs,
+      logger: this.#logger.child({ sessionId, principal: auth.principal }),
+    })
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => sessionId,
+      eventStore: new BoundedEventStore(
+        this.#config.sessions.maxStoredEvents,
+        this.#config.sessions.maxStoredEventBytes,
+        this.#eventBudget,
+      ),
+      retryInterval: this.#config.sessions.sseRetryMs,
+    })
+    const entry: Entry = { transport, unified, principal: auth.principal, virtual, lastActivity: Date.now() }
+    this.#entries.set(sessionId, entry)
+    transport.onclose = () => {
+      this.#entries.delete(sessionId)
+      void unified.close()
+    }
+    await unified.server.connect(transport)
+    return entry
+  }
+
+  #closeIdle(idleMs: number): void {
+    const now = Date.now()
+    for (const entry of this.#entries.values())
+      if (now - entry.lastActivity > idleMs) void entry.transport.close()
+  }
+}
