@@ -123,7 +123,7 @@ t.test('a foreign Origin or Host is a 403 (DNS rebinding protection)', async (t)
 t.test('unknown paths and methods get clear errors', async (t) => {
   const path = await fetch(`${network.gateway.url}/nowhere`)
   t.equal(path.status, 404)
-  t.match(await path.json(), { error: { message: /MCP endpoints are \/mcp\/<server-id>/ } })
+  t.match(await path.json(), { error: { message: /MCP endpoints are \/mcp, \/mcp\/v\/<name>, \/mcp\/<server-id>/ } })
   const method = await fetch(endpoint, { method: 'PUT', headers, body: '{}' })
   t.equal(method.status, 405)
   t.equal(method.headers.get('allow'), 'GET, POST, DELETE')
