@@ -3,8 +3,8 @@ import { hashId, weight } from '../allocator/rendezvous.ts'
 import type { Assignment } from '../allocator/types.ts'
 import { demoServers } from '../node/demo-servers.ts'
 import type { NexusNode } from '../node/nexus-node.ts'
+import { startNetwork } from '../testing/network.ts'
 import { connectStreamable } from './support/clients.ts'
-import { startNetwork } from './support/network.ts'
 import { waitFor } from './support/wait.ts'
 
 const SERVERS = ['everything', 'memory', 'filesystem', 'sequential-thinking']

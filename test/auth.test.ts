@@ -6,10 +6,10 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose'
 import t from 'tap'
 import { createApiKey, revokeApiKey } from '../gateway/api-keys.ts'
 import { NexusGateway } from '../gateway/nexus-gateway.ts'
+import { startNetwork } from '../testing/network.ts'
 import { connectStreamable } from './support/clients.ts'
 import { fixtureServerConfig } from './support/fixture-server.ts'
 import { captureLogs } from './support/log-capture.ts'
-import { startNetwork } from './support/network.ts'
 import { initializeRequest } from './support/raw-sse.ts'
 
 const keysFile = join(mkdtempSync(join(tmpdir(), 'nexus-auth-')), 'keys.json')
@@ -153,14 +153,10 @@ t.test('a gateway with no way to authenticate and no anonymous mode refuses to s
 
 t.test('keys are created, listed and revoked with the nexus CLI; only their hash is stored', async (t) => {
   const nexus = (...args: string[]) =>
-    execFileSync(
-      process.execPath,
-      [join(import.meta.dirname, '..', 'scripts', 'nexus.ts'), 'keys', ...args],
-      {
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    )
+    execFileSync(process.execPath, [join(import.meta.dirname, '..', 'cli', 'nexus.ts'), 'keys', ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
   const key = nexus(
     'create',
     '--keys-file',

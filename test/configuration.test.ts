@@ -42,10 +42,14 @@ t.test('environment variables override configuration fields, nested and typed', 
 
 /** Runs `nexus-gateway` as operators do, and waits for it to say where it serves (or to exit). */
 function gatewayProcess(args: string[], env: Record<string, string>) {
-  const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'gateway', 'cli.ts'), ...args], {
-    env: { ...process.env, NEXUS_LOG_LEVEL: 'silent', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const child = spawn(
+    process.execPath,
+    [join(import.meta.dirname, '..', 'cli', 'nexus-gateway.ts'), ...args],
+    {
+      env: { ...process.env, NEXUS_LOG_LEVEL: 'silent', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (chunk: Buffer) => {

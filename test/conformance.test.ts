@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap'
 import type { ServerConfigInput } from '../node/config.ts'
+import { startNetwork } from '../testing/network.ts'
 import { runConformance, type ScenarioResult } from './support/conformance.ts'
 import {
   fixtureHttpServerConfig,
@@ -7,7 +8,6 @@ import {
   modernFixtureConfig,
   startDirectFixture,
 } from './support/fixture-server.ts'
-import { startNetwork } from './support/network.ts'
 
 /** Asserts that each of `scenarios` passed in `results`, showing a failure's reasons. */
 function expectPassing(t: Test, results: ScenarioResult[], scenarios: string[], how: string): void {

@@ -4,9 +4,9 @@ import { NexusGateway } from '../gateway/nexus-gateway.ts'
 import { type Announcement, encodeAnnouncement } from '../protocol/announcement.ts'
 import { ANNOUNCE_TOPIC, WIRE_VERSION } from '../protocol/names.ts'
 import { createPeer, gossipScore, type NexusPeer } from '../protocol/peer.ts'
+import { startNetwork } from '../testing/network.ts'
 import { connectStreamable } from './support/clients.ts'
 import { fixtureServerConfig } from './support/fixture-server.ts'
-import { startNetwork } from './support/network.ts'
 import { waitFor } from './support/wait.ts'
 
 // Stdio servers with no warm pool: twenty nodes host the fixture without starting a process until asked.

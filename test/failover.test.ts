@@ -5,9 +5,9 @@ import t, { type Test } from 'tap'
 import type { FailoverEvent } from '../gateway/gateway-session.ts'
 import { GatewayErrorCode } from '../gateway/jsonrpc.ts'
 import type { NexusNode } from '../node/nexus-node.ts'
+import { startNetwork, type TestNetwork } from '../testing/network.ts'
 import { connectStreamable, startSlowCall } from './support/clients.ts'
 import { failoverServerConfig, fixtureHttpServerConfig } from './support/fixture-server.ts'
-import { startNetwork, type TestNetwork } from './support/network.ts'
 import { waitFor } from './support/wait.ts'
 
 const failoverFixture = failoverServerConfig()

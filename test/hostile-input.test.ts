@@ -1,9 +1,9 @@
 import { request } from 'node:http'
 import t, { type Test } from 'tap'
+import { startNetwork } from '../testing/network.ts'
 import { connectStreamable, textOf } from './support/clients.ts'
 import { fixtureServerConfig } from './support/fixture-server.ts'
 import { captureLogs } from './support/log-capture.ts'
-import { startNetwork } from './support/network.ts'
 import { rawHttp } from './support/raw-http.ts'
 import {
   initializeRaw,

@@ -1,8 +1,8 @@
 import { request } from 'node:http'
 import t from 'tap'
+import { startNetwork } from '../testing/network.ts'
 import { connectStreamable } from './support/clients.ts'
 import { fixtureServerConfig } from './support/fixture-server.ts'
-import { startNetwork } from './support/network.ts'
 import { initializeRequest } from './support/raw-sse.ts'
 
 const MAX_BODY = 64 * 1024
@@ -123,7 +123,9 @@ t.test('a foreign Origin or Host is a 403 (DNS rebinding protection)', async (t)
 t.test('unknown paths and methods get clear errors', async (t) => {
   const path = await fetch(`${network.gateway.url}/nowhere`)
   t.equal(path.status, 404)
-  t.match(await path.json(), { error: { message: /MCP endpoints are \/mcp, \/mcp\/v\/<name>, \/mcp\/<server-id>/ } })
+  t.match(await path.json(), {
+    error: { message: /MCP endpoints are \/mcp, \/mcp\/v\/<name>, \/mcp\/<server-id>/ },
+  })
   const method = await fetch(endpoint, { method: 'PUT', headers, body: '{}' })
   t.equal(method.status, 405)
   t.equal(method.headers.get('allow'), 'GET, POST, DELETE')

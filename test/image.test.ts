@@ -7,6 +7,7 @@ import { Wallet } from 'ethers'
 import t from 'tap'
 import { PodHostSession } from '../node/runtime/kubernetes/pod-host-session.ts'
 import { parseManifest } from '../protocol/manifest.ts'
+import { startNetwork } from '../testing/network.ts'
 import { signManifest } from '../trust/manifest-signature.ts'
 import { OciLayout } from '../trust/onboarding/image/oci-layout.ts'
 import { type OnboardingReport, onboard } from '../trust/onboarding/onboard.ts'
@@ -17,7 +18,6 @@ import { kubeSuite } from './kube/kube-suite.ts'
 import { OciPods } from './kube/oci-pods.ts'
 import { RawSession } from './kube/raw-session.ts'
 import { connectStreamable, textOf } from './support/clients.ts'
-import { startNetwork } from './support/network.ts'
 import { Container, OCI_RUNTIME, ociSuite, unpackImage } from './support/oci-runtime.ts'
 
 // Onboarding end to end, containerized: agents ask a gateway for two servers nobody offers — a real npm
@@ -147,7 +147,7 @@ async function suite() {
       const image = await unpackImage(layoutDir, report.image!.digest)
       t.teardown(image.dispose)
       t.equal(image.config.User, '65532:65532', 'the image runs as uid 65532')
-      t.match(image.config.Entrypoint, ['/usr/local/bin/node', '/opt/mcp-nexus/node/pod-host/cli.ts'])
+      t.match(image.config.Entrypoint, ['/usr/local/bin/node', '/opt/mcp-nexus/cli/nexus-pod-host.ts'])
       await Container.sweep()
       const container = new Container({
         rootfs: image.rootfs,

@@ -15,12 +15,12 @@ import { managedSelector, podTemplate, workloadName } from '../node/runtime/kube
 import { workloadSpec } from '../node/runtime/kubernetes/workload-spec.ts'
 import { resolvePackageBin } from '../node/runtime/package-bin.ts'
 import type { RuntimeServer } from '../node/runtime/runtime.ts'
+import { startNetwork } from '../testing/network.ts'
 import { PODS } from './kube/cluster-actor.ts'
 import { startKubeEnvironment, TEST_IMAGES, testImage } from './kube/kube-environment.ts'
 import { kubeSuite } from './kube/kube-suite.ts'
 import { RawSession } from './kube/raw-session.ts'
 import { connectStreamable, textOf } from './support/clients.ts'
-import { startNetwork } from './support/network.ts'
 import { parsePrometheus } from './support/prometheus.ts'
 import { waitFor, withTimeout } from './support/wait.ts'
 

@@ -6,10 +6,10 @@ import {
   ToolListChangedNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js'
 import t from 'tap'
+import { startNetwork } from '../testing/network.ts'
 import { connectLegacySse, connectStreamable, recordProgress, textOf, waitUntil } from './support/clients.ts'
 import { modernFixtureConfig } from './support/fixture-server.ts'
 import { connectModern } from './support/modern-clients.ts'
-import { startNetwork } from './support/network.ts'
 import { withTimeout } from './support/wait.ts'
 
 // The reverse era bridge: a server of the modern era alone (the SDK v2 fixture with legacy requests refused)

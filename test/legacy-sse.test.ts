@@ -1,7 +1,7 @@
 import t from 'tap'
 import { demoServers } from '../node/demo-servers.ts'
+import { startNetwork } from '../testing/network.ts'
 import { connectLegacySse, recordProgress, SAMPLED_TEXT, textOf } from './support/clients.ts'
-import { startNetwork } from './support/network.ts'
 
 const network = await startNetwork({
   nodes: 1,

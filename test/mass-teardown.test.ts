@@ -1,8 +1,8 @@
 import t from 'tap'
 import type { ProcessRuntime } from '../node/runtime/process-runtime.ts'
+import { startNetwork } from '../testing/network.ts'
 import { connectStreamable, textOf } from './support/clients.ts'
 import { fixtureServerConfig } from './support/fixture-server.ts'
-import { startNetwork } from './support/network.ts'
 import { initializeRaw, sessionHeaders } from './support/raw-sse.ts'
 import { waitFor } from './support/wait.ts'
 

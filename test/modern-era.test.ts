@@ -1,10 +1,10 @@
 import t from 'tap'
 import { demoServers } from '../node/demo-servers.ts'
 import type { NexusNode } from '../node/nexus-node.ts'
+import { startNetwork } from '../testing/network.ts'
 import { connectStreamable, textOf } from './support/clients.ts'
 import { failoverServerConfig, modernFixtureConfig } from './support/fixture-server.ts'
 import { connectModern, MODERN_SAMPLED_TEXT } from './support/modern-clients.ts'
-import { startNetwork } from './support/network.ts'
 import { withTimeout } from './support/wait.ts'
 
 // Revision 2026-07-28 through the gateway: real SDK v2 clients (pinned, and in `auto` mode) against the four

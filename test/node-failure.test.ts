@@ -2,9 +2,9 @@ import { join } from 'node:path'
 import { McpError } from '@modelcontextprotocol/sdk/types.js'
 import t from 'tap'
 import { GatewayErrorCode } from '../gateway/jsonrpc.ts'
+import { startNetwork } from '../testing/network.ts'
 import { connectStreamable } from './support/clients.ts'
 import { fixtureServerConfig } from './support/fixture-server.ts'
-import { startNetwork } from './support/network.ts'
 
 t.test('a node that dies mid-call: the caller gets a JSON-RPC error, not a hang', async (t) => {
   const network = await startNetwork({ nodes: 1, servers: [fixtureServerConfig()] })

@@ -1,10 +1,10 @@
 import t from 'tap'
 import * as z from 'zod/v4'
 import { NexusGateway } from '../gateway/nexus-gateway.ts'
+import { startNetwork } from '../testing/network.ts'
 import { connectStreamable, startSlowCall } from './support/clients.ts'
 import { failoverServerConfig, fixtureServerConfig } from './support/fixture-server.ts'
 import { captureLogs } from './support/log-capture.ts'
-import { startNetwork } from './support/network.ts'
 import { parsePrometheus } from './support/prometheus.ts'
 import { postInitialize } from './support/raw-sse.ts'
 

@@ -9,8 +9,8 @@ import { decodeHeaderValue, encodeHeaderValue } from '../protocol/modern-era.ts'
 import { MCP_STREAM_PROTOCOL } from '../protocol/names.ts'
 import { createPeer } from '../protocol/peer.ts'
 import { decodeJson, OpenReplySchema, openFrame, parseFrame } from '../protocol/session-handshake.ts'
+import { startNetwork } from '../testing/network.ts'
 import { fixtureServerConfig } from './support/fixture-server.ts'
-import { startNetwork } from './support/network.ts'
 
 const bytes = (s: string) => new TextEncoder().encode(s)
 

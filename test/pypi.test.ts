@@ -5,11 +5,11 @@ import { Wallet } from 'ethers'
 import t from 'tap'
 import { NexusNode } from '../node/nexus-node.ts'
 import { parseManifest } from '../protocol/manifest.ts'
+import { startNetwork } from '../testing/network.ts'
 import { signManifest } from '../trust/manifest-signature.ts'
 import { onboard } from '../trust/onboarding/onboard.ts'
 import { writeWhitelistFile } from '../trust/whitelist-file.ts'
 import { connectStreamable, textOf } from './support/clients.ts'
-import { startNetwork } from './support/network.ts'
 
 // A real PyPI server end to end: `mcp-server-time` from PyPI is onboarded (its tree installed with pip and
 // locked by sha256, run in a sandbox, its tools pinned), signed, and hosted by a node, which installs exactly

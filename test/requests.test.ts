@@ -6,8 +6,8 @@ import { promisify } from 'node:util'
 import t from 'tap'
 import { createApiKey } from '../gateway/api-keys.ts'
 import { UnmetDemand } from '../gateway/unmet-demand.ts'
+import { startNetwork } from '../testing/network.ts'
 import { fixtureServerConfig } from './support/fixture-server.ts'
-import { startNetwork } from './support/network.ts'
 import { waitFor } from './support/wait.ts'
 
 // Stage 1 of onboarding: what agents ask for and cannot get. Two gateways (with API keys, so that principals
@@ -120,7 +120,7 @@ t.test(
   'nexus requests prints the ranking; nexus onboard --request starts from the package it names',
   async (t) => {
     const run = promisify(execFile)
-    const cli = join(import.meta.dirname, '..', 'scripts', 'nexus.ts')
+    const cli = join(import.meta.dirname, '..', 'cli', 'nexus.ts')
     const env = { ...process.env, NEXUS_TOKEN: alice.key }
     const { stdout } = await run(process.execPath, [cli, 'requests', '--gateway', base(first)], { env })
     t.match(stdout, /^weather\t3 principal\(s\)\t5 request\(s\)\t\(no package named\)\n/)

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { Sandbox } from '../node/runtime/sandbox/sandbox.ts'
+import { startNetwork } from '../testing/network.ts'
 import { connectStreamable, textOf, waitUntil } from './support/clients.ts'
 import { captureLogs } from './support/log-capture.ts'
-import { startNetwork } from './support/network.ts'
 import { withTimeout } from './support/wait.ts'
 
 // A hostile server, started by a node in its sandbox (bubblewrap, control groups), tries what a compromised

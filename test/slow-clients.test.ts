@@ -6,9 +6,9 @@ import type { GatewayConfigInput } from '../gateway/config.ts'
 import type { GatewaySession } from '../gateway/gateway-session.ts'
 import { GatewayErrorCode } from '../gateway/jsonrpc.ts'
 import { NexusGateway } from '../gateway/nexus-gateway.ts'
+import { startNetwork } from '../testing/network.ts'
 import { connectStreamable, startSlowCall } from './support/clients.ts'
 import { failoverServerConfig } from './support/fixture-server.ts'
-import { startNetwork } from './support/network.ts'
 import { parsePrometheus } from './support/prometheus.ts'
 import {
   initializeRaw,

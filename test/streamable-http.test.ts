@@ -5,8 +5,8 @@ import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js'
 import { ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
 import t from 'tap'
 import { demoServers } from '../node/demo-servers.ts'
+import { startNetwork } from '../testing/network.ts'
 import { connectStreamable, recordProgress, SAMPLED_TEXT, textOf, waitUntil } from './support/clients.ts'
-import { startNetwork } from './support/network.ts'
 
 const root = mkdtempSync(join(tmpdir(), 'nexus-fs-test-'))
 const network = await startNetwork({

@@ -11,6 +11,7 @@ import { launchFromManifest } from '../node/hosted-servers.ts'
 import { NexusNode } from '../node/nexus-node.ts'
 import type { ProcessRuntime } from '../node/runtime/process-runtime.ts'
 import { parseManifest } from '../protocol/manifest.ts'
+import { startNetwork } from '../testing/network.ts'
 import { createManifest } from '../trust/manifest-create.ts'
 import { type SignedManifest, signManifest } from '../trust/manifest-signature.ts'
 import { tarballIntegrity } from '../trust/package-files.ts'
@@ -18,7 +19,6 @@ import { DEFAULT_WHITELIST_PATH } from '../trust/trust-config.ts'
 import { readWhitelistFile, writeWhitelistFile } from '../trust/whitelist-file.ts'
 import { connectStreamable } from './support/clients.ts'
 import { FIXTURE_PATH, fixtureServerConfig } from './support/fixture-server.ts'
-import { startNetwork } from './support/network.ts'
 import { waitFor } from './support/wait.ts'
 
 const CHAIN = 1
@@ -239,7 +239,7 @@ t.test('opening a session, the gateway checks the manifest the node declares', a
 t.test('manifest files from the CLI: create, sign, verify; tampering is caught', async (t) => {
   const { tarball } = installFixturePackage()
   const nexus = (args: string[], env: Record<string, string> = {}) =>
-    execFileSync(process.execPath, [join(import.meta.dirname, '..', 'scripts', 'nexus.ts'), ...args], {
+    execFileSync(process.execPath, [join(import.meta.dirname, '..', 'cli', 'nexus.ts'), ...args], {
       env: { ...process.env, ...env },
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -10,8 +10,8 @@ import { createApiKey } from '../gateway/api-keys.ts'
 import { parseGatewayConfig } from '../gateway/config.ts'
 import { demoServers } from '../node/demo-servers.ts'
 import { NexusNode } from '../node/nexus-node.ts'
+import { startNetwork } from '../testing/network.ts'
 import { connectStreamable, recordProgress, SAMPLED_TEXT, textOf, waitUntil } from './support/clients.ts'
-import { startNetwork } from './support/network.ts'
 import { waitFor } from './support/wait.ts'
 
 // The unified endpoint: `/mcp` is one MCP server for the four reference servers at once (on two nodes),

@@ -2,9 +2,9 @@ import { once } from 'node:events'
 import t from 'tap'
 import type { NexusNode } from '../node/nexus-node.ts'
 import { ProcessRuntime } from '../node/runtime/process-runtime.ts'
+import { startNetwork } from '../testing/network.ts'
 import { connectStreamable, recordProgress, SAMPLED_TEXT, textOf } from './support/clients.ts'
 import { fixtureHttpServerConfig, fixtureServerConfig, startDirectFixture } from './support/fixture-server.ts'
-import { startNetwork } from './support/network.ts'
 
 function runtimeOf(node: NexusNode): ProcessRuntime {
   if (!(node.runtime instanceof ProcessRuntime)) throw new Error('expected the process runtime')

@@ -17,8 +17,8 @@ import { decodeAnnouncement } from '../../protocol/announcement.ts'
 import { ANNOUNCE_TOPIC } from '../../protocol/names.ts'
 import type { NexusPeer } from '../../protocol/peer.ts'
 import { fixtureServerConfig } from '../../test/support/fixture-server.ts'
-import { startNetwork } from '../../test/support/network.ts'
 import { waitFor } from '../../test/support/wait.ts'
+import { startNetwork } from '../../testing/network.ts'
 import { distribution, round } from './stats.ts'
 
 /** `peers:announceIntervalMs` pairs, one network each. */

@@ -31,7 +31,7 @@ export function podAddress(): string {
   )
 }
 
-const POD_HOST_CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'node', 'pod-host', 'cli.ts')
+const POD_HOST_CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'cli', 'nexus-pod-host.ts')
 export const PODS: ResourceType = { apiVersion: 'v1', plural: 'pods' }
 const SERVICE_ACCOUNTS: ResourceType = { apiVersion: 'v1', plural: 'serviceaccounts' }
 

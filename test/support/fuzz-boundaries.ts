@@ -13,10 +13,10 @@ import {
   WIRE_VERSION,
 } from '../../protocol/names.ts'
 import { createPeer, type NexusPeer } from '../../protocol/peer.ts'
+import { startNetwork } from '../../testing/network.ts'
 import { connectStreamable } from './clients.ts'
 import { fixtureServerConfig } from './fixture-server.ts'
 import { hostileBytes, integer, mutateJson, nestedText, pick, type Random } from './hostile-inputs.ts'
-import { startNetwork } from './network.ts'
 import { initializeRequest, RAW_PROTOCOL_VERSION } from './raw-sse.ts'
 
 /**

@@ -1,6 +1,6 @@
 import type { ConnectionGater, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import type { NexusPeer } from '../../protocol/peer.ts'
+import type { NexusPeer } from '../protocol/peer.ts'
 
 /**
  * Network partitions for failure tests: pairs of peers that cannot reach each other until healed. Each peer

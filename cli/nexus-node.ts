@@ -1,10 +1,10 @@
 #!/usr/bin/env node
+import type { NodeConfigInput } from '../node/config.ts'
+import { NexusNode } from '../node/nexus-node.ts'
 import { parseCli, stopOnSignals } from '../protocol/cli-args.ts'
 import { loadRawConfig } from '../protocol/config-env.ts'
 import { errorMessage } from '../protocol/errors.ts'
 import { TRUST_CLI_OPTIONS, TRUST_CLI_USAGE, trustFromCli } from '../trust/trust-config.ts'
-import type { NodeConfigInput } from './config.ts'
-import { NexusNode } from './nexus-node.ts'
 
 const USAGE = `
 Usage: nexus-node --config <node.yaml> [options]

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
+import { type GatewayConfigInput, parseGatewayConfig } from '../gateway/config.ts'
+import { NexusGateway } from '../gateway/nexus-gateway.ts'
 import { parseCli, stopOnSignals } from '../protocol/cli-args.ts'
 import { loadRawConfig } from '../protocol/config-env.ts'
 import { errorMessage } from '../protocol/errors.ts'
 import { TRUST_CLI_OPTIONS, TRUST_CLI_USAGE, trustFromCli } from '../trust/trust-config.ts'
-import { type GatewayConfigInput, parseGatewayConfig } from './config.ts'
-import { NexusGateway } from './nexus-gateway.ts'
 
 const USAGE = `
 Usage: nexus-gateway [--config <gateway.yaml>] [options]

@@ -13,7 +13,7 @@ import { loadSigner } from '../trust/signer-key.ts'
 import { DEFAULT_CHAIN_ID, DEFAULT_CURATORS } from '../trust/trust-config.ts'
 import { evaluateWhitelist } from '../trust/whitelist.ts'
 
-/** Options of the manifest and registry commands, as parsed by `scripts/nexus.ts`. */
+/** Options of the manifest and registry commands, as parsed by `cli/nexus.ts`. */
 export interface TrustOptions {
   output?: string
   id?: string

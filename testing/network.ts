@@ -1,12 +1,12 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { Logger } from 'pino'
-import type { GatewayConfigInput } from '../../gateway/config.ts'
-import { NexusGateway } from '../../gateway/nexus-gateway.ts'
-import type { NodeConfigInput, ServerConfigInput } from '../../node/config.ts'
-import { NexusNode } from '../../node/nexus-node.ts'
-import type { PeerTransport } from '../../protocol/peer.ts'
-import type { TrustConfigInput } from '../../trust/trust-config.ts'
+import type { GatewayConfigInput } from '../gateway/config.ts'
+import { NexusGateway } from '../gateway/nexus-gateway.ts'
+import type { NodeConfigInput, ServerConfigInput } from '../node/config.ts'
+import { NexusNode } from '../node/nexus-node.ts'
+import type { PeerTransport } from '../protocol/peer.ts'
+import type { TrustConfigInput } from '../trust/trust-config.ts'
 import { Partitions } from './partitions.ts'
 
 export interface NetworkOptions {

@@ -1,17 +1,17 @@
 #!/usr/bin/env node
-import { parseJsonOrThrow } from '../../protocol/bounded-json.ts'
-import { parseCli, stopOnSignals } from '../../protocol/cli-args.ts'
-import { errorMessage } from '../../protocol/errors.ts'
-import { createLogger } from '../../protocol/logger.ts'
-import { StdioServerConfigSchema } from '../config.ts'
+import { StdioServerConfigSchema } from '../node/config.ts'
+import { withImageLaunch } from '../node/pod-host/image-launch.ts'
+import { PodHost } from '../node/pod-host/pod-host.ts'
 import {
   IMAGE_LAUNCH_COMMAND,
   POD_HOST_PORT,
   POD_HOST_SERVER_ENV,
   POD_LAUNCH_ENV,
-} from '../runtime/kubernetes/workload.ts'
-import { withImageLaunch } from './image-launch.ts'
-import { PodHost } from './pod-host.ts'
+} from '../node/runtime/kubernetes/workload.ts'
+import { parseJsonOrThrow } from '../protocol/bounded-json.ts'
+import { parseCli, stopOnSignals } from '../protocol/cli-args.ts'
+import { errorMessage } from '../protocol/errors.ts'
+import { createLogger } from '../protocol/logger.ts'
 
 const USAGE = `
 Usage: nexus-pod-host [--port <port>] [--host <address>]
