@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { basename, dirname, isAbsolute, join, sep } from 'node:path'
+import { basename, dirname, extname, isAbsolute, join, sep } from 'node:path'
 import { errorMessage, NexusError } from '../../../protocol/errors.ts'
 import type { LaunchSpec } from '../launch.ts'
 import { CgroupHost, type InstanceCgroup, type InstanceLimits, type LimitEvents } from './cgroups.ts'
@@ -48,7 +48,8 @@ export interface SandboxedLaunch {
 /** The server's proxy inside its sandbox (`HTTP_PROXY`), carried by the relay to the node's egress proxy. */
 const PROXY_PORT = 3128
 /** The relay that gives a sandbox without a network its doors: see `sandbox-relay.ts`. */
-const RELAY = join(import.meta.dirname, 'sandbox-relay.ts')
+// `.ts` in a checkout, `.js` in the installed package.
+const RELAY = join(import.meta.dirname, `sandbox-relay${extname(import.meta.filename)}`)
 
 /** System folders every process needs to run (read-only): the dynamic loader, libc, shells. */
 const SYSTEM_DIRS = ['/usr', '/lib', '/lib32', '/lib64', '/bin', '/sbin']

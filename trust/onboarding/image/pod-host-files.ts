@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs'
-import { dirname, join, relative, resolve } from 'node:path'
+import { dirname, extname, join, relative, resolve } from 'node:path'
 import { findPackageDir } from '../../../node/runtime/package-bin.ts'
 import type { FileTree } from './file-tree.ts'
 
@@ -7,7 +7,9 @@ import type { FileTree } from './file-tree.ts'
 const PROJECT = resolve(import.meta.dirname, '..', '..', '..')
 /** Where the pod host lives in an image, and its entrypoint. */
 export const IMAGE_PROJECT = '/opt/mcp-nexus'
-export const POD_HOST_ENTRYPOINT = `${IMAGE_PROJECT}/node/pod-host/cli.ts`
+/** `.ts` in a checkout, `.js` in the installed package: the image carries what this copy of the project is. */
+const EXT = extname(import.meta.filename)
+export const POD_HOST_ENTRYPOINT = `${IMAGE_PROJECT}/cli/nexus-pod-host${EXT}`
 
 /** Imports that stay at run time (`import type` is erased by type stripping, so it brings nothing). */
 const IMPORT =
@@ -62,9 +64,9 @@ export function addPodHost(tree: FileTree): { files: number; packages: string[] 
       } else addPackage(packageNameOf(specifier), dirname(file))
     }
   }
-  follow(join(PROJECT, 'node', 'pod-host', 'cli.ts'))
+  follow(join(PROJECT, 'cli', `nexus-pod-host${EXT}`))
   for (const file of sources) tree.file(join(IMAGE_PROJECT, relative(PROJECT, file)), file, 0o644)
-  tree.file(POD_HOST_ENTRYPOINT, join(PROJECT, 'node', 'pod-host', 'cli.ts'), 0o755)
+  tree.file(POD_HOST_ENTRYPOINT, join(PROJECT, 'cli', `nexus-pod-host${EXT}`), 0o755)
   // Type stripping needs ES modules; the project's own package.json also names its version.
   const project = JSON.parse(readFileSync(join(PROJECT, 'package.json'), 'utf8')) as { version: string }
   tree.data(
