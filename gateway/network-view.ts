@@ -62,6 +62,8 @@ interface ProvidedEntry {
 
 export interface NetworkViewEvents {
   change: []
+  /** A node announced a server this gateway will not route to (its manifest is not whitelisted); once each. */
+  refused: [{ node: string; server: string; reason: string }]
 }
 
 /**
@@ -152,6 +154,12 @@ export class NetworkView extends EventEmitter<NetworkViewEvents> {
     return this.hostsOf(serverId)
   }
 
+  /** The announcements of the nodes heard from lately (what the network page shows). */
+  liveAnnouncements(): Announcement[] {
+    const now = Date.now()
+    return [...this.#announced.values()].filter((e) => e.expiresAt >= now).map((e) => e.announcement)
+  }
+
   /** Every server some live node hosts. */
   serverIds(): string[] {
     const ids = new Set<string>()
@@ -212,6 +220,11 @@ export class NetworkView extends EventEmitter<NetworkViewEvents> {
         { node: peerId, server: `${server.id}@${server.version}`, manifestHash: server.manifestHash },
         'node announces a manifest that is not whitelisted; not routing there',
       )
+      this.emit('refused', {
+        node: peerId,
+        server: `${server.id}@${server.version}`,
+        reason: 'its manifest is not whitelisted here',
+      })
     }
     return false
   }

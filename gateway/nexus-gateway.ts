@@ -29,6 +29,8 @@ import { sendHttpError, sendJson } from './http-responses.ts'
 import { InFlightBudget } from './in-flight-budget.ts'
 import { LegacySseEndpoint } from './legacy-sse-endpoint.ts'
 import { ModernEndpoint } from './modern-endpoint.ts'
+import { NetworkFeed } from './network-page/network-feed.ts'
+import { sendNetworkPage } from './network-page/send-page.ts'
 import { ADMIT_ALL, type HostAdmission, NetworkView } from './network-view.ts'
 import { connectToHost } from './node-link.ts'
 import { RateLimiter } from './rate-limiter.ts'
@@ -107,6 +109,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
   #http: Server | undefined
   #streamable: StreamableEndpoint | undefined
   #unified: UnifiedEndpoint | undefined
+  #feed: NetworkFeed | undefined
   #legacy: LegacySseEndpoint | undefined
   #sweeper: NodeJS.Timeout | undefined
 
@@ -236,6 +239,16 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     })
     this.#streamable = new StreamableEndpoint(this, this.config, this.eventBudget, modern, this.logger)
     this.#unified = new UnifiedEndpoint(this, this.config, this.view, this.eventBudget, this.logger)
+    this.#feed = new NetworkFeed({
+      view: this.view,
+      peerId: () => this.peer.peerId.toString(),
+      links: () => [...new Set(this.peer.getConnections().map((c) => c.remotePeer.toString()))],
+      sessions: () => this.sessions.size,
+      onFailover: (listener) => {
+        this.on('failover', listener)
+        return () => this.off('failover', listener)
+      },
+    })
     this.#legacy = new LegacySseEndpoint(this, this.logger)
     // Idle keep-alive sockets stay open longer than clients keep them (undici: 4 s), so that a client never
     // reuses a socket the server is closing at that moment (which it would see as ECONNRESET).
@@ -281,6 +294,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
    */
   async stop(): Promise<void> {
     this.#stopping = true
+    this.#feed?.close()
     clearInterval(this.#sweeper)
     this.#demand?.stop()
     const sessions = [...this.sessions.values()]
@@ -572,6 +586,11 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       registry: this.metrics.registry,
     })
     if (served) return true
+    // The page is a shell with no data of its own; what it shows comes from /network/events, behind auth.
+    if (x.url.pathname === '/network' && x.req.method === 'GET') {
+      sendNetworkPage(x.res)
+      return true
+    }
     if (x.url.pathname !== '/servers' || x.req.method !== 'GET') return false
     const servers = this.view.serverIds().map((id) => ({ id, hosts: this.view.hostsOf(id).length }))
     sendJson(x.res, 200, { servers })
@@ -665,6 +684,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
   async #dispatch(x: Exchange): Promise<boolean> {
     const route = x.route!
     if (route.kind === 'mcp') await this.#streamable!.handle(x.req, x.res, route.serverId, x.auth!)
+    else if (route.kind === 'network-events') this.#feed!.watch(x.res)
     else if (route.kind === 'unified') await this.#unified!.handle(x.req, x.res, route.virtual, x.auth!)
     else if (route.kind === 'sse') await this.#legacy!.open(x.res, route.serverId, x.auth!)
     else if (route.kind === 'legacy-messages')

@@ -16,6 +16,8 @@ export type Route =
   | { kind: 'sse'; serverId: string }
   /** `/messages?sessionId=…`: a message of a legacy HTTP+SSE session (its server is the session's). */
   | { kind: 'legacy-messages'; sessionId: string | null }
+  /** `/network/events`: the network page's stream of snapshots. */
+  | { kind: 'network-events' }
   /** `/requests`: servers agents asked for that the network does not offer (GET), or an explicit request (POST). */
   | { kind: 'requests' }
 
@@ -69,6 +71,10 @@ const ROUTES: RouteEntry[] = [
   {
     methods: ['GET', 'POST'],
     match: (path) => (path === '/requests' ? { kind: 'requests' } : undefined),
+  },
+  {
+    methods: ['GET'],
+    match: (path) => (path === '/network/events' ? { kind: 'network-events' } : undefined),
   },
 ]
 

@@ -564,6 +564,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
         ...this.#machineLoad.sample(),
       },
       draining: this.#draining,
+      links: [...new Set(this.#peer?.getConnections().map((c) => c.remotePeer.toString()))].slice(0, 256),
     }
   }
 

@@ -6,7 +6,7 @@ import { demoServers } from '../node/demo-servers.ts'
  */
 import { parseCli, stopOnSignals } from '../protocol/cli-args.ts'
 import { errorMessage } from '../protocol/errors.ts'
-import { startNetwork } from '../test/support/network.ts'
+import { startNetwork } from '../testing/network.ts'
 import { type LocalRegistry, startLocalRegistry } from '../trust/local-registry.ts'
 import { DEFAULT_WHITELIST_PATH } from '../trust/trust-config.ts'
 import { readWhitelistFile } from '../trust/whitelist-file.ts'
@@ -59,18 +59,17 @@ try {
     '',
     `MCP Nexus is up (${Date.now() - started} ms): 1 gateway, ${network.nodes.length} nodes, ${ids.length} servers.`,
     '',
-    'Streamable HTTP endpoints (MCP 2025-11-25, 2025-06-18, 2025-03-26):',
+    `One endpoint for all ${ids.length} servers (tools named <server>__<tool>): ${gateway.url}/mcp`,
+    `The network, live, in a browser: ${gateway.url}/network`,
+    '',
+    'Streamable HTTP endpoints, one per server (MCP 2026-07-28 too):',
     ...ids.map((id) => `  ${id.padEnd(20)} ${gateway.serverUrl(id)}`),
     '',
     'Legacy HTTP+SSE endpoints:',
     ...ids.map((id) => `  ${id.padEnd(20)} ${gateway.sseUrl(id)}`),
     '',
-    'Client configuration (Claude Desktop, Cursor, VS Code and other MCP clients):',
-    JSON.stringify(
-      { mcpServers: Object.fromEntries(ids.map((id) => [id, { type: 'http', url: gateway.serverUrl(id) }])) },
-      null,
-      2,
-    ),
+    'Client configuration (Claude Desktop, Cursor, VS Code and other MCP clients), all servers in one entry:',
+    JSON.stringify({ mcpServers: { nexus: { type: 'http', url: `${gateway.url}/mcp` } } }, null, 2),
     '',
     `Try it: npx @modelcontextprotocol/inspector --transport http --server-url ${gateway.serverUrl('everything')}`,
     ...(registry === undefined
