@@ -1,14 +1,36 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js'
-import { JSONRPCMessageSchema } from '@modelcontextprotocol/sdk/types.js'
+import { type JSONRPCMessage, JSONRPCMessageSchema } from '@modelcontextprotocol/sdk/types.js'
 import type { Logger } from 'pino'
 import type { AuthContext } from '../protocol/session-handshake.ts'
 import type { GatewaySession } from './gateway-session.ts'
 import { sendHttpError } from './http-responses.ts'
-import { readJsonBodyOrReply } from './request-body.ts'
+import { type BodyLimits, readJsonBodyOrReply } from './request-body.ts'
 import type { SessionFactory } from './session-factory.ts'
 
 export const LEGACY_MESSAGES_PATH = '/messages'
+
+/**
+ * A message an HTTP+SSE client posts: JSON only, one JSON-RPC message, answered `202 Accepted` once handed to
+ * its session (the answer travels on the event stream).
+ */
+export async function readSseMessage(
+  req: IncomingMessage,
+  res: ServerResponse,
+  limits: BodyLimits,
+  deliver: (message: JSONRPCMessage) => Promise<void>,
+): Promise<void> {
+  const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+  if (contentType !== 'application/json')
+    return sendHttpError(res, 415, -32000, 'Unsupported Media Type: Content-Type must be application/json')
+  const body = await readJsonBodyOrReply(req, res, limits)
+  if (body === undefined) return
+  const message = JSONRPCMessageSchema.safeParse(body.value)
+  if (!message.success)
+    return sendHttpError(res, 400, -32600, 'Invalid Request: the body is not a JSON-RPC 2.0 message')
+  await deliver(message.data)
+  res.writeHead(202, { 'content-type': 'text/plain' }).end('Accepted')
+}
 
 /**
  * The HTTP+SSE transport of spec 2024-11-05, still used by many clients: `GET /sse/<server-id>` holds the

@@ -12,6 +12,8 @@ export type Route =
   | { kind: 'unified'; virtual: string }
   /** `/mcp/<server-id>`: streamable HTTP, both eras. */
   | { kind: 'mcp'; serverId: string }
+  /** `/sse` or `/sse/v/<name>`: the unified endpoint on the legacy HTTP+SSE transport. */
+  | { kind: 'unified-sse'; virtual: string }
   /** `/sse/<server-id>`: opens a legacy HTTP+SSE session. */
   | { kind: 'sse'; serverId: string }
   /** `/messages?sessionId=…`: a message of a legacy HTTP+SSE session (its server is the session's). */
@@ -57,6 +59,16 @@ const ROUTES: RouteEntry[] = [
   {
     methods: ['GET'],
     match: (path) => {
+      if (path === '/sse') return { kind: 'unified-sse', virtual: '' }
+      const [, first, v, name, extra] = path.split('/')
+      return first === 'sse' && v === 'v' && name && extra === undefined
+        ? { kind: 'unified-sse', virtual: name }
+        : undefined
+    },
+  },
+  {
+    methods: ['GET'],
+    match: (path) => {
       const serverId = serverPath('sse', path)
       return serverId === undefined ? undefined : { kind: 'sse', serverId }
     },
@@ -92,7 +104,7 @@ export function matchRoute(method: string | undefined, url: URL): RouteMatch {
 
 /** Whether a request would open a new session (what admission control limits). */
 export function opensSession(route: Route, req: IncomingMessage): boolean {
-  if (route.kind === 'sse') return true
+  if (route.kind === 'sse' || route.kind === 'unified-sse') return true
   return (
     (route.kind === 'mcp' || route.kind === 'unified') &&
     req.method === 'POST' &&

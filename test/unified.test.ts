@@ -1,6 +1,7 @@
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
 import {
   ResourceUpdatedNotificationSchema,
   ToolListChangedNotificationSchema,
@@ -11,7 +12,14 @@ import { parseGatewayConfig } from '../gateway/config.ts'
 import { demoServers } from '../node/demo-servers.ts'
 import { NexusNode } from '../node/nexus-node.ts'
 import { startNetwork } from '../testing/network.ts'
-import { connectStreamable, recordProgress, SAMPLED_TEXT, textOf, waitUntil } from './support/clients.ts'
+import {
+  connectStreamable,
+  newClient,
+  recordProgress,
+  SAMPLED_TEXT,
+  textOf,
+  waitUntil,
+} from './support/clients.ts'
 import { waitFor } from './support/wait.ts'
 
 // The unified endpoint: `/mcp` is one MCP server for the four reference servers at once (on two nodes),
@@ -259,6 +267,30 @@ t.test('scopes: a key sees, and may call, only the tools it may use', async (t) 
     .callTool({ name: 'sequential-thinking__sequentialthinking', arguments: {} })
     .catch((e: Error) => e)
   t.match(refused, { code: -32602, message: /not yours to use/ })
+})
+
+t.test('the same endpoint on the legacy HTTP+SSE transport: /sse', async (t) => {
+  const authorized: typeof fetch = (url, init) => {
+    const headers = new Headers(init?.headers)
+    headers.set('authorization', `Bearer ${everyone}`)
+    return fetch(url, { ...init, headers })
+  }
+  const client = newClient('unified-sse')
+  await client.connect(new SSEClientTransport(new URL(`${base}/sse`), { fetch: authorized }))
+  t.teardown(() => client.close())
+  const names = (await client.listTools()).tools.map((tool) => tool.name)
+  t.ok(names.includes('everything__echo') && names.includes('memory__read_graph'), 'every server, namespaced')
+  const sampled = await client.callTool({
+    name: 'everything__trigger-sampling-request',
+    arguments: { prompt: 'say hi', maxTokens: 10 },
+  })
+  t.match(textOf(sampled), SAMPLED_TEXT, 'a server-to-client request reaches an SSE agent too')
+  const foreign = await fetch(`${base}/messages?sessionId=nope`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${everyone}`, 'content-type': 'application/json' },
+    body: '{"jsonrpc":"2.0","id":1,"method":"ping"}',
+  })
+  t.equal(foreign.status, 404, 'an unknown session is not found')
 })
 
 t.test('a modern (2026-07-28) request gets a clear error, not a session', async (t) => {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { isInitializeRequest, isJSONRPCRequest } from '@modelcontextprotocol/sdk/types.js'
 import type { Logger } from 'pino'
@@ -8,6 +9,7 @@ import { mayUseServer } from '../authenticator.ts'
 import type { GatewayConfig } from '../config.ts'
 import { BoundedEventStore, type EventBudget } from '../event-store.ts'
 import { sendHttpError } from '../http-responses.ts'
+import { LEGACY_MESSAGES_PATH, readSseMessage } from '../legacy-sse-endpoint.ts'
 import { isModernHttpRequest } from '../modern-validation.ts'
 import type { NetworkView } from '../network-view.ts'
 import { readJsonBodyOrReply } from '../request-body.ts'
@@ -17,7 +19,7 @@ import { UnifiedServer } from './unified-server.ts'
 import { mayUseVirtual, ToolView } from './virtual-servers.ts'
 
 interface Entry {
-  transport: StreamableHTTPServerTransport
+  transport: StreamableHTTPServerTransport | SSEServerTransport
   unified: UnifiedServer
   principal: string
   /** `''` for `/mcp`, the virtual server's name otherwise. */
@@ -27,7 +29,8 @@ interface Entry {
 
 /**
  * `/mcp` and `/mcp/v/<name>`: one MCP server for all the servers a principal may use (or a virtual server's
- * share of them), on the streamable HTTP transport of the 2025-11-25 era, with Last-Event-ID resumption.
+ * share of them), on the streamable HTTP transport of the 2025-11-25 era, with Last-Event-ID resumption; and
+ * `/sse`, `/sse/v/<name>` for clients of the HTTP+SSE transport.
  */
 export class UnifiedEndpoint {
   readonly #factory: SessionFactory
@@ -61,8 +64,7 @@ export class UnifiedEndpoint {
   }
 
   async handle(req: IncomingMessage, res: ServerResponse, virtual: string, auth: AuthContext): Promise<void> {
-    const definition = virtual === '' ? undefined : this.#config.virtualServers[virtual]
-    if (virtual !== '' && (definition === undefined || !mayUseVirtual(definition, auth)))
+    if (!this.#mayOpen(virtual, auth))
       return sendHttpError(res, 404, -32001, `Unknown virtual server ${virtual}`)
     let body: unknown
     if (req.method === 'POST') {
@@ -88,6 +90,8 @@ export class UnifiedEndpoint {
           'Session not found: it ended or never existed; initialize a new one',
         )
       entry.lastActivity = Date.now()
+      if (!(entry.transport instanceof StreamableHTTPServerTransport))
+        return sendHttpError(res, 404, -32001, 'Session not found: that session uses HTTP+SSE (/messages)')
       await entry.transport.handleRequest(req, res, body)
       return
     }
@@ -101,7 +105,7 @@ export class UnifiedEndpoint {
         'Bad Request: Mcp-Session-Id header is required for anything but an initialize request',
       )
     const entry = await this.#startSession(virtual, auth)
-    await entry.transport.handleRequest(req, res, body)
+    await (entry.transport as StreamableHTTPServerTransport).handleRequest(req, res, body)
   }
 
   async closeAll(): Promise<void> {
@@ -110,9 +114,66 @@ export class UnifiedEndpoint {
     await Promise.allSettled([...this.#entries.values()].map((e) => e.transport.close()))
   }
 
+  /** `GET /sse` or `/sse/v/<name>`: the same endpoint on the HTTP+SSE transport of 2024-11-05. */
+  async openSse(res: ServerResponse, virtual: string, auth: AuthContext): Promise<void> {
+    if (!this.#mayOpen(virtual, auth))
+      return sendHttpError(res, 404, -32001, `Unknown virtual server ${virtual}`)
+    const transport = new SSEServerTransport(LEGACY_MESSAGES_PATH, res)
+    await this.#connect(transport, transport.sessionId, virtual, auth)
+  }
+
+  /** Whether a `/messages?sessionId=` post is for one of this endpoint's HTTP+SSE sessions. */
+  ownsSse(sessionId: string | null): boolean {
+    return sessionId !== null && this.#entries.get(sessionId)?.transport instanceof SSEServerTransport
+  }
+
+  async postSse(
+    req: IncomingMessage,
+    res: ServerResponse,
+    sessionId: string,
+    auth: AuthContext,
+  ): Promise<void> {
+    const entry = this.#entries.get(sessionId)
+    if (
+      entry === undefined ||
+      entry.principal !== auth.principal ||
+      !(entry.transport instanceof SSEServerTransport)
+    )
+      return sendHttpError(res, 404, -32001, 'Session not found: open a new one with GET /sse')
+    entry.lastActivity = Date.now()
+    await readSseMessage(req, res, this.#factory.bodyLimits, (message) =>
+      (entry.transport as SSEServerTransport).handleMessage(message),
+    )
+  }
+
+  #mayOpen(virtual: string, auth: AuthContext): boolean {
+    if (virtual === '') return true
+    const definition = this.#config.virtualServers[virtual]
+    return definition !== undefined && mayUseVirtual(definition, auth)
+  }
+
   async #startSession(virtual: string, auth: AuthContext): Promise<Entry> {
-    const view = new ToolView(virtual === '' ? undefined : this.#config.virtualServers[virtual])
     const sessionId = randomUUID()
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => sessionId,
+      eventStore: new BoundedEventStore(
+        this.#config.sessions.maxStoredEvents,
+        this.#config.sessions.maxStoredEventBytes,
+        this.#eventBudget,
+      ),
+      retryInterval: this.#config.sessions.sseRetryMs,
+    })
+    return this.#connect(transport, sessionId, virtual, auth)
+  }
+
+  /** One agent session: a unified server for the principal (and virtual server), on the agent's transport. */
+  async #connect(
+    transport: StreamableHTTPServerTransport | SSEServerTransport,
+    sessionId: string,
+    virtual: string,
+    auth: AuthContext,
+  ): Promise<Entry> {
+    const view = new ToolView(virtual === '' ? undefined : this.#config.virtualServers[virtual])
     const unified = new UnifiedServer({
       name: virtual === '' ? 'mcp-nexus' : `mcp-nexus/${virtual}`,
       version: '1.0.0',
@@ -138,15 +199,6 @@ export class UnifiedEndpoint {
       listTimeoutMs: this.#config.unified.listTimeoutMs,
       callTimeoutMs: this.#config.unified.callTimeoutMs,
       logger: this.#logger.child({ sessionId, principal: auth.principal }),
-    })
-    const transport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: () => sessionId,
-      eventStore: new BoundedEventStore(
-        this.#config.sessions.maxStoredEvents,
-        this.#config.sessions.maxStoredEventBytes,
-        this.#eventBudget,
-      ),
-      retryInterval: this.#config.sessions.sseRetryMs,
     })
     const entry: Entry = { transport, unified, principal: auth.principal, virtual, lastActivity: Date.now() }
     this.#entries.set(sessionId, entry)
