@@ -407,9 +407,15 @@ export class UnifiedServer {
           signal: extra.signal,
           timeout: this.#options.callTimeoutMs,
         })) as never
-    client.setRequestHandler(CreateMessageRequestSchema, toAgent(CreateMessageResultSchema))
-    client.setRequestHandler(ElicitRequestSchema, toAgent(ElicitResultSchema))
-    client.setRequestHandler(ListRootsRequestSchema, toAgent(ListRootsResultSchema))
+    // Only what the agent can answer: an SDK client refuses handlers for capabilities it did not declare, and
+    // the server is not told it may send such requests.
+    const agent = this.server.getClientCapabilities() ?? {}
+    if (agent.sampling !== undefined)
+      client.setRequestHandler(CreateMessageRequestSchema, toAgent(CreateMessageResultSchema))
+    if (agent.elicitation !== undefined)
+      client.setRequestHandler(ElicitRequestSchema, toAgent(ElicitResultSchema))
+    if (agent.roots !== undefined)
+      client.setRequestHandler(ListRootsRequestSchema, toAgent(ListRootsResultSchema))
     client.setNotificationHandler(
       ToolListChangedNotificationSchema,
       () => void this.server.sendToolListChanged().catch(() => {}),
