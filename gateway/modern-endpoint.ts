@@ -5,6 +5,7 @@ import { errorMessage } from '../protocol/errors.ts'
 import { META_SUBSCRIPTION_ID, ModernRpcCode, parseRequestState } from '../protocol/modern-era.ts'
 import { errorResponse, JsonRpcCode, NexusRpcCode } from '../protocol/rpc-codes.ts'
 import type { AuthContext } from '../protocol/session-handshake.ts'
+import { mayUseTool } from './authenticator.ts'
 import { sendHttpError } from './http-responses.ts'
 import { validateModernRequest } from './modern-validation.ts'
 import type { NodeLink } from './node-link.ts'
@@ -73,19 +74,44 @@ export class ModernEndpoint {
         request as JSONRPCMessage & { id: RequestId },
         new ResponseStream(req, res),
       )
-    const started = performance.now()
-    const state = parseRequestState(request.params?.requestState)
-    const safe =
-      state === undefined && this.#deps.retrySafety.isSafe(serverId, request.method, request.params)
     const stream = new ResponseStream(req, res)
+    const answer = await this.forward(serverId, auth, request as JSONRPCMessage & { id: RequestId }, stream)
+    if (answer !== undefined) stream.finish(answer)
+  }
+
+  /**
+   * One request to a host of the server, tried on others when it is safe to, its notifications passed to
+   * `sink` as they come: the answer (the server's, or the gateway's error), or undefined when the client went.
+   */
+  async forward(
+    serverId: string,
+    auth: AuthContext,
+    request: JSONRPCMessage & { id: RequestId },
+    sink: RequestSink,
+  ): Promise<JSONRPCMessage | undefined> {
+    const { method, params } = request as unknown as { method: string; params?: Json }
+    // Tool scopes hold in this era too: a tool the principal may not use is neither called nor listed.
+    if (
+      method === 'tools/call' &&
+      typeof params?.name === 'string' &&
+      !mayUseTool(auth, serverId, params.name)
+    )
+      return errorResponse(
+        request.id,
+        NexusRpcCode.Forbidden,
+        `tool ${params.name} of server ${serverId} is not permitted to ${auth.principal}`,
+      )
+    const started = performance.now()
+    const state = parseRequestState(params?.requestState)
+    const safe = state === undefined && this.#deps.retrySafety.isSafe(serverId, method, params)
     const tried = new Set<string>()
     const attempts = safe ? (this.#deps.maxAttempts ?? 3) : 1
     let outcome: Attempt = { failure: 'no attempt' }
-    for (let attempt = 0; attempt < attempts && !stream.closed; attempt++) {
-      outcome = await this.#attempt(serverId, auth, request as JSONRPCMessage, stream, tried, state?.peerId)
+    for (let attempt = 0; attempt < attempts && !sink.closed; attempt++) {
+      outcome = await this.#attempt(serverId, auth, request, sink, tried, state?.peerId)
       if (outcome.answer !== undefined) break
     }
-    if (stream.closed) return
+    if (sink.closed) return undefined
     const answer =
       outcome.answer ??
       errorResponse(
@@ -95,16 +121,22 @@ export class ModernEndpoint {
           ? `No host could serve the request: ${outcome.failure}`
           : `The node serving the request failed (${outcome.failure}); it may or may not have run`,
       )
-    if ('result' in answer && request.method === 'tools/list')
+    if ('result' in answer && method === 'tools/list') {
       this.#deps.retrySafety.learnTools(serverId, answer.result)
-    stream.finish(answer)
+      const tools = (answer.result as { tools?: { name: string }[] }).tools
+      if (Array.isArray(tools))
+        (answer.result as { tools: unknown[] }).tools = tools.filter((t) =>
+          mayUseTool(auth, serverId, t.name),
+        )
+    }
     const result = 'error' in answer ? 'error' : 'ok'
     this.#deps.onRequestDone?.(
       serverId,
-      request.method,
+      method,
       outcome.answer === undefined ? 'failed' : result,
       (performance.now() - started) / 1000,
     )
+    return answer
   }
 
   /**
@@ -189,7 +221,7 @@ export class ModernEndpoint {
     serverId: string,
     auth: AuthContext,
     request: JSONRPCMessage,
-    stream: ResponseStream,
+    stream: RequestSink,
     tried: Set<string>,
     only: string | undefined,
   ): Promise<Attempt> {
@@ -229,11 +261,19 @@ export class ModernEndpoint {
   }
 }
 
+/** Where a forwarded request's notifications go, and whether the client is still there to take its answer. */
+export interface RequestSink {
+  readonly closed: boolean
+  /** Called when the client goes: the request is cancelled. */
+  onClose: (() => void) | undefined
+  notify(message: JSONRPCMessage): void
+}
+
 /**
  * The HTTP answer to one modern request: a single JSON object, unless notifications come first and the client
  * accepts SSE, in which case they and the answer stream as SSE events.
  */
-class ResponseStream {
+export class ResponseStream implements RequestSink {
   readonly #res: ServerResponse
   readonly #sse: boolean
   #streaming = false

@@ -238,7 +238,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       },
     })
     this.#streamable = new StreamableEndpoint(this, this.config, this.eventBudget, modern, this.logger)
-    this.#unified = new UnifiedEndpoint(this, this.config, this.view, this.eventBudget, this.logger)
+    this.#unified = new UnifiedEndpoint(this, this.config, this.view, this.eventBudget, modern, this.logger)
     this.#feed = new NetworkFeed({
       view: this.view,
       peerId: () => this.peer.peerId.toString(),

@@ -20,6 +20,7 @@ import {
   textOf,
   waitUntil,
 } from './support/clients.ts'
+import { connectModern, MODERN_SAMPLED_TEXT } from './support/modern-clients.ts'
 import { waitFor } from './support/wait.ts'
 
 // The unified endpoint: `/mcp` is one MCP server for the four reference servers at once (on two nodes),
@@ -293,19 +294,56 @@ t.test('the same endpoint on the legacy HTTP+SSE transport: /sse', async (t) => 
   t.equal(foreign.status, 404, 'an unknown session is not found')
 })
 
-t.test('a modern (2026-07-28) request gets a clear error, not a session', async (t) => {
-  const response = await fetch(`${base}/mcp`, {
-    method: 'POST',
-    headers: {
-      authorization: `Bearer ${everyone}`,
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-      'mcp-protocol-version': '2026-07-28',
-    },
-    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} }),
-  })
-  t.equal(response.status, 400)
-  t.match(await response.json(), { error: { message: /for 2026-07-28 use \/mcp\/<server-id>/ } })
+t.test(
+  'the 2026-07-28 era on /mcp: lists merged, calls routed, input requests resumed on their server',
+  async (t) => {
+    const client = await connectModern(`${base}/mcp`, 'pinned', { authorization: `Bearer ${everyone}` })
+    t.teardown(() => client.close())
+    const names = (await client.listTools()).tools.map((tool) => tool.name)
+    for (const name of ['everything__echo', 'memory__read_graph', 'sequential-thinking__sequentialthinking'])
+      t.ok(names.includes(name), `${name} is listed`)
+    t.match(
+      textOf(await client.callTool({ name: 'everything__echo', arguments: { message: 'modern' } })),
+      /modern/,
+    )
+    const sampled = await client.callTool({
+      name: 'everything__trigger-sampling-request',
+      arguments: { prompt: 'say hi', maxTokens: 10 },
+    })
+    t.match(
+      textOf(sampled),
+      MODERN_SAMPLED_TEXT,
+      'an input request answered and the call resumed on its server',
+    )
+    const { prompts } = await client.listPrompts()
+    t.ok(prompts.some((p) => p.name === 'everything__simple-prompt'))
+    const read = await client.readResource({
+      uri: 'nexus:everything:demo://resource/static/document/architecture.md',
+    })
+    t.equal(read.contents[0]!.uri, 'nexus:everything:demo://resource/static/document/architecture.md')
+    const unknown = await client.callTool({ name: 'nobody__echo', arguments: {} }).catch((err: Error) => err)
+    t.match(unknown, { message: /tool nobody__echo is not offered here/ })
+  },
+)
+
+t.test('tool scopes hold in the 2026-07-28 era, per server and unified', async (t) => {
+  for (const url of [`${base}/mcp/everything`, `${base}/mcp`]) {
+    const client = await connectModern(url, 'pinned', { authorization: `Bearer ${echoOnly}` })
+    t.teardown(() => client.close())
+    const echo = url.endsWith('/mcp') ? 'everything__echo' : 'echo'
+    const sum = url.endsWith('/mcp') ? 'everything__get-sum' : 'get-sum'
+    t.same(
+      (await client.listTools()).tools.map((tool) => tool.name),
+      [echo],
+      `${url}: only echo listed`,
+    )
+    const refused = await client.callTool({ name: sum, arguments: { a: 1, b: 2 } }).catch((err: Error) => err)
+    t.match(
+      refused,
+      { message: /tool get-sum of server everything is not permitted to key:echo-only/ },
+      `${url}: get-sum refused`,
+    )
+  }
 })
 
 t.test(

@@ -10,11 +10,13 @@ import type { GatewayConfig } from '../config.ts'
 import { BoundedEventStore, type EventBudget } from '../event-store.ts'
 import { sendHttpError } from '../http-responses.ts'
 import { LEGACY_MESSAGES_PATH, readSseMessage } from '../legacy-sse-endpoint.ts'
+import type { ModernEndpoint } from '../modern-endpoint.ts'
 import { isModernHttpRequest } from '../modern-validation.ts'
 import type { NetworkView } from '../network-view.ts'
 import { readJsonBodyOrReply } from '../request-body.ts'
 import type { SessionFactory } from '../session-factory.ts'
 import { Namespacing } from './namespacing.ts'
+import { UnifiedModern } from './unified-modern.ts'
 import { UnifiedServer } from './unified-server.ts'
 import { mayUseVirtual, ToolView } from './virtual-servers.ts'
 
@@ -44,12 +46,14 @@ export class UnifiedEndpoint {
     for (const entry of this.#entries.values()) entry.unified.refresh()
   }
   readonly #idleSweep: NodeJS.Timeout
+  readonly #modern: UnifiedModern
 
   constructor(
     factory: SessionFactory,
     config: GatewayConfig,
     view: NetworkView,
     eventBudget: EventBudget,
+    modern: ModernEndpoint,
     logger: Logger,
   ) {
     this.#factory = factory
@@ -58,6 +62,7 @@ export class UnifiedEndpoint {
     this.#eventBudget = eventBudget
     this.#logger = logger.child({ endpoint: 'unified' })
     this.#names = new Namespacing(config.unified.separator)
+    this.#modern = new UnifiedModern(modern, this.#names, config.unified.listTimeoutMs)
     view.on('change', this.#onViewChange)
     const idle = config.sessions.idleTimeoutMs
     this.#idleSweep = setInterval(() => this.#closeIdle(idle), Math.min(idle, 60_000)).unref()
@@ -72,13 +77,19 @@ export class UnifiedEndpoint {
       if (read === undefined) return
       body = read.value
     }
-    if (isModernHttpRequest(req.headers, body))
-      return sendHttpError(
-        res,
-        400,
-        -32000,
-        'The unified endpoint speaks MCP 2025-11-25 (sessions); for 2026-07-28 use /mcp/<server-id>',
-      )
+    if (isModernHttpRequest(req.headers, body)) {
+      if (req.method !== 'POST')
+        return sendHttpError(res, 405, -32000, 'Method not allowed in protocol 2026-07-28: POST only', {
+          allow: 'POST',
+        })
+      const view = this.#toolView(virtual)
+      return this.#modern.handle(req, res, body, {
+        view,
+        servers: [...this.#visibleServers(auth, view).keys()],
+        auth,
+        name: this.#serverName(virtual),
+      })
+    }
     const sessionId = req.headers['mcp-session-id']
     if (typeof sessionId === 'string') {
       const entry = this.#entries.get(sessionId)
@@ -173,29 +184,16 @@ export class UnifiedEndpoint {
     virtual: string,
     auth: AuthContext,
   ): Promise<Entry> {
-    const view = new ToolView(virtual === '' ? undefined : this.#config.virtualServers[virtual])
+    const view = this.#toolView(virtual)
     const unified = new UnifiedServer({
-      name: virtual === '' ? 'mcp-nexus' : `mcp-nexus/${virtual}`,
+      name: this.#serverName(virtual),
       version: '1.0.0',
       sessionId,
       auth,
       factory: this.#factory,
       names: this.#names,
       view,
-      visibleServers: () =>
-        new Map(
-          this.#view
-            .serverIds()
-            .filter((id) => mayUseServer(auth, id) && view.includesServer(id))
-            .map((id) => [
-              id,
-              this.#view
-                .hostsOf(id)
-                .map((h) => h.peerId)
-                .sort()
-                .join(','),
-            ]),
-        ),
+      visibleServers: () => this.#visibleServers(auth, view),
       listTimeoutMs: this.#config.unified.listTimeoutMs,
       callTimeoutMs: this.#config.unified.callTimeoutMs,
       logger: this.#logger.child({ sessionId, principal: auth.principal }),
@@ -208,6 +206,31 @@ export class UnifiedEndpoint {
     }
     await unified.server.connect(transport)
     return entry
+  }
+
+  #toolView(virtual: string): ToolView {
+    return new ToolView(virtual === '' ? undefined : this.#config.virtualServers[virtual])
+  }
+
+  #serverName(virtual: string): string {
+    return virtual === '' ? 'mcp-nexus' : `mcp-nexus/${virtual}`
+  }
+
+  /** The servers a principal may use here, each with a signature of its live hosts. */
+  #visibleServers(auth: AuthContext, view: ToolView): Map<string, string> {
+    return new Map(
+      this.#view
+        .serverIds()
+        .filter((id) => mayUseServer(auth, id) && view.includesServer(id))
+        .map((id) => [
+          id,
+          this.#view
+            .hostsOf(id)
+            .map((h) => h.peerId)
+            .sort()
+            .join(','),
+        ]),
+    )
   }
 
   #closeIdle(idleMs: number): void {

@@ -6,7 +6,11 @@ export const MODERN_SAMPLED_TEXT = 'sampled for a 2026-07-28 client'
  * A client of the SDK's v2 line (revision 2026-07-28), pinned to that revision or in `auto` mode (it probes
  * with `server/discover`), answering sampling and elicitation as a person and a model would.
  */
-export async function connectModern(url: string, mode: 'pinned' | 'auto' = 'pinned') {
+export async function connectModern(
+  url: string,
+  mode: 'pinned' | 'auto' = 'pinned',
+  headers?: Record<string, string>,
+) {
   const client = new Client(
     { name: 'nexus-modern-test', version: '1.0.0' },
     {
@@ -23,7 +27,10 @@ export async function connectModern(url: string, mode: 'pinned' | 'auto' = 'pinn
     action: 'accept',
     content: { name: 'Ada Lovelace' },
   }))
-  const transport = new StreamableHTTPClientTransport(new URL(url))
+  const transport = new StreamableHTTPClientTransport(
+    new URL(url),
+    headers === undefined ? undefined : { requestInit: { headers } },
+  )
   await client.connect(transport)
   return client
 }
