@@ -6,6 +6,7 @@ import { promisify } from 'node:util'
 import { Wallet } from 'ethers'
 import t from 'tap'
 import { PodHostSession } from '../node/runtime/kubernetes/pod-host-session.ts'
+import { resolvePackageBin } from '../node/runtime/package-bin.ts'
 import { parseManifest } from '../protocol/manifest.ts'
 import { startNetwork } from '../testing/network.ts'
 import { signManifest } from '../trust/manifest-signature.ts'
@@ -29,19 +30,7 @@ import { Container, OCI_RUNTIME, ociSuite, unpackImage } from './support/oci-run
 
 const run = promisify(execFile)
 const SEQUENTIAL = `npm:@modelcontextprotocol/server-sequential-thinking@${
-  JSON.parse(
-    readFileSync(
-      join(
-        import.meta.dirname,
-        '..',
-        'node_modules',
-        '@modelcontextprotocol',
-        'server-sequential-thinking',
-        'package.json',
-      ),
-      'utf8',
-    ),
-  ).version as string
+  resolvePackageBin('@modelcontextprotocol/server-sequential-thinking').version
 }`
 const TIME = 'pypi:mcp-server-time==2026.10.19'
 const scratch = mkdtempSync(join(tmpdir(), 'nexus-images-'))

@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Wallet } from 'ethers'
 import t from 'tap'
+import { resolvePackageBin } from '../node/runtime/package-bin.ts'
 import { isNexusError } from '../protocol/errors.ts'
 import { startNetwork } from '../testing/network.ts'
 import { signManifest } from '../trust/manifest-signature.ts'
@@ -324,19 +325,7 @@ t.test('an upgrade is run through the pipeline and diffed against the signed pre
 })
 
 t.test('a real server from the public npm registry is onboarded and approved', async (t) => {
-  const version = JSON.parse(
-    readFileSync(
-      join(
-        import.meta.dirname,
-        '..',
-        'node_modules',
-        '@modelcontextprotocol',
-        'server-sequential-thinking',
-        'package.json',
-      ),
-      'utf8',
-    ),
-  ).version as string
+  const { version } = resolvePackageBin('@modelcontextprotocol/server-sequential-thinking')
   const report = await onboard({ spec: `npm:@modelcontextprotocol/server-sequential-thinking@${version}` })
   t.equal(report.verdict, 'approved', JSON.stringify(report.blocking))
   t.match(report.manifest, { id: 'sequential-thinking', tools: { sequentialthinking: /^sha256:/ } })

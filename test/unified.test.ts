@@ -60,6 +60,22 @@ t.teardown(network.stop)
 let replacement: NexusNode | undefined
 t.teardown(() => replacement?.stop())
 const base = new URL(network.gateway.serverUrl('x')).origin
+/** A bare `initialize` POST, to see how the gateway answers before any session exists. */
+const initializeAt = (path: string, key: string) =>
+  fetch(`${base}${path}`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${key}`,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+    },
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } },
+    }),
+  })
 const connect = (key: string, path = '/mcp') =>
   connectStreamable(`${base}${path}`, { headers: { authorization: `Bearer ${key}` } })
 
@@ -227,35 +243,9 @@ t.test('a virtual server shows its subset, renamed and redescribed, to whom it i
   )
   t.notOk(wideNames.includes('everything__get-sum'), 'but nothing outside it')
 
-  const missing = await fetch(`${base}/mcp/v/nowhere`, {
-    method: 'POST',
-    headers: {
-      authorization: `Bearer ${everyone}`,
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-    },
-    body: JSON.stringify({
-      jsonrpc: '2.0',
-      id: 1,
-      method: 'initialize',
-      params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } },
-    }),
-  })
+  const missing = await initializeAt('/mcp/v/nowhere', everyone)
   t.equal(missing.status, 404, 'an unknown virtual server is not found')
-  const notTheirs = await fetch(`${base}/mcp/v/research`, {
-    method: 'POST',
-    headers: {
-      authorization: `Bearer ${everyone}`,
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-    },
-    body: JSON.stringify({
-      jsonrpc: '2.0',
-      id: 1,
-      method: 'initialize',
-      params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } },
-    }),
-  })
+  const notTheirs = await initializeAt('/mcp/v/research', everyone)
   t.equal(notTheirs.status, 404, 'nor is one meant for another team (scope team:research)')
 })
 

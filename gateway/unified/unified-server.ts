@@ -25,13 +25,17 @@ import {
   ListToolsResultSchema,
   LoggingMessageNotificationSchema,
   McpError,
+  type Prompt,
   PromptListChangedNotificationSchema,
   ReadResourceRequestSchema,
   ReadResourceResultSchema,
+  type Resource,
   ResourceListChangedNotificationSchema,
+  type ResourceTemplate,
   ResourceUpdatedNotificationSchema,
   SetLevelRequestSchema,
   SubscribeRequestSchema,
+  type Tool,
   ToolListChangedNotificationSchema,
   UnsubscribeRequestSchema,
 } from '@modelcontextprotocol/sdk/types.js'
@@ -63,6 +67,29 @@ export interface UnifiedServerOptions {
 }
 
 type Kind = 'tools' | 'prompts' | 'resources' | 'resourceTemplates'
+
+/** How each list is asked for: its method, the result's schema, the field of its items, the capability. */
+const LIST_KINDS = {
+  tools: { method: 'tools/list', schema: ListToolsResultSchema, field: 'tools', capability: 'tools' },
+  prompts: {
+    method: 'prompts/list',
+    schema: ListPromptsResultSchema,
+    field: 'prompts',
+    capability: 'prompts',
+  },
+  resources: {
+    method: 'resources/list',
+    schema: ListResourcesResultSchema,
+    field: 'resources',
+    capability: 'resources',
+  },
+  resourceTemplates: {
+    method: 'resources/templates/list',
+    schema: ListResourceTemplatesResultSchema,
+    field: 'resourceTemplates',
+    capability: 'resources',
+  },
+} as const
 
 /**
  * One agent session of the unified endpoint: an MCP server (the SDK's, over the agent's transport) whose tools,
@@ -147,26 +174,36 @@ export class UnifiedServer {
   }
 
   /** Every visible server's items of one kind, each server given `listTimeoutMs`; a failing one is left out. */
-  async #gather<T>(
-    kind: Kind,
-    list: (upstream: Upstream) => Promise<T[]>,
-  ): Promise<{ serverId: string; items: T[] }[]> {
+  /**
+   * Every visible server's items of one kind, every page of them, each server given `listTimeoutMs`; a server
+   * that fails or is too slow is left out (and logged) rather than failing the list.
+   */
+  async #gather(kind: Kind): Promise<{ serverId: string; items: Record<string, unknown>[] }[]> {
     const servers = this.#visible()
     this.#shown = this.#state()
-    const capability = kind === 'resourceTemplates' ? 'resources' : kind
+    const { method, schema, field, capability } = LIST_KINDS[kind]
     const outcomes = await Promise.allSettled(
       servers.map(async (serverId) => {
-        const upstream = await withDeadline(
+        const { client } = await withDeadline(
           this.#clients.get(serverId),
           this.#options.listTimeoutMs,
           serverId,
         )
-        if (upstream.client.getServerCapabilities()?.[capability] === undefined)
-          return { serverId, items: [] }
-        return { serverId, items: await list(upstream) }
+        const items: Record<string, unknown>[] = []
+        if (client.getServerCapabilities()?.[capability] === undefined) return { serverId, items }
+        let cursor: string | undefined
+        for (let page = 0; page < 100; page++) {
+          const result = (await client.request({ method, params: cursor ? { cursor } : {} }, schema, {
+            timeout: this.#options.listTimeoutMs,
+          })) as Record<string, unknown>
+          items.push(...(result[field] as Record<string, unknown>[]))
+          cursor = result.nextCursor as string | undefined
+          if (cursor === undefined) break
+        }
+        return { serverId, items }
       }),
     )
-    const gathered: { serverId: string; items: T[] }[] = []
+    const gathered: { serverId: string; items: Record<string, unknown>[] }[] = []
     for (const [i, outcome] of outcomes.entries()) {
       if (outcome.status === 'fulfilled') gathered.push(outcome.value)
       else
@@ -178,103 +215,38 @@ export class UnifiedServer {
     return gathered
   }
 
-  /** Every page of a list, with the list timeout. */
-  async #pages<T>(
-    fetchPage: (
-      cursor: string | undefined,
-      options: RequestOptions,
-    ) => Promise<{ items: T[]; next?: string }>,
-  ): Promise<T[]> {
-    const items: T[] = []
-    let cursor: string | undefined
-    for (let page = 0; page < 100; page++) {
-      const result = await fetchPage(cursor, { timeout: this.#options.listTimeoutMs })
-      items.push(...result.items)
-      cursor = result.next
-      if (cursor === undefined) break
-    }
-    return items
-  }
-
   #handleLists(): void {
     const { names, view } = this.#options
-    this.server.setRequestHandler(ListToolsRequestSchema, async () => {
-      const gathered = await this.#gather('tools', ({ client }) =>
-        this.#pages(async (cursor, options) => {
-          const r = await client.request(
-            { method: 'tools/list', params: cursor ? { cursor } : {} },
-            ListToolsResultSchema,
-            options,
-          )
-          return { items: r.tools, next: r.nextCursor }
-        }),
-      )
-      return {
-        tools: gathered.flatMap(({ serverId, items }) =>
-          items
-            .filter((tool) => view.includesTool(serverId, tool.name))
-            .map((tool) => ({
-              ...tool,
-              name: view.shownName(serverId, tool.name, names.qualify(serverId, tool.name)),
-              description: view.description(serverId, tool.name, tool.description),
-            })),
-        ),
-      }
-    })
-    this.server.setRequestHandler(ListPromptsRequestSchema, async () => {
-      const gathered = await this.#gather('prompts', ({ client }) =>
-        this.#pages(async (cursor, options) => {
-          const r = await client.request(
-            { method: 'prompts/list', params: cursor ? { cursor } : {} },
-            ListPromptsResultSchema,
-            options,
-          )
-          return { items: r.prompts, next: r.nextCursor }
-        }),
-      )
-      return {
-        prompts: gathered.flatMap(({ serverId, items }) =>
-          items.map((prompt) => ({ ...prompt, name: names.qualify(serverId, prompt.name) })),
-        ),
-      }
-    })
-    this.server.setRequestHandler(ListResourcesRequestSchema, async () => {
-      const gathered = await this.#gather('resources', ({ client }) =>
-        this.#pages(async (cursor, options) => {
-          const r = await client.request(
-            { method: 'resources/list', params: cursor ? { cursor } : {} },
-            ListResourcesResultSchema,
-            options,
-          )
-          return { items: r.resources, next: r.nextCursor }
-        }),
-      )
-      return {
-        resources: gathered.flatMap(({ serverId, items }) =>
-          items.map((resource) => ({ ...resource, uri: names.qualifyUri(serverId, resource.uri) })),
-        ),
-      }
-    })
-    this.server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => {
-      const gathered = await this.#gather('resourceTemplates', ({ client }) =>
-        this.#pages(async (cursor, options) => {
-          const r = await client.request(
-            { method: 'resources/templates/list', params: cursor ? { cursor } : {} },
-            ListResourceTemplatesResultSchema,
-            options,
-          )
-          return { items: r.resourceTemplates, next: r.nextCursor }
-        }),
-      )
-      return {
-        resourceTemplates: gathered.flatMap(({ serverId, items }) =>
-          items.map((template) => ({
-            ...template,
-            uriTemplate: names.qualifyUri(serverId, template.uriTemplate),
+    const name = (item: Record<string, unknown>) => String(item.name)
+    this.server.setRequestHandler(ListToolsRequestSchema, async () => ({
+      tools: (await this.#gather('tools')).flatMap(({ serverId, items }) =>
+        items
+          .filter((tool) => view.includesTool(serverId, name(tool)))
+          .map((tool) => ({
+            ...tool,
+            name: view.shownName(serverId, name(tool), names.qualify(serverId, name(tool))),
+            description: view.description(serverId, name(tool), tool.description as string | undefined),
           })),
-        ),
-      }
-    })
+      ) as Tool[],
+    }))
+    this.server.setRequestHandler(ListPromptsRequestSchema, async () => ({
+      prompts: (await this.#gather('prompts')).flatMap(({ serverId, items }) =>
+        items.map((prompt) => ({ ...prompt, name: names.qualify(serverId, name(prompt)) })),
+      ) as Prompt[],
+    }))
+    this.server.setRequestHandler(ListResourcesRequestSchema, async () => ({
+      resources: (await this.#gather('resources')).flatMap(({ serverId, items }) =>
+        items.map((resource) => ({ ...resource, uri: names.qualifyUri(serverId, String(resource.uri)) })),
+      ) as Resource[],
+    }))
+    this.server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => ({
+      resourceTemplates: (await this.#gather('resourceTemplates')).flatMap(({ serverId, items }) =>
+        items.map((template) => ({
+          ...template,
+          uriTemplate: names.qualifyUri(serverId, String(template.uriTemplate)),
+        })),
+      ) as ResourceTemplate[],
+    }))
   }
 
   /** The server a name or URI belongs to, if the principal may use it here; otherwise an invalid-params error. */
