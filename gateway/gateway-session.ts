@@ -1,6 +1,6 @@
 import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.js'
 import type { Logger } from 'pino'
-import { errorMessage } from '../protocol/errors.ts'
+import { errorMessage, isNexusError } from '../protocol/errors.ts'
 import type { InputGuard } from '../protocol/input-guard.ts'
 import { errorResponse, JsonRpcCode } from '../protocol/rpc-codes.ts'
 import type { AuthContext } from '../protocol/session-handshake.ts'
@@ -251,7 +251,9 @@ export class GatewaySession {
       link = await this.#init.connect(new Set())
     } catch (err) {
       this.#logger.warn({ err }, 'no node could take the session')
-      await this.#failInFlight(GatewayErrorCode.NoHost, errorMessage(err))
+      if (isNexusError(err, 'NODE_BUSY'))
+        await this.#failInFlight(GatewayErrorCode.Busy, errorMessage(err), { retryAfterMs: err.retryAfterMs })
+      else await this.#failInFlight(GatewayErrorCode.NoHost, errorMessage(err))
       await this.close()
       return
     }
@@ -457,12 +459,18 @@ export class GatewaySession {
     return true
   }
 
-  #failInFlight(code: number, message: string, reason?: string): Promise<void> {
+  #failInFlight(code: number, message: string, reason?: string | Record<string, unknown>): Promise<void> {
     return this.#failRequests([...this.#inFlight.keys()], code, message, reason)
   }
 
   /** Answers the agent's requests with an error; they are no longer in flight. */
-  async #failRequests(ids: RequestId[], code: number, message: string, reason?: string): Promise<void> {
+  /** `reason`: a code for `data.reason`, or the whole `data` (a busy host's `retryAfterMs`). */
+  async #failRequests(
+    ids: RequestId[],
+    code: number,
+    message: string,
+    reason?: string | Record<string, unknown>,
+  ): Promise<void> {
     for (const id of ids) {
       const inFlight = this.#inFlight.get(id)
       if (inFlight !== undefined) this.#done(inFlight, 'failed')
@@ -470,7 +478,10 @@ export class GatewaySession {
     }
     await Promise.all(
       ids.map((id) =>
-        this.#deliver(errorResponse(id, code, message, reason ? { reason } : undefined), undefined),
+        this.#deliver(
+          errorResponse(id, code, message, typeof reason === 'string' ? { reason } : reason),
+          undefined,
+        ),
       ),
     )
   }

@@ -235,6 +235,9 @@ export async function connectToHost(
 ): Promise<NodeLink> {
   const tried = new Set(options.exclude)
   const failures: string[] = []
+  /** The shortest wait a busy host asked for; when every host was busy, the agent is told to retry then. */
+  let busyFor: number | undefined
+  let reachedIdle = false
   let hosts = (await view.findHosts(options.serverId)).filter(
     (h) => !tried.has(h.peerId) && (options.only === undefined || h.peerId === options.only),
   )
@@ -272,12 +275,21 @@ export async function connectToHost(
         return new NodeLink(host.peerId, framed, options.guard, options.maxUnsentBytes)
       }
       failures.push(`${host.peerId} refused (${reply.code}): ${reply.message}`)
+      if (reply.code === 'NODE_BUSY')
+        busyFor = Math.min(busyFor ?? Number.POSITIVE_INFINITY, reply.retryAfterMs ?? 1_000)
+      else reachedIdle = true
       await framed.close()
     } catch (err) {
       failures.push(`${host.peerId} unreachable: ${errorMessage(err)}`)
       framed?.abort(err as Error)
     }
   }
+  if (busyFor !== undefined && !reachedIdle)
+    throw new NexusError(
+      'NODE_BUSY',
+      `every host of server ${options.serverId} is busy starting servers; retry after ${busyFor} ms: ${failures.join('; ')}`,
+      { retryAfterMs: busyFor },
+    )
   throw new NexusError(
     'NO_HOST',
     `no node could open a session for server ${options.serverId}: ${failures.join('; ')}`,

@@ -223,6 +223,21 @@ export const NodeConfigSchema = z.object({
    */
   maxConcurrentTeardowns: z.number().int().min(1).default(4),
   /**
+   * Server processes started at once (process runtime). A burst of new sessions on a stdio server queues for a
+   * start slot instead of starting every process together; a session that finds the queue full, or waits longer
+   * than `queueTimeoutMs`, is refused with NODE_BUSY and a time to retry after.
+   */
+  admission: z
+    .object({
+      /** Default: the machine's cores. */
+      maxStarting: z.number().int().min(1).max(1024).optional(),
+      maxQueued: z.number().int().min(0).max(100_000).default(256),
+      /** Keep it below the gateways' `handshakeTimeoutMs` (10 s): they wait this long for the node's answer. */
+      queueTimeoutMs: z.number().int().min(100).default(5_000),
+    })
+    .strict()
+    .prefault({}),
+  /**
    * Each server process in a sandbox of its own (process runtime, Linux, bubblewrap): `required` refuses to
    * run a server without one, `preferred` runs it unsandboxed (and says why) where the machine cannot,
    * `off` never sandboxes. Absent: `required` where the machine can sandbox, `preferred` where it cannot.

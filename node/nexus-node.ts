@@ -6,7 +6,7 @@ import type { Logger } from 'pino'
 import type { Assignment } from '../allocator/types.ts'
 import { type Announcement, decodeAnnouncement } from '../protocol/announcement.ts'
 import { type DemandReport, decodeDemandReport } from '../protocol/demand.ts'
-import { errorMessage, NexusError } from '../protocol/errors.ts'
+import { errorMessage, isNexusError, NexusError } from '../protocol/errors.ts'
 import { FramedStream } from '../protocol/framed-stream.ts'
 import { DEFAULT_FRESHNESS, GossipRecords } from '../protocol/gossip-records.ts'
 import { InputGuard } from '../protocol/input-guard.ts'
@@ -130,6 +130,10 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       (this.config.runtime.kind === 'process'
         ? new ProcessRuntime(this.logger, {
             maxConcurrentTeardowns: this.config.maxConcurrentTeardowns,
+            admission: {
+              ...this.config.admission,
+              maxStarting: this.config.admission.maxStarting ?? availableParallelism(),
+            },
             sandbox: this.config.sandbox,
             reports: {
               limits: (server, events, exit) => {
@@ -573,11 +577,11 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     const framed = new FramedStream(stream)
     const gatewayPeer = connection.remotePeer.toString()
     let serverId = ''
-    const refuse = async (code: RefusalCode, message: string) => {
+    const refuse = async (code: RefusalCode, message: string, retryAfterMs?: number) => {
       this.logger.info({ serverId, code, gatewayPeer }, message)
       this.emit('session-refused', { serverId, code })
       this.metrics.sessionRefused(code)
-      framed.sendJson(refusedFrame(code, message))
+      framed.sendJson(refusedFrame(code, message, retryAfterMs))
       await framed.close()
     }
     let open: ReturnType<typeof OpenSessionSchema.parse>
@@ -615,6 +619,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     try {
       upstream = await this.runtime.open(open.serverId)
     } catch (err) {
+      if (isNexusError(err, 'NODE_BUSY')) return refuse('NODE_BUSY', err.message, err.retryAfterMs)
       return refuse(
         'UPSTREAM_UNAVAILABLE',
         `server ${open.serverId} cannot take a session: ${errorMessage(err)}`,

@@ -12,6 +12,8 @@ export type NexusErrorCode =
   | 'UNKNOWN_SERVER'
   | 'NODE_DRAINING'
   | 'NODE_FULL'
+  /** Every process slot of the node is starting a server and its queue is full, or the wait ran out: retry later. */
+  | 'NODE_BUSY'
   | 'UPSTREAM_UNAVAILABLE'
   | 'UPSTREAM_EXITED'
   | 'NO_HOST'
@@ -37,11 +39,14 @@ export type NexusErrorCode =
 
 export class NexusError extends Error {
   readonly code: NexusErrorCode
+  /** For a refusal that will pass (NODE_BUSY): when to try again. */
+  readonly retryAfterMs: number | undefined
 
-  constructor(code: NexusErrorCode, message: string, options?: ErrorOptions) {
+  constructor(code: NexusErrorCode, message: string, options?: ErrorOptions & { retryAfterMs?: number }) {
     super(message, options)
     this.name = 'NexusError'
     this.code = code
+    this.retryAfterMs = options?.retryAfterMs
   }
 }
 

@@ -14,6 +14,11 @@ export const NexusRpcCode = {
   Overloaded: -32014,
   /** The server listed tools that differ from what its signed manifest pins; the list was withheld. */
   ToolsChanged: -32015,
+  /**
+   * Every host of the server is starting as many server processes as it can, and its queue is full or the wait
+   * ran out: nothing was started. Retry after `data.retryAfterMs`.
+   */
+  Busy: -32016,
 } as const
 
 /** JSON-RPC's own codes. */

@@ -36,6 +36,7 @@ export const REFUSAL_CODES = [
   'UNKNOWN_SERVER',
   'NODE_DRAINING',
   'NODE_FULL',
+  'NODE_BUSY',
   'UPSTREAM_UNAVAILABLE',
   'PROTOCOL_VIOLATION',
 ] as const
@@ -55,6 +56,8 @@ const RefusedSchema = z.object({
   type: z.literal('refused'),
   code: z.enum(REFUSAL_CODES),
   message: z.string(),
+  /** With NODE_BUSY: when the gateway (and the agent) may try again. */
+  retryAfterMs: z.number().int().min(0).max(3_600_000).optional(),
 })
 export const OpenReplySchema = z.discriminatedUnion('type', [AcceptedSchema, RefusedSchema])
 export type OpenReply = z.infer<typeof OpenReplySchema>
@@ -123,8 +126,14 @@ export function acceptedFrame(
   return { v: WIRE_VERSION, type: 'accepted', serverId, server }
 }
 
-export function refusedFrame(code: RefusalCode, message: string): OpenReply {
-  return { v: WIRE_VERSION, type: 'refused', code, message }
+export function refusedFrame(code: RefusalCode, message: string, retryAfterMs?: number): OpenReply {
+  return {
+    v: WIRE_VERSION,
+    type: 'refused',
+    code,
+    message,
+    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+  }
 }
 
 export function closingFrame(code: NexusErrorCode, message: string): Closing {

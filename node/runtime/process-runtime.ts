@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import { availableParallelism } from 'node:os'
 import type { Logger } from 'pino'
 import { NexusError } from '../../protocol/errors.ts'
 import type { ServerConfig } from '../config.ts'
@@ -7,6 +8,7 @@ import { HttpUpstream } from './http-upstream.ts'
 import { ProcessLauncher, type SandboxReports } from './process-launcher.ts'
 import type { Runtime, RuntimeServer } from './runtime.ts'
 import { Sandbox, type SandboxMode } from './sandbox/sandbox.ts'
+import { StartAdmission, type StartAdmissionOptions } from './start-admission.ts'
 import { StdioUpstream } from './stdio-upstream.ts'
 import { TeardownQueue } from './teardown-queue.ts'
 import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from './upstream.ts'
@@ -37,6 +39,8 @@ export interface ProcessRuntimeOptions {
   drainTimeoutMs?: number
   /** What the sandboxes report: instances that hit their limits, egress let through or refused. */
   reports?: SandboxReports
+  /** How many server processes start at once, and how long sessions may queue for a start (`node.admission`). */
+  admission?: StartAdmissionOptions
 }
 
 /** The embedded runtime: servers run as child processes of the node. */
@@ -51,11 +55,16 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
 
   /** Stops the processes of ended sessions a few at a time, so that a mass teardown cannot starve the node. */
   readonly teardowns: TeardownQueue
+  /** Starts server processes a few at a time, so that a burst of new sessions cannot starve it either. */
+  readonly admission: StartAdmission
 
   constructor(logger: Logger, options: ProcessRuntimeOptions = {}) {
     super()
     this.#logger = logger
     this.teardowns = new TeardownQueue(options.maxConcurrentTeardowns ?? 4)
+    this.admission = new StartAdmission(
+      options.admission ?? { maxStarting: availableParallelism(), maxQueued: 256, queueTimeoutMs: 5_000 },
+    )
     this.#drainTimeoutMs = options.drainTimeoutMs ?? 600_000
     // Off unless asked for: a node passes its configuration's setting (which defaults to the machine's best).
     const mode = options.sandbox === undefined ? 'off' : options.sandbox.mode
@@ -98,7 +107,14 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
       if (running !== undefined) continue
       const upstream =
         config.transport === 'stdio'
-          ? new StdioUpstream(config, this.#logger, this.#events, this.teardowns, this.#launcher)
+          ? new StdioUpstream(
+              config,
+              this.#logger,
+              this.#events,
+              this.teardowns,
+              this.#launcher,
+              this.admission,
+            )
           : new HttpUpstream(config, this.#logger, this.#events, this.#launcher)
       started.push(upstream)
     }

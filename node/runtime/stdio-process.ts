@@ -16,6 +16,8 @@ export class StdioProcess {
   readonly startedAt = Date.now()
   onMessage: ((message: Uint8Array) => void) | undefined
   onExit: ((description: string) => void) | undefined
+  /** Runs once, at the process's first line of output or its exit: when it is no longer starting. */
+  onStarted: (() => void) | undefined
   #exited = false
   #exitDescription = ''
   readonly #exitPromise: Promise<void>
@@ -32,6 +34,7 @@ export class StdioProcess {
       for (const line of splitter.push(chunk, (bytes) =>
         logger.warn({ bytes }, 'dropped an oversized line'),
       )) {
+        this.#started()
         this.onMessage?.(line)
       }
     })
@@ -48,6 +51,7 @@ export class StdioProcess {
         this.#exited = true
         this.#exitDescription = description
         afterExit?.(description)
+        this.#started()
         resolve()
         this.onExit?.(description)
       }
@@ -56,6 +60,12 @@ export class StdioProcess {
       )
       this.child.once('error', (err) => finish(`failed to start: ${err.message}`))
     })
+  }
+
+  #started(): void {
+    const started = this.onStarted
+    this.onStarted = undefined
+    started?.()
   }
 
   get exited(): boolean {

@@ -1,10 +1,11 @@
 import type { Logger } from 'pino'
 import { Backoff } from '../../protocol/backoff.ts'
-import type { NexusErrorCode } from '../../protocol/errors.ts'
+import { NexusError, type NexusErrorCode } from '../../protocol/errors.ts'
 import type { StdioServerConfig } from '../config.ts'
 import { ActiveSessions } from './active-sessions.ts'
 import { type LaunchSpec, resolveLaunch } from './launch.ts'
 import { ProcessLauncher } from './process-launcher.ts'
+import type { StartAdmission } from './start-admission.ts'
 import type { StdioProcess } from './stdio-process.ts'
 import type { TeardownQueue } from './teardown-queue.ts'
 import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from './upstream.ts'
@@ -13,6 +14,9 @@ import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from '
  * A stdio server: one child process per session, taken from a pool of pre-started ones so that a new session
  * does not pay the server's start-up time. Pooled processes that die are replaced with back-off.
  */
+/** How long a start may hold its admission slot at most, for a server that says nothing until asked twice. */
+const MAX_START_MS = 30_000
+
 export class StdioUpstream implements Upstream {
   readonly config: StdioServerConfig
   readonly #logger: Logger
@@ -22,6 +26,7 @@ export class StdioUpstream implements Upstream {
   readonly #backoff = new Backoff()
   readonly #teardowns: TeardownQueue
   readonly #launcher: ProcessLauncher
+  readonly #admission: StartAdmission | undefined
   #spec: LaunchSpec | undefined
   #refillTimer: NodeJS.Timeout | undefined
   #restarts = 0
@@ -34,7 +39,9 @@ export class StdioUpstream implements Upstream {
     events: UpstreamEvents | undefined,
     teardowns: TeardownQueue,
     launcher = new ProcessLauncher(),
+    admission?: StartAdmission,
   ) {
+    this.#admission = admission
     this.#launcher = launcher
     this.config = config
     this.#teardowns = teardowns
@@ -51,7 +58,22 @@ export class StdioUpstream implements Upstream {
   async open(): Promise<UpstreamSession> {
     let proc = this.#idle.shift()
     while (proc?.exited) proc = this.#idle.shift()
-    proc ??= this.#spawn()
+    if (proc === undefined) {
+      // A cold start: it waits its turn among the node's starts (or is refused, NODE_BUSY).
+      const release = await this.#admission?.acquire()
+      if (this.#stopped) {
+        release?.()
+        throw new NexusError('UPSTREAM_UNAVAILABLE', `server ${this.config.id} is stopping`)
+      }
+      proc = this.#spawn()
+      if (release !== undefined) {
+        const cap = setTimeout(release, MAX_START_MS)
+        proc.onStarted = () => {
+          clearTimeout(cap)
+          release()
+        }
+      }
+    }
     if (this.#refillTimer === undefined) this.#refill()
     const session = new StdioSession(proc, this.#teardowns, () => this.#active.delete(session))
     this.#active.add(session)

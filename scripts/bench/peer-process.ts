@@ -18,9 +18,12 @@ export type PeerRequest =
   | { type: 'pool-settled'; size: number }
   /** The process's memory after a full garbage collection (when run with --expose-gc), and its sessions. */
   | { type: 'memory' }
+  /** Sessions the gateway moved to another node since it started (a node judged failed). */
+  | { type: 'failovers' }
   | { type: 'stop' }
 export type PeerReply =
   | { type: 'ready'; address: string }
+  | { type: 'failovers'; count: number }
   | { type: 'pool-settled' }
   | {
       type: 'memory'
@@ -53,6 +56,10 @@ async function startNode(upstream: BenchUpstream, warmPool: number, maxSessions:
     servers: [server],
     // BENCH_SANDBOX=off compares against servers run without their sandboxes.
     sandbox: { mode: process.env.BENCH_SANDBOX === 'off' ? 'off' : undefined },
+    // BENCH_ADMISSION=off starts every process of a burst at once, as nodes did before start admission.
+    ...(process.env.BENCH_ADMISSION === 'off'
+      ? { admission: { maxStarting: 1024, maxQueued: 100_000 } }
+      : {}),
     trust: { allowUnverified: true },
   })
   await node.start()
@@ -88,8 +95,11 @@ async function startGateway(bootstrap: string) {
   })
   await gateway.start()
   await gateway.view.waitForServer(BENCH_SERVER, 15_000)
+  let failovers = 0
+  gateway.on('failover', () => failovers++)
   process.on('message', async (request: PeerRequest) => {
     if (request.type === 'memory') return send(memory(gateway.sessions.size))
+    if (request.type === 'failovers') return send({ type: 'failovers', count: failovers })
     if (request.type !== 'stop') return
     await gateway.stop()
     process.disconnect()

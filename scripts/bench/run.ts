@@ -5,6 +5,7 @@
  * - `allocation`: allocator time for 10–1,000 nodes × 50–500 servers, churn when a node leaves or joins
  * - `throughput`: tools/call through gateway + node against the same server reached directly (`throughput.ts`)
  * - `sessions`: 1,000 concurrent sessions held through one gateway, errors and memory (`sessions.ts`)
+ * - `overload`: bursts of 64, 256 and 1,000 new sessions on a stdio server: served, told to retry, p99 open (`overload.ts`)
  * - `failover`: node killed or hung → next successful call, over 20 trials each (`failover.ts`)
  * - `convergence`: announcement propagation in a 50-peer network (`convergence.ts`)
  * - `slow-client`: memory a stalled client costs the gateway while its server floods it (`slow-client.ts`)
@@ -21,6 +22,7 @@ import { benchFailover } from './failover.ts'
 import { benchFuzz } from './fuzz.ts'
 import { benchKubernetes } from './kubernetes.ts'
 import { benchOnboarding } from './onboarding.ts'
+import { benchOverload } from './overload.ts'
 import { benchSandbox } from './sandbox.ts'
 import { benchSessions } from './sessions.ts'
 import { benchSlowClient } from './slow-client.ts'
@@ -30,6 +32,7 @@ const SUITES = {
   allocation: runAllocationBench,
   throughput: benchThroughput,
   sessions: benchSessions,
+  overload: benchOverload,
   failover: benchFailover,
   convergence: benchConvergence,
   'slow-client': benchSlowClient,

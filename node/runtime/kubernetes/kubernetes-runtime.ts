@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { hostname } from 'node:os'
 import type { Logger } from 'pino'
 import { Backoff } from '../../../protocol/backoff.ts'
-import { errorMessage, NexusError, type NexusErrorCode } from '../../../protocol/errors.ts'
+import { errorMessage, isNexusError, NexusError, type NexusErrorCode } from '../../../protocol/errors.ts'
 import type { KubernetesRuntimeConfig } from '../../config.ts'
 import { EmulatedLegacySession } from '../../era-bridge/legacy-emulation.ts'
 import { forwardModern } from '../../era-bridge/modern-forward.ts'
@@ -89,6 +89,9 @@ function sessionCount(placement: Placement): number {
  * gets objects of its own beside the old ones; new sessions go to it, and the old objects go once their
  * sessions have ended (or been moved after the drain timeout).
  */
+/** How long `ensure` keeps trying when the API server answers with an error that should pass. */
+const ENSURE_PATIENCE_MS = 5_000
+
 export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> implements Runtime {
   readonly runsImages = true
   readonly #api: KubeApi
@@ -176,8 +179,26 @@ export class KubernetesRuntime extends EventEmitter<KubernetesRuntimeEvents> imp
       clearTimeout(placement.drainTimer)
       this.#servers.set(server.config.id, { server, current: placement })
     }
-    await this.#sync()
+    await this.#syncPatiently()
     this.#readinessMayHaveChanged()
+  }
+
+  /**
+   * A sync that rides out a moment of the API server's: an answer such as a 500 while it has just restarted
+   * ("failed to allocate a serviceIP: range is full" before its allocator has caught up) is tried again for a
+   * few seconds before `ensure` fails. A refusal (the Role lacks a verb) fails at once.
+   */
+  async #syncPatiently(): Promise<void> {
+    const deadline = Date.now() + ENSURE_PATIENCE_MS
+    for (let wait = 100; ; wait = Math.min(wait * 2, 1_000)) {
+      try {
+        return await this.#sync()
+      } catch (err) {
+        if (!isNexusError(err, 'CLUSTER_UNAVAILABLE') || Date.now() + wait > deadline || this.#stopped)
+          throw err
+        await new Promise((resolve) => setTimeout(resolve, wait))
+      }
+    }
   }
 
   has(serverId: string): boolean {
