@@ -19,6 +19,7 @@ const BURSTS = (process.env.BENCH_BURSTS ?? '64,256,1000').split(',').map(Number
 async function burst(url: string, size: number) {
   const opened: Client[] = []
   const openMs: number[] = []
+  let served = 0
   let busy = 0
   const otherErrors = new Map<string, number>()
   const started = performance.now()
@@ -30,6 +31,7 @@ async function burst(url: string, size: number) {
         openMs.push(performance.now() - t0)
         opened.push(client)
         await client.callTool({ name: 'test_simple_text', arguments: {} })
+        served++
       } catch (err) {
         if (err instanceof McpError && err.code === NexusRpcCode.Busy) busy++
         else {
@@ -43,7 +45,9 @@ async function burst(url: string, size: number) {
   await closeClients(opened)
   return {
     burst: size,
-    served: opened.length,
+    /** Opened, and its call answered. */
+    served,
+    opened: opened.length,
     toldToRetry: busy,
     failedOtherwise: [...otherErrors.values()].reduce((a, b) => a + b, 0),
     ...(otherErrors.size > 0 ? { otherErrors: Object.fromEntries(otherErrors) } : {}),
