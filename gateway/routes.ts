@@ -33,6 +33,13 @@ const serverPath = (prefix: string, path: string): string | undefined => {
   return first === prefix && serverId && extra === undefined ? serverId : undefined
 }
 
+/** `/<prefix>` (every server: `''`) or `/<prefix>/v/<name>` (a virtual server): the unified endpoint's paths. */
+const unifiedPath = (prefix: string, path: string): string | undefined => {
+  if (path === `/${prefix}`) return ''
+  const [, first, v, name, extra] = path.split('/')
+  return first === prefix && v === 'v' && name && extra === undefined ? name : undefined
+}
+
 /** Every agent-facing route, in one table: path, methods, and what it names. */
 const ROUTES: RouteEntry[] = [
   {
@@ -42,11 +49,8 @@ const ROUTES: RouteEntry[] = [
   {
     methods: ['GET', 'POST', 'DELETE'],
     match: (path) => {
-      if (path === '/mcp') return { kind: 'unified', virtual: '' }
-      const [, first, v, name, extra] = path.split('/')
-      return first === 'mcp' && v === 'v' && name && extra === undefined
-        ? { kind: 'unified', virtual: name }
-        : undefined
+      const virtual = unifiedPath('mcp', path)
+      return virtual === undefined ? undefined : { kind: 'unified', virtual }
     },
   },
   {
@@ -59,11 +63,8 @@ const ROUTES: RouteEntry[] = [
   {
     methods: ['GET'],
     match: (path) => {
-      if (path === '/sse') return { kind: 'unified-sse', virtual: '' }
-      const [, first, v, name, extra] = path.split('/')
-      return first === 'sse' && v === 'v' && name && extra === undefined
-        ? { kind: 'unified-sse', virtual: name }
-        : undefined
+      const virtual = unifiedPath('sse', path)
+      return virtual === undefined ? undefined : { kind: 'unified-sse', virtual }
     },
   },
   {

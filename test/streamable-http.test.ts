@@ -2,11 +2,16 @@ import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js'
-import { ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
 import t from 'tap'
 import { demoServers } from '../node/demo-servers.ts'
 import { startNetwork } from '../testing/network.ts'
-import { connectStreamable, recordProgress, SAMPLED_TEXT, textOf, waitUntil } from './support/clients.ts'
+import {
+  connectStreamable,
+  firstResourceUpdate,
+  recordProgress,
+  SAMPLED_TEXT,
+  textOf,
+} from './support/clients.ts'
 
 const root = mkdtempSync(join(tmpdir(), 'nexus-fs-test-'))
 const network = await startNetwork({
@@ -110,15 +115,8 @@ t.test('resource subscription: updates arrive for the subscribed resource', asyn
   const { client } = await connectStreamable(url('everything'))
   t.teardown(() => client.close())
   const uri = 'demo://resource/static/document/architecture.md'
-  const updated = waitUntil<string>(
-    20_000,
-    'a resource update',
-    (check) => client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => check(n.params.uri)),
-    (value) => value === uri,
-  )
-  await client.subscribeResource({ uri })
-  await client.callTool({ name: 'toggle-subscriber-updates', arguments: {} })
-  t.equal(await updated, uri)
+  const updated = await firstResourceUpdate(client, uri, 'toggle-subscriber-updates')
+  t.equal(updated, uri)
 })
 
 t.test('cancellation: an aborted call ends at once and the session goes on', async (t) => {

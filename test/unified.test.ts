@@ -2,10 +2,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
-import {
-  ResourceUpdatedNotificationSchema,
-  ToolListChangedNotificationSchema,
-} from '@modelcontextprotocol/sdk/types.js'
+import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
 import t from 'tap'
 import { createApiKey } from '../gateway/api-keys.ts'
 import { parseGatewayConfig } from '../gateway/config.ts'
@@ -14,11 +11,11 @@ import { NexusNode } from '../node/nexus-node.ts'
 import { startNetwork } from '../testing/network.ts'
 import {
   connectStreamable,
+  firstResourceUpdate,
   newClient,
   recordProgress,
   SAMPLED_TEXT,
   textOf,
-  waitUntil,
 } from './support/clients.ts'
 import { connectModern, MODERN_SAMPLED_TEXT } from './support/modern-clients.ts'
 import { waitFor } from './support/wait.ts'
@@ -147,15 +144,8 @@ t.test('progress, sampling, elicitation and subscriptions travel through the uni
   const elicited = await client.callTool({ name: 'everything__trigger-elicitation-request', arguments: {} })
   t.match(textOf(elicited), 'Ada Lovelace')
   const uri = 'nexus:everything:demo://resource/static/document/architecture.md'
-  const updated = waitUntil<string>(
-    20_000,
-    'a resource update',
-    (check) => client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => check(n.params.uri)),
-    (value) => value === uri,
-  )
-  await client.subscribeResource({ uri })
-  await client.callTool({ name: 'everything__toggle-subscriber-updates', arguments: {} })
-  t.equal(await updated, uri, 'updates name the namespaced uri')
+  const updated = await firstResourceUpdate(client, uri, 'everything__toggle-subscriber-updates')
+  t.equal(updated, uri, 'updates name the namespaced uri')
 })
 
 t.test(

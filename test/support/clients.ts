@@ -6,6 +6,7 @@ import {
   CreateMessageRequestSchema,
   ElicitRequestSchema,
   ProgressNotificationSchema,
+  ResourceUpdatedNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js'
 
 export const SAMPLED_TEXT = 'sampled by the test client'
@@ -108,4 +109,20 @@ export function startSlowCall(client: Client, name: string, ms: number) {
       (error: unknown) => ({ ok: false as const, error }),
     )
   return { running: running.promise, outcome }
+}
+
+/**
+ * Subscribes to a resource, has the server start its updates (`toggle`, a tool of server-everything), and
+ * resolves with the uri of the first update for it.
+ */
+export async function firstResourceUpdate(client: Client, uri: string, toggle: string): Promise<string> {
+  const updated = waitUntil<string>(
+    20_000,
+    'a resource update',
+    (check) => client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => check(n.params.uri)),
+    (value) => value === uri,
+  )
+  await client.subscribeResource({ uri })
+  await client.callTool({ name: toggle, arguments: {} })
+  return updated
 }
