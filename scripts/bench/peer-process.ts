@@ -20,10 +20,13 @@ export type PeerRequest =
   | { type: 'memory' }
   /** Sessions the gateway moved to another node since it started (a node judged failed). */
   | { type: 'failovers' }
+  /** The CPU time the process has used so far (user and system, microseconds). */
+  | { type: 'cpu' }
   | { type: 'stop' }
 export type PeerReply =
   | { type: 'ready'; address: string }
   | { type: 'failovers'; count: number }
+  | { type: 'cpu'; micros: number }
   | { type: 'pool-settled' }
   | {
       type: 'memory'
@@ -35,6 +38,11 @@ export type PeerReply =
     }
 
 const send = (reply: PeerReply) => process.send!(reply)
+
+function cpuUsed(): PeerReply {
+  const { user, system } = process.cpuUsage()
+  return { type: 'cpu', micros: user + system }
+}
 
 function memory(sessions: number): PeerReply {
   globalThis.gc?.()
@@ -76,6 +84,8 @@ async function startNode(upstream: BenchUpstream, warmPool: number, maxSessions:
       send({ type: 'pool-settled' })
     } else if (request.type === 'memory') {
       send(memory(node.sessions.size))
+    } else if (request.type === 'cpu') {
+      send(cpuUsed())
     } else {
       await node.stop()
       process.disconnect()
@@ -100,6 +110,7 @@ async function startGateway(bootstrap: string) {
   process.on('message', async (request: PeerRequest) => {
     if (request.type === 'memory') return send(memory(gateway.sessions.size))
     if (request.type === 'failovers') return send({ type: 'failovers', count: failovers })
+    if (request.type === 'cpu') return send(cpuUsed())
     if (request.type !== 'stop') return
     await gateway.stop()
     process.disconnect()

@@ -5,6 +5,7 @@
  * - `allocation`: allocator time for 10–1,000 nodes × 50–500 servers, churn when a node leaves or joins
  * - `throughput`: tools/call through gateway + node against the same server reached directly (`throughput.ts`)
  * - `sessions`: 1,000 concurrent sessions held through one gateway, errors and memory (`sessions.ts`)
+ * - `idle`: a node's and a gateway's CPU with nothing to do, as a share of one core (`idle.ts`)
  * - `overload`: bursts of 64, 256 and 1,000 new sessions on a stdio server: served, told to retry, p99 open (`overload.ts`)
  * - `failover`: node killed or hung → next successful call, over 20 trials each (`failover.ts`)
  * - `convergence`: announcement propagation in a 50-peer network (`convergence.ts`)
@@ -20,6 +21,7 @@ import { runAllocationBench } from './allocation.ts'
 import { benchConvergence } from './convergence.ts'
 import { benchFailover } from './failover.ts'
 import { benchFuzz } from './fuzz.ts'
+import { benchIdle } from './idle.ts'
 import { benchKubernetes } from './kubernetes.ts'
 import { benchOnboarding } from './onboarding.ts'
 import { benchOverload } from './overload.ts'
@@ -33,6 +35,7 @@ const SUITES = {
   throughput: benchThroughput,
   sessions: benchSessions,
   overload: benchOverload,
+  idle: benchIdle,
   failover: benchFailover,
   convergence: benchConvergence,
   'slow-client': benchSlowClient,
