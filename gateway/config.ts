@@ -98,6 +98,11 @@ export const GatewayConfigSchema = z.object({
       probeTimeoutMs: z.number().int().min(50).default(5_000),
       /** How long a new node may take to answer the replayed initialize. */
       replayTimeoutMs: z.number().int().min(100).default(10_000),
+      /**
+       * How long a session whose node failed keeps looking for another host before it ends: a moment with no
+       * host known (announcements delayed on a busy network, a replacement node still joining) is ridden out.
+       */
+      takeoverTimeoutMs: z.number().int().min(0).default(10_000),
     })
     .prefault({}),
   /** `/mcp`: one endpoint for every server a principal may use (see README, "One endpoint for all servers"). */

@@ -58,6 +58,8 @@ export interface GatewaySessionInit {
   guard: InputGuard
   /** How long a new node may take to answer the replayed `initialize`. */
   replayTimeoutMs: number
+  /** How long a session whose node failed keeps looking for another host (0: one try). */
+  takeoverTimeoutMs?: number
   logger: Logger
   onClientRequest?: (session: GatewaySession) => void
   /** An agent's request got its answer: the server's (`ok` or `error`), or the gateway's own (`failed`). */
@@ -383,12 +385,21 @@ export class GatewaySession {
     }
     await this.#failRequests(unsafe, GatewayErrorCode.NodeFailed, failedMessage, end.code)
     const exclude = new Set([link.peerId])
+    const deadline = Date.now() + (this.#init.takeoverTimeoutMs ?? 0)
+    let wait = 100
     let next: NodeLink | undefined
     while (next === undefined) {
       let candidate: NodeLink
       try {
         candidate = await this.#init.connect(exclude)
       } catch (err) {
+        // No host right now: look again shortly, until the deadline (the agent's messages wait meanwhile).
+        if (Date.now() + wait <= deadline && this.#closing === undefined) {
+          await new Promise((resolve) => setTimeout(resolve, wait))
+          if (this.#closing !== undefined) return
+          wait = Math.min(wait * 2, 1_000)
+          continue
+        }
         this.#logger.warn({ err: errorMessage(err) }, 'no node could take the session over')
         await this.#failInFlight(GatewayErrorCode.NodeFailed, failedMessage, end.code)
         await this.close()

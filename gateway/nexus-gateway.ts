@@ -368,6 +368,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       inFlightBudget: this.inFlightBudget,
       guard: this.guard,
       replayTimeoutMs: this.config.failover.replayTimeoutMs,
+      takeoverTimeoutMs: this.config.failover.takeoverTimeoutMs,
       connect: (exclude) =>
         connectToHost(this.peer, this.view, (peerId) => this.#localLoad(peerId), {
           serverId,

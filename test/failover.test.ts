@@ -4,7 +4,7 @@ import { McpError } from '@modelcontextprotocol/sdk/types.js'
 import t, { type Test } from 'tap'
 import type { FailoverEvent } from '../gateway/gateway-session.ts'
 import { GatewayErrorCode } from '../gateway/jsonrpc.ts'
-import type { NexusNode } from '../node/nexus-node.ts'
+import { NexusNode } from '../node/nexus-node.ts'
 import { startNetwork, type TestNetwork } from '../testing/network.ts'
 import { connectStreamable, startSlowCall } from './support/clients.ts'
 import { failoverServerConfig, fixtureHttpServerConfig } from './support/fixture-server.ts'
@@ -82,6 +82,29 @@ t.test(
     await checkFailover(t, network, (node) => void node.crash())
   },
 )
+
+t.test('a session whose only host dies waits for a new host instead of ending', async (t) => {
+  const network = await startNetwork({ nodes: 1, servers: [failoverFixture] })
+  t.teardown(network.stop)
+  const { client, transport } = await connectStreamable(network.gateway.serverUrl('failover'))
+  t.teardown(() => client.close())
+  await client.listTools()
+  const moved = once(network.gateway, 'failover') as Promise<[FailoverEvent]>
+  await network.nodes[0]!.crash()
+  // Nothing hosts the server now; a node joins a moment later, within failover.takeoverTimeoutMs.
+  const replacement = new NexusNode({
+    transport: 'memory',
+    trust: { allowUnverified: true },
+    servers: [failoverFixture],
+    bootstrap: [network.gateway.peer.getMultiaddrs()[0]!.toString()],
+  })
+  await replacement.start()
+  t.teardown(() => replacement.stop())
+  const [event] = await moved
+  t.equal(event.to, replacement.peerId, 'the session moved to the node that came')
+  t.match(textOf(await client.callTool({ name: 'whoami', arguments: {} })), /pid \d+/, 'and goes on')
+  t.ok(network.gateway.sessions.has(transport.sessionId!), 'with its session id')
+})
 
 t.test('a hung node (it stops reading its streams): the gateway notices and moves the session', async (t) => {
   const network = await twoNodeNetwork(t)

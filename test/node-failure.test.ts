@@ -7,7 +7,12 @@ import { connectStreamable } from './support/clients.ts'
 import { fixtureServerConfig } from './support/fixture-server.ts'
 
 t.test('a node that dies mid-call: the caller gets a JSON-RPC error, not a hang', async (t) => {
-  const network = await startNetwork({ nodes: 1, servers: [fixtureServerConfig()] })
+  // No other node will come: the session looks for one for 300 ms (failover.takeoverTimeoutMs), then ends.
+  const network = await startNetwork({
+    nodes: 1,
+    servers: [fixtureServerConfig()],
+    gateway: { failover: { takeoverTimeoutMs: 300 } },
+  })
   t.teardown(network.stop)
   const { client } = await connectStreamable(network.gateway.serverUrl('conformance'))
   t.teardown(() => client.close())
@@ -27,6 +32,11 @@ t.test('a node that dies mid-call: the caller gets a JSON-RPC error, not a hang'
   t.type(err, McpError)
   t.equal((err as McpError).code, GatewayErrorCode.NodeFailed)
   t.match((err as McpError).message, /may or may not have been executed/)
+  const waited = await client.listTools().then(
+    () => 'answered',
+    (e: Error) => e.message,
+  )
+  t.match(waited, /failed|Session not found|404/, 'a request while no host came is answered with an error')
   const after = await client.listTools().then(
     () => 'answered',
     (e: Error) => e.message,

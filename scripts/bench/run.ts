@@ -5,6 +5,7 @@
  * - `allocation`: allocator time for 10–1,000 nodes × 50–500 servers, churn when a node leaves or joins
  * - `throughput`: tools/call through gateway + node against the same server reached directly (`throughput.ts`)
  * - `sessions`: 1,000 concurrent sessions held through one gateway, errors and memory (`sessions.ts`)
+ * - `soak`: 10 minutes of calls while a node is killed, hung or partitioned every 20 s (`soak.ts`)
  * - `idle`: a node's and a gateway's CPU with nothing to do, as a share of one core (`idle.ts`)
  * - `overload`: bursts of 64, 256 and 1,000 new sessions on a stdio server: served, told to retry, p99 open (`overload.ts`)
  * - `failover`: node killed or hung → next successful call, over 20 trials each (`failover.ts`)
@@ -28,6 +29,7 @@ import { benchOverload } from './overload.ts'
 import { benchSandbox } from './sandbox.ts'
 import { benchSessions } from './sessions.ts'
 import { benchSlowClient } from './slow-client.ts'
+import { benchSoak } from './soak.ts'
 import { benchThroughput } from './throughput.ts'
 
 const SUITES = {
@@ -36,6 +38,7 @@ const SUITES = {
   sessions: benchSessions,
   overload: benchOverload,
   idle: benchIdle,
+  soak: benchSoak,
   failover: benchFailover,
   convergence: benchConvergence,
   'slow-client': benchSlowClient,
