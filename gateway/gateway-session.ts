@@ -385,7 +385,11 @@ export class GatewaySession {
     }
     await this.#failRequests(unsafe, GatewayErrorCode.NodeFailed, failedMessage, end.code)
     const exclude = new Set([link.peerId])
-    const deadline = Date.now() + (this.#init.takeoverTimeoutMs ?? 0)
+    // A node that failed, hung, was cut off or drains may be replaced or heard from again soon: the session
+    // waits for a host. A server process that died took the session's state with it; the node it ran on (and
+    // so excluded) is fine, so with no other host right now the session ends at once, as it always did.
+    const patience = end.code === 'UPSTREAM_EXITED' ? 0 : (this.#init.takeoverTimeoutMs ?? 0)
+    const deadline = Date.now() + patience
     let wait = 100
     let next: NodeLink | undefined
     while (next === undefined) {
