@@ -16,6 +16,7 @@ import { toString as bytesToString } from 'uint8arrays/to-string'
 import { BootstrapKeeper } from './bootstrap-keeper.ts'
 import { errorMessage, NexusError } from './errors.ts'
 import { ANNOUNCE_TOPIC, DEMAND_TOPIC, DHT_PROTOCOL } from './names.ts'
+import { sendWindowUpdatesAtHalfWindow } from './yamux-window-updates.ts'
 
 /**
  * Streams one connection may carry each way. Every MCP session is a stream, so a gateway may hold thousands on
@@ -87,6 +88,7 @@ function recordTopicScoring() {
  */
 export async function createPeer(options: PeerOptions = {}): Promise<NexusPeer> {
   const transport = options.transport ?? 'tcp'
+  sendWindowUpdatesAtHalfWindow()
   const bootstrap = (options.bootstrap ?? []).map((address) => {
     try {
       return multiaddr(address)

@@ -35,8 +35,17 @@ export function treeRssMiB(pid: number): number {
 
 /** CPU time (ms) a process tree has used so far (user and system), at 100 clock ticks a second. */
 export function treeCpuMs(pid: number): number {
+  return cpuMsOf(processTree(pid))
+}
+
+/** CPU time (ms) a process's descendants, alive now, have used so far: the servers a node runs. */
+export function descendantsCpuMs(pid: number): number {
+  return cpuMsOf(processTree(pid).slice(1))
+}
+
+function cpuMsOf(pids: number[]): number {
   let ticks = 0
-  for (const p of processTree(pid)) {
+  for (const p of pids) {
     try {
       const stat = readFileSync(`/proc/${p}/stat`, 'utf8')
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')

@@ -9,6 +9,7 @@ import { cpus } from 'node:os'
  */
 import { NexusGateway } from '../../gateway/nexus-gateway.ts'
 import { NexusNode } from '../../node/nexus-node.ts'
+import { descendantsCpuMs } from '../../node/runtime/process-tree.ts'
 import { fixtureHttpServerConfig, fixtureServerConfig } from '../../test/support/fixture-server.ts'
 
 export type BenchUpstream = 'stdio' | 'http'
@@ -20,13 +21,16 @@ export type PeerRequest =
   | { type: 'memory' }
   /** Sessions the gateway moved to another node since it started (a node judged failed). */
   | { type: 'failovers' }
-  /** The CPU time the process has used so far (user and system, microseconds). */
+  /**
+   * The CPU time the process has used so far (user and system, microseconds), and that of the server processes
+   * it runs (milliseconds, at clock-tick resolution).
+   */
   | { type: 'cpu' }
   | { type: 'stop' }
 export type PeerReply =
   | { type: 'ready'; address: string }
   | { type: 'failovers'; count: number }
-  | { type: 'cpu'; micros: number }
+  | { type: 'cpu'; micros: number; serversMs: number }
   | { type: 'pool-settled' }
   | {
       type: 'memory'
@@ -41,7 +45,7 @@ const send = (reply: PeerReply) => process.send!(reply)
 
 function cpuUsed(): PeerReply {
   const { user, system } = process.cpuUsage()
-  return { type: 'cpu', micros: user + system }
+  return { type: 'cpu', micros: user + system, serversMs: descendantsCpuMs(process.pid) }
 }
 
 function memory(sessions: number): PeerReply {

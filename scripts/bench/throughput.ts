@@ -12,9 +12,10 @@
  * The direct run is the legacy era: the fixture speaks only that.
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { treeCpuMs } from '../../node/runtime/process-tree.ts'
 import { startDirectFixture } from '../../test/support/fixture-server.ts'
 import { closeClients, openClients, openModernClients } from './clients.ts'
-import { startPeerProcesses } from './peer-handle.ts'
+import { type PeerProcesses, startPeerProcesses } from './peer-handle.ts'
 import type { BenchUpstream } from './peer-process.ts'
 import { percentile, round } from './stats.ts'
 
@@ -33,7 +34,12 @@ interface Measurement {
   throughputPerSec: number
   p50Ms: number
   p99Ms: number
+  /** CPU time per call (ms) of each process on the path, over the timed run: `server`, and `gateway`, `node`. */
+  cpuMsPerCall: Record<string, number>
 }
+
+/** CPU time (ms) each process on a path has used so far. */
+type CpuSnapshot = () => Promise<Record<string, number>>
 
 /** What a benchmark client does: call a tool, and go away. Both SDK lines' clients have it. */
 interface BenchClient {
@@ -45,6 +51,7 @@ async function measure(
   url: string,
   concurrency: number,
   settle: () => Promise<void>,
+  cpu: CpuSnapshot,
   era: Era = 'legacy',
 ): Promise<Measurement> {
   const clients: BenchClient[] =
@@ -55,6 +62,7 @@ async function measure(
     for (let i = 0; i < WARMUP_CALLS / Math.min(concurrency, 4); i++) await call(client)
   const latencies: number[] = []
   let errors = 0
+  const cpuBefore = await cpu()
   const started = performance.now()
   const deadline = started + DURATION_MS
   await Promise.all(
@@ -71,6 +79,7 @@ async function measure(
     }),
   )
   const elapsed = performance.now() - started
+  const cpuAfter = await cpu()
   if (era === 'legacy') await closeClients(clients as Client[])
   else await Promise.all(clients.map((c) => c.close()))
   latencies.sort((a, b) => a - b)
@@ -80,6 +89,23 @@ async function measure(
     throughputPerSec: round((latencies.length / elapsed) * 1000),
     p50Ms: round(percentile(latencies, 50)),
     p99Ms: round(percentile(latencies, 99)),
+    cpuMsPerCall: Object.fromEntries(
+      Object.entries(cpuAfter).map(([process, ms]) => [
+        process,
+        round((ms - cpuBefore[process]!) / latencies.length),
+      ]),
+    ),
+  }
+}
+
+/** The processes of a Nexus path: the gateway, the node, and the server processes the node runs. */
+function nexusCpu(network: PeerProcesses): CpuSnapshot {
+  return async () => {
+    const [gateway, node] = await Promise.all([
+      network.gateway.request({ type: 'cpu' }),
+      network.node.request({ type: 'cpu' }),
+    ])
+    return { server: node.serversMs, gateway: gateway.micros / 1000, node: node.micros / 1000 }
   }
 }
 
@@ -95,9 +121,22 @@ export async function benchThroughput() {
       try {
         for (const concurrency of CONCURRENCY) {
           // The network's warm pool starting up must not eat into the direct run's CPU either.
-          const directResult = await measure(direct.url, concurrency, () => network.settle())
+          const directResult = await measure(
+            direct.url,
+            concurrency,
+            () => network.settle(),
+            async () => ({
+              server: treeCpuMs(direct.pid),
+            }),
+          )
           for (const era of ERAS) {
-            const nexusResult = await measure(network.url, concurrency, () => network.settle(), era)
+            const nexusResult = await measure(
+              network.url,
+              concurrency,
+              () => network.settle(),
+              nexusCpu(network),
+              era,
+            )
             results.push({
               upstream,
               concurrency,
