@@ -237,7 +237,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
         this.metrics.requestDone(serverId, method, outcome as never, seconds)
       },
     })
-    this.#streamable = new StreamableEndpoint(this, this.config, this.eventBudget, modern, this.logger)
+    this.#streamable = new StreamableEndpoint(this, this.config, this.eventBudget, modern)
     this.#unified = new UnifiedEndpoint(this, this.config, this.view, this.eventBudget, modern, this.logger)
     this.#feed = new NetworkFeed({
       view: this.view,

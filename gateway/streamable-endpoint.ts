@@ -1,8 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { isInitializeRequest, isJSONRPCRequest } from '@modelcontextprotocol/sdk/types.js'
-import type { Logger } from 'pino'
 import type { AuthContext } from '../protocol/session-handshake.ts'
 import type { GatewayConfig } from './config.ts'
 import { BoundedEventStore, type EventBudget } from './event-store.ts'
@@ -13,9 +11,10 @@ import { isModernHttpRequest } from './modern-validation.ts'
 import { readJsonBodyOrReply } from './request-body.ts'
 import type { ResponseBacklog } from './response-backlog.ts'
 import type { SessionFactory } from './session-factory.ts'
+import { StreamableSessionTransport } from './streamable-session-transport.ts'
 
 interface Entry {
-  transport: StreamableHTTPServerTransport
+  transport: StreamableSessionTransport
   eventStore: BoundedEventStore
   backlog: ResponseBacklog
   session: GatewaySession | undefined
@@ -26,13 +25,13 @@ const SESSION_NOT_FOUND = -32001
 
 /**
  * `/mcp/<server-id>`: the streamable HTTP transport. Legacy era (spec 2025-11-25, 2025-06-18, 2025-03-26): one
- * SDK transport per session, with an event store so that dropped streams resume with Last-Event-ID. Modern
+ * transport per session (`StreamableSessionTransport`), with an event store so that dropped streams resume
+ * with Last-Event-ID. Modern
  * era (2026-07-28, told by its `MCP-Protocol-Version` header): each request on its own (`ModernEndpoint`).
  */
 export class StreamableEndpoint {
   readonly #factory: SessionFactory
   readonly #config: GatewayConfig
-  readonly #logger: Logger
   readonly #entries = new Map<string, Entry>()
   readonly #eventBudget: EventBudget
   readonly #modern: ModernEndpoint
@@ -42,13 +41,11 @@ export class StreamableEndpoint {
     config: GatewayConfig,
     eventBudget: EventBudget,
     modern: ModernEndpoint,
-    logger: Logger,
   ) {
     this.#factory = factory
     this.#config = config
     this.#eventBudget = eventBudget
     this.#modern = modern
-    this.#logger = logger
   }
 
   async handle(
@@ -137,42 +134,38 @@ export class StreamableEndpoint {
       this.#config.sessions.maxStoredEventBytes,
       this.#eventBudget,
     )
+    const sessionId = randomUUID()
+    const transport = new StreamableSessionTransport({
+      sessionId,
+      eventStore,
+      retryInterval: this.#config.sessions.sseRetryMs,
+      onInitialized: () => {
+        this.#entries.set(sessionId, entry)
+        entry.session = this.#factory.createSession(
+          serverId,
+          sessionId,
+          {
+            send: (message, relatedRequestId) => transport.send(message, relatedRequestId),
+            hasStandaloneStream: () => entry.standaloneStreams > 0,
+            releaseRequest: (id) => transport.closeSSEStream(id),
+            backlog: entry.backlog,
+            close: () => transport.close(),
+          },
+          auth,
+        )
+      },
+    })
     const entry: Entry = {
       eventStore,
       standaloneStreams: 0,
       backlog: this.#factory.createBacklog(serverId),
       session: undefined,
-      transport: new StreamableHTTPServerTransport({
-        sessionIdGenerator: randomUUID,
-        eventStore,
-        retryInterval: this.#config.sessions.sseRetryMs,
-        onsessioninitialized: (sessionId) => {
-          this.#entries.set(sessionId, entry)
-          entry.session = this.#factory.createSession(
-            serverId,
-            sessionId,
-            {
-              send: (message, relatedRequestId) =>
-                entry.transport.send(
-                  message,
-                  relatedRequestId === undefined ? undefined : { relatedRequestId },
-                ),
-              hasStandaloneStream: () => entry.standaloneStreams > 0,
-              releaseRequest: (id) => entry.transport.closeSSEStream(id),
-              backlog: entry.backlog,
-              close: () => entry.transport.close(),
-            },
-            auth,
-          )
-        },
-      }),
+      transport,
     }
-    entry.transport.onmessage = (message) => entry.session?.fromClient(message)
-    entry.transport.onerror = (err) => this.#logger.debug({ err }, 'streamable HTTP transport error')
-    entry.transport.onclose = () => {
+    transport.onmessage = (message) => entry.session?.fromClient(message)
+    transport.onclose = () => {
       eventStore.clear()
-      const id = entry.transport.sessionId
-      if (id !== undefined) this.#entries.delete(id)
+      this.#entries.delete(sessionId)
       void entry.session?.close()
     }
     return entry
