@@ -88,11 +88,6 @@ export class StreamableEndpoint {
       }
       entry.session.lastActivity = Date.now()
       const lastEventId = req.headers['last-event-id']
-      const resumeProblem =
-        req.method === 'GET' && lastEventId !== undefined
-          ? entry.eventStore.resumeProblem(String(lastEventId))
-          : undefined
-      if (resumeProblem !== undefined) return sendHttpError(res, 400, -32000, `Bad Request: ${resumeProblem}`)
       if (req.method === 'GET' && lastEventId === undefined) {
         entry.standaloneStreams++
         res.once('close', () => entry.standaloneStreams--)

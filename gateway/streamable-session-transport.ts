@@ -4,7 +4,6 @@ import {
   DEFAULT_NEGOTIATED_PROTOCOL_VERSION,
   type JSONRPCMessage,
   type RequestId,
-  SUPPORTED_PROTOCOL_VERSIONS,
 } from '@modelcontextprotocol/sdk/types.js'
 import type { BoundedEventStore } from './event-store.ts'
 import { sendHttpError } from './http-responses.ts'
@@ -62,16 +61,16 @@ export class StreamableSessionTransport {
     this.#store = options.eventStore
   }
 
+  /**
+   * A request the gateway's routes let through: POST, GET or DELETE, with a legacy `MCP-Protocol-Version` if any
+   * (the endpoint sends the others to the modern era's handling).
+   */
   async handleRequest(req: IncomingMessage, res: ServerResponse, body: unknown): Promise<void> {
     if (this.#closed) return sendHttpError(res, 404, -32001, 'Session not found')
-    if (req.method === 'POST') return this.#post(req, res, body)
     if (req.method === 'GET') return this.#get(req, res)
-    if (req.method === 'DELETE') {
-      if (this.#refusedVersion(req, res)) return
-      res.writeHead(200).end()
-      return this.close()
-    }
-    sendHttpError(res, 405, -32000, 'Method not allowed.', { allow: 'GET, POST, DELETE' })
+    if (req.method !== 'DELETE') return this.#post(req, res, body)
+    res.writeHead(200).end()
+    return this.close()
   }
 
   async #post(req: IncomingMessage, res: ServerResponse, body: unknown): Promise<void> {
@@ -97,13 +96,12 @@ export class StreamableSessionTransport {
       return sendHttpError(res, 400, -32700, 'Parse error: Invalid JSON-RPC message')
     const initialize = messages.find(isInitializeRequest)
     if (initialize !== undefined) {
+      // The endpoint starts a session for an initialize sent alone; one sent again within it is refused here.
       if (this.#initialized)
         return sendHttpError(res, 400, -32600, 'Invalid Request: Server already initialized')
-      if (messages.length > 1)
-        return sendHttpError(res, 400, -32600, 'Invalid Request: Only one initialization request is allowed')
       this.#initialized = true
       this.#options.onInitialized()
-    } else if (this.#refusedVersion(req, res)) return
+    }
     const requests = messages.filter(isRequest)
     if (requests.length === 0) {
       for (const message of messages) this.onmessage?.(message)
@@ -131,7 +129,6 @@ export class StreamableSessionTransport {
   async #get(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!(req.headers.accept ?? '').includes('text/event-stream'))
       return sendHttpError(res, 406, -32000, 'Not Acceptable: Client must accept text/event-stream')
-    if (this.#refusedVersion(req, res)) return
     const lastEventId = req.headers['last-event-id']
     if (typeof lastEventId === 'string') return this.#resume(res, lastEventId)
     if (this.#streams.has(STANDALONE))
@@ -139,12 +136,17 @@ export class StreamableSessionTransport {
     this.#open(STANDALONE, new SseResponse(res, { 'mcp-session-id': this.sessionId }))
   }
 
-  /** A client back after losing a stream: what it missed, then the stream goes on where it was. */
+  /**
+   * A client back after losing a stream: what it missed, then the stream goes on where it was. A stream the
+   * gateway still holds is taken over: the client resumes because its connection broke, which the gateway may
+   * not have noticed yet (the SDK's transport answered 409 there, and the client's resume failed).
+   */
   async #resume(res: ServerResponse, lastEventId: string): Promise<void> {
-    const streamId = await this.#store.getStreamIdForEventId(lastEventId)
-    if (streamId === undefined) return sendHttpError(res, 400, -32000, 'Invalid event ID format')
-    if (this.#streams.has(streamId))
-      return sendHttpError(res, 409, -32000, 'Conflict: Stream already has an active connection')
+    const problem = this.#store.resumeProblem(lastEventId)
+    if (problem !== undefined) return sendHttpError(res, 400, -32000, `Bad Request: ${problem}`)
+    const streamId = (await this.#store.getStreamIdForEventId(lastEventId))!
+    this.#streams.get(streamId)?.end()
+    this.#streams.delete(streamId)
     const stream = new SseResponse(res, { 'mcp-session-id': this.sessionId })
     try {
       await this.#store.replayEventsAfter(lastEventId, {
@@ -167,19 +169,6 @@ export class StreamableSessionTransport {
     stream.res.once('close', () => {
       if (this.#streams.get(streamId) === stream) this.#streams.delete(streamId)
     })
-  }
-
-  /** `Mcp-Protocol-Version` of a request after initialize: absent (the negotiated one), or one we speak. */
-  #refusedVersion(req: IncomingMessage, res: ServerResponse): boolean {
-    const version = req.headers['mcp-protocol-version']
-    if (version === undefined || SUPPORTED_PROTOCOL_VERSIONS.includes(String(version))) return false
-    sendHttpError(
-      res,
-      400,
-      -32000,
-      `Bad Request: Unsupported protocol version: ${version} (supported versions: ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')})`,
-    )
-    return true
   }
 
   /**
