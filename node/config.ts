@@ -1,6 +1,6 @@
 import * as z from 'zod/v4'
 import { NexusError } from '../protocol/errors.ts'
-import { EgressSchema, ErasSchema, ResourcesSchema } from '../protocol/manifest.ts'
+import { EgressSchema, ErasSchema, ResourcesSchema, SharedSchema } from '../protocol/manifest.ts'
 import { isValidServerId } from '../protocol/session-handshake.ts'
 import { TrustConfigSchema } from '../trust/trust-config.ts'
 
@@ -43,6 +43,8 @@ export const StdioServerConfigSchema = z
     ...LaunchFields,
     /** Pre-started instances kept ready so that a new session does not wait for a cold start. */
     warmPool: z.number().int().min(0).max(64).default(1),
+    /** Many sessions per process (a whitelisted server's comes from its manifest); see `SharedSchema`. */
+    shared: SharedSchema.optional(),
   })
   .refine(
     (s) => (s.package === undefined) !== (s.command === undefined),

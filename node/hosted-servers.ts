@@ -116,7 +116,12 @@ export function launchFromManifest(
     egress: manifest.egress,
   }
   if (manifest.transport === 'stdio')
-    return StdioServerConfigSchema.parse({ ...common, transport: 'stdio', warmPool: settings.warmPool })
+    return StdioServerConfigSchema.parse({
+      ...common,
+      transport: 'stdio',
+      warmPool: settings.warmPool,
+      shared: manifest.shared,
+    })
   return HttpServerConfigSchema.parse({
     ...common,
     transport: 'streamable-http',

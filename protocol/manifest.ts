@@ -69,6 +69,13 @@ export const EgressSchema = z.union([
   z.array(z.string().regex(EGRESS_HOST, 'a host name, *.domain or an IP address')).min(1).max(64),
 ])
 
+/**
+ * A stdio server whose one process may serve many sessions at once: it keeps nothing between requests that
+ * belongs to one session, and never asks the client anything (sampling, elicitation, roots). The node then
+ * multiplexes up to `sessionsPerProcess` sessions over each process (`node/runtime/shared-stdio/`).
+ */
+export const SharedSchema = z.object({ sessionsPerProcess: z.number().int().min(2).max(10_000) }).strict()
+
 /** The MCP eras a server speaks, each at most once. */
 export const ErasSchema = z
   .array(z.enum(ERAS))
@@ -124,6 +131,11 @@ export const ManifestSchema = z
      * server is taken as legacy. (Optional with no default: manifests signed before it hash alike.)
      */
     eras: ErasSchema.optional(),
+    /**
+     * A stdio server safe to share (see `SharedSchema`): many sessions per process. Absent: one process per
+     * session. (Optional with no default: manifests signed before it hash alike.)
+     */
+    shared: SharedSchema.optional(),
     /**
      * The folders an operator may bind into the server's sandbox, one entry each: what it is for, and whether
      * the server may write there (`rw`; an `ro` entry takes read-only binds only). Absent: the operator
@@ -186,6 +198,12 @@ export const ManifestSchema = z
           message: 'a PyPI package is pinned by its lock, and runs its console script',
         })
     }
+    if (m.shared !== undefined && m.transport !== 'stdio')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['shared'],
+        message: 'only a stdio server is shared: an HTTP server serves its sessions itself',
+      })
     if (ref?.kind !== 'pypi' && m.pythonLock !== undefined)
       ctx.addIssue({ code: 'custom', path: ['pythonLock'], message: 'only a PyPI package has a Python lock' })
     if (ref?.kind === 'oci' && (m.integrity !== undefined || m.files !== undefined))

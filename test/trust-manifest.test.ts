@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { getAddress, Wallet } from 'ethers'
 import t from 'tap'
+import { launchFromManifest } from '../node/hosted-servers.ts'
 import { type Manifest, manifestHash, parseManifest } from '../protocol/manifest.ts'
 import { verifyInstalledPackage } from '../trust/installed-package.ts'
 import {
@@ -60,6 +61,26 @@ t.test('manifest schema: exact versions, pinned packages, clear errors naming th
     /a host name, \*\.domain or an IP address/,
   )
   t.throws(() => parseManifest({ ...base, egress: [] }), /→ at egress/)
+  t.same(parseManifest({ ...base, shared: { sessionsPerProcess: 50 } }).shared, { sessionsPerProcess: 50 })
+  t.equal(manifestHash(base), manifestHash(parseManifest(base)), 'no shared: the hash is unchanged')
+  t.throws(
+    () => parseManifest({ ...base, transport: 'streamable-http', shared: { sessionsPerProcess: 50 } }),
+    /only a stdio server is shared/,
+  )
+  t.throws(() => parseManifest({ ...base, shared: { sessionsPerProcess: 1 } }), /→ at shared/)
+  const launched = launchFromManifest(parseManifest({ ...base, shared: { sessionsPerProcess: 50 } }), {
+    id: 'memory',
+    args: [],
+    env: {},
+    passEnv: [],
+    binds: [],
+    warmPool: 1,
+  })
+  t.same(
+    'shared' in launched && launched.shared,
+    { sessionsPerProcess: 50 },
+    'a node shares what the manifest says',
+  )
   const oci = parseManifest({
     id: 'oci-server',
     version: '1.0.0',

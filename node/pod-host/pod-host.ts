@@ -10,9 +10,9 @@ import {
   refusedFrame,
 } from '../../protocol/session-handshake.ts'
 import type { StdioServerConfig } from '../config.ts'
-import { StdioUpstream } from '../runtime/stdio-upstream.ts'
+import { createStdioUpstream } from '../runtime/create-stdio-upstream.ts'
 import { TeardownQueue } from '../runtime/teardown-queue.ts'
-import type { UpstreamSession } from '../runtime/upstream.ts'
+import type { Upstream, UpstreamSession } from '../runtime/upstream.ts'
 import { SocketFrames } from './socket-frames.ts'
 
 export interface PodHostOptions {
@@ -36,7 +36,7 @@ export interface PodHostOptions {
 export class PodHost {
   readonly #options: PodHostOptions
   readonly #logger: Logger
-  readonly #upstream: StdioUpstream
+  readonly #upstream: Upstream
   readonly #connections = new Set<Socket>()
   readonly #sessions = new Set<UpstreamSession>()
   #server: Server | undefined
@@ -45,7 +45,7 @@ export class PodHost {
   constructor(options: PodHostOptions) {
     this.#options = options
     this.#logger = options.logger
-    this.#upstream = new StdioUpstream(options.server, options.logger, undefined, new TeardownQueue(4))
+    this.#upstream = createStdioUpstream(options.server, options.logger, undefined, new TeardownQueue(4))
   }
 
   get sessions(): number {

@@ -3,13 +3,13 @@ import { availableParallelism } from 'node:os'
 import type { Logger } from 'pino'
 import { NexusError } from '../../protocol/errors.ts'
 import type { ServerConfig } from '../config.ts'
+import { createStdioUpstream } from './create-stdio-upstream.ts'
 import type { HttpEndpoint } from './http-endpoint.ts'
 import { HttpUpstream } from './http-upstream.ts'
 import { ProcessLauncher, type SandboxReports } from './process-launcher.ts'
 import type { Runtime, RuntimeServer } from './runtime.ts'
 import { Sandbox, type SandboxMode } from './sandbox/sandbox.ts'
 import { StartAdmission, type StartAdmissionOptions } from './start-admission.ts'
-import { StdioUpstream } from './stdio-upstream.ts'
 import { TeardownQueue } from './teardown-queue.ts'
 import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from './upstream.ts'
 
@@ -107,7 +107,7 @@ export class ProcessRuntime extends EventEmitter<ProcessRuntimeEvents> implement
       if (running !== undefined) continue
       const upstream =
         config.transport === 'stdio'
-          ? new StdioUpstream(
+          ? createStdioUpstream(
               config,
               this.#logger,
               this.#events,
