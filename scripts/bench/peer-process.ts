@@ -9,10 +9,11 @@ import { cpus } from 'node:os'
  */
 import { NexusGateway } from '../../gateway/nexus-gateway.ts'
 import { NexusNode } from '../../node/nexus-node.ts'
-import { descendantsCpuMs } from '../../node/runtime/process-tree.ts'
+import { descendantsCpuMs, treeRssMiB } from '../../node/runtime/process-tree.ts'
 import { fixtureHttpServerConfig, fixtureServerConfig } from '../../test/support/fixture-server.ts'
 
-export type BenchUpstream = 'stdio' | 'http'
+/** `shared`: the stdio fixture declared safe to share, `BENCH_SESSIONS_PER_PROCESS` (100) sessions a process. */
+export type BenchUpstream = 'stdio' | 'http' | 'shared'
 export const BENCH_SERVER = 'bench'
 
 export type PeerRequest =
@@ -39,6 +40,10 @@ export type PeerReply =
       external: number
       rss: number
       sessions: number
+      /** Resident memory of the process and every server process it runs (MiB). */
+      treeRssMiB: number
+      /** The server processes it runs. */
+      serverProcesses: number
     }
 
 const send = (reply: PeerReply) => process.send!(reply)
@@ -48,20 +53,31 @@ function cpuUsed(): PeerReply {
   return { type: 'cpu', micros: user + system, serversMs: descendantsCpuMs(process.pid) }
 }
 
-function memory(sessions: number): PeerReply {
+function memory(sessions: number, serverProcesses = 0): PeerReply {
   globalThis.gc?.()
   const { heapUsed, external, rss } = process.memoryUsage()
-  return { type: 'memory', heapUsed, external, rss, sessions }
+  return {
+    type: 'memory',
+    heapUsed,
+    external,
+    rss,
+    sessions,
+    treeRssMiB: treeRssMiB(process.pid),
+    serverProcesses,
+  }
 }
 
 async function startNode(upstream: BenchUpstream, warmPool: number, maxSessions: number) {
   // The server runs in its sandbox with the whole machine as its limits, as it has when reached directly: this
   // bench measures what the relay costs (the `sandbox` suite measures what the sandbox costs).
   const resources = { cpu: cpus().length, memoryMiB: 2048 }
+  const sessionsPerProcess = Number(process.env.BENCH_SESSIONS_PER_PROCESS ?? 100)
   const server =
     upstream === 'http'
       ? { ...fixtureHttpServerConfig(BENCH_SERVER), resources }
-      : { ...fixtureServerConfig(BENCH_SERVER), warmPool, resources }
+      : upstream === 'shared'
+        ? { ...fixtureServerConfig(BENCH_SERVER), warmPool, resources, shared: { sessionsPerProcess } }
+        : { ...fixtureServerConfig(BENCH_SERVER), warmPool, resources }
   const node = new NexusNode({
     transport: 'tcp',
     maxSessions,
@@ -84,10 +100,15 @@ async function startNode(upstream: BenchUpstream, warmPool: number, maxSessions:
     })
   process.on('message', async (request: PeerRequest) => {
     if (request.type === 'pool-settled') {
-      await poolSettled(upstream === 'stdio' ? request.size : 0)
+      await poolSettled(upstream === 'http' ? 0 : request.size)
       send({ type: 'pool-settled' })
     } else if (request.type === 'memory') {
-      send(memory(node.sessions.size))
+      send(
+        memory(
+          node.sessions.size,
+          node.runtime.status().reduce((n, s) => n + s.pids.length, 0),
+        ),
+      )
     } else if (request.type === 'cpu') {
       send(cpuUsed())
     } else {

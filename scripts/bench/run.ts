@@ -7,6 +7,7 @@
  * - `sessions`: 1,000 concurrent sessions held through one gateway, errors and memory (`sessions.ts`)
  * - `soak`: 10 minutes of calls while a node is killed, hung or partitioned every 20 s (`soak.ts`)
  * - `idle`: a node's and a gateway's CPU with nothing to do, as a share of one core (`idle.ts`)
+ * - `shared`: memory per session on a stdio server shared (1,000 sessions) and one process per session (`shared.ts`)
  * - `overload`: bursts of 64, 256 and 1,000 new sessions on a stdio server: served, told to retry, p99 open (`overload.ts`)
  * - `failover`: node killed or hung → next successful call, over 20 trials each (`failover.ts`)
  * - `convergence`: announcement propagation in a 50-peer network (`convergence.ts`)
@@ -28,6 +29,7 @@ import { benchOnboarding } from './onboarding.ts'
 import { benchOverload } from './overload.ts'
 import { benchSandbox } from './sandbox.ts'
 import { benchSessions } from './sessions.ts'
+import { benchShared } from './shared.ts'
 import { benchSlowClient } from './slow-client.ts'
 import { benchSoak } from './soak.ts'
 import { benchThroughput } from './throughput.ts'
@@ -36,6 +38,7 @@ const SUITES = {
   allocation: runAllocationBench,
   throughput: benchThroughput,
   sessions: benchSessions,
+  shared: benchShared,
   overload: benchOverload,
   idle: benchIdle,
   soak: benchSoak,
