@@ -10,7 +10,8 @@
  * - `shared`: memory per session on a stdio server shared (1,000 sessions) and one process per session (`shared.ts`)
  * - `overload`: bursts of 64, 256 and 1,000 new sessions on a stdio server: served, told to retry, p99 open (`overload.ts`)
  * - `failover`: node killed or hung → next successful call, over 20 trials each (`failover.ts`)
- * - `convergence`: announcement propagation in a 50-peer network (`convergence.ts`)
+ * - `convergence`: announcement propagation in a 50-peer network, every peer in this process (`convergence.ts`)
+ * - `gossip`: announcement delivery in 50- and 100-peer networks over TCP, peers in 4 processes (`gossip-scale.ts`)
  * - `slow-client`: memory a stalled client costs the gateway while its server floods it (`slow-client.ts`)
  * - `fuzz`: thousands of seeded hostile inputs at every trust boundary, with a canary session (`fuzz.ts`)
  * - `kubernetes`: 100 servers applied to a real kube-apiserver, steady-state API requests, watch recovery
@@ -23,6 +24,7 @@ import { runAllocationBench } from './allocation.ts'
 import { benchConvergence } from './convergence.ts'
 import { benchFailover } from './failover.ts'
 import { benchFuzz } from './fuzz.ts'
+import { benchGossip } from './gossip-scale.ts'
 import { benchIdle } from './idle.ts'
 import { benchKubernetes } from './kubernetes.ts'
 import { benchOnboarding } from './onboarding.ts'
@@ -44,6 +46,7 @@ const SUITES = {
   soak: benchSoak,
   failover: benchFailover,
   convergence: benchConvergence,
+  gossip: benchGossip,
   'slow-client': benchSlowClient,
   fuzz: benchFuzz,
   kubernetes: benchKubernetes,

@@ -1,0 +1,125 @@
+/**
+ * One process of the `gossip` bench: a group of peers (nodes, and gateways if asked) over TCP, joined through a
+ * seed address, each reporting every announcement it accepts — which, from whom, and when — to the parent over
+ * IPC in batches. Driven by `gossip-scale.ts`.
+ *
+ * `gossip-group.ts <nodes> <gateways> <announceIntervalMs> <seed multiaddr | "">`; with no seed, the first
+ * node is the seed and its address is reported.
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { NexusGateway } from '../../gateway/nexus-gateway.ts'
+import { NexusNode } from '../../node/nexus-node.ts'
+import { decodeAnnouncement } from '../../protocol/announcement.ts'
+import { ANNOUNCE_TOPIC } from '../../protocol/names.ts'
+import type { NexusPeer } from '../../protocol/peer.ts'
+import { fixtureServerConfig } from '../../test/support/fixture-server.ts'
+
+/** A delivery: announcement key (`publisher/seq`), publisher, its timestamp, receiver, when accepted. */
+export type Delivery = [key: string, publisher: string, timestamp: number, receiver: string, at: number]
+
+export type GroupRequest =
+  | { type: 'join' }
+  | { type: 'leave' }
+  /** CPU used (microseconds) and event-loop delay since the last `load`. */
+  | { type: 'load' }
+  | { type: 'stop' }
+export type GroupReply =
+  | { type: 'ready'; peers: string[]; seed: string }
+  | { type: 'deliveries'; batch: Delivery[] }
+  | { type: 'joined'; peerId: string; startedAt: number }
+  | { type: 'left' }
+  | { type: 'load'; cpuMicros: number; eventLoopDelayP99Ms: number }
+
+// Nodes host the fixture without starting a process until a session asks for one.
+const SERVER = { ...fixtureServerConfig(), warmPool: 0 }
+const FLUSH_MS = 200
+
+const [nodeCount, gatewayCount, intervalMs, seedArg] = process.argv.slice(2)
+const send = (reply: GroupReply) => process.send!(reply)
+let pending: Delivery[] = []
+const flush = setInterval(() => {
+  if (pending.length === 0) return
+  send({ type: 'deliveries', batch: pending })
+  pending = []
+}, FLUSH_MS)
+
+function watch(peer: NexusPeer): void {
+  const receiver = peer.peerId.toString()
+  peer.services.pubsub.addEventListener('message', (evt) => {
+    if (evt.detail.topic !== ANNOUNCE_TOPIC) return
+    const announcement = decodeAnnouncement(evt.detail.data)
+    if (announcement === undefined) return
+    pending.push([
+      `${announcement.peerId}/${announcement.seq}`,
+      announcement.peerId,
+      announcement.timestamp,
+      receiver,
+      Date.now(),
+    ])
+  })
+}
+
+const nodeConfig = (bootstrap: string[]) => ({
+  transport: 'tcp' as const,
+  trust: { allowUnverified: true },
+  bootstrap,
+  announceIntervalMs: Number(intervalMs),
+  servers: [SERVER],
+})
+
+const nodes: NexusNode[] = []
+const gateways: NexusGateway[] = []
+let seed = seedArg ?? ''
+for (let i = 0; i < Number(nodeCount); i++) {
+  const node = new NexusNode(nodeConfig(seed === '' ? [] : [seed]))
+  await node.start()
+  watch(node.peer)
+  nodes.push(node)
+  if (seed === '') seed = node.multiaddrs[0]!.toString()
+}
+for (let i = 0; i < Number(gatewayCount); i++) {
+  const gateway = new NexusGateway({
+    transport: 'tcp',
+    bootstrap: [seed],
+    http: { port: 0 },
+    trust: { allowUnverified: true },
+    auth: { anonymous: true },
+  })
+  await gateway.start()
+  watch(gateway.peer)
+  gateways.push(gateway)
+}
+send({
+  type: 'ready',
+  seed,
+  peers: [...nodes.map((n) => n.peerId), ...gateways.map((g) => g.peer.peerId.toString())],
+})
+
+const lag = monitorEventLoopDelay({ resolution: 10 })
+lag.enable()
+let cpuSince = process.cpuUsage()
+let joiner: NexusNode | undefined
+process.on('message', async (request: GroupRequest) => {
+  if (request.type === 'join') {
+    // Through a random node of this group, as a new operator's node joins through whichever peer it knows.
+    const through = nodes[Math.floor(Math.random() * nodes.length)]!
+    joiner = new NexusNode(nodeConfig([through.multiaddrs[0]!.toString()]))
+    const startedAt = Date.now()
+    await joiner.start()
+    send({ type: 'joined', peerId: joiner.peerId, startedAt })
+  } else if (request.type === 'leave') {
+    await joiner?.stop()
+    joiner = undefined
+    send({ type: 'left' })
+  } else if (request.type === 'load') {
+    const cpu = process.cpuUsage(cpuSince)
+    cpuSince = process.cpuUsage()
+    send({ type: 'load', cpuMicros: cpu.user + cpu.system, eventLoopDelayP99Ms: lag.percentile(99) / 1e6 })
+    lag.reset()
+  } else {
+    clearInterval(flush)
+    await joiner?.stop()
+    await Promise.allSettled([...gateways.map((g) => g.stop()), ...nodes.map((n) => n.stop())])
+    process.disconnect()
+  }
+})

@@ -1,0 +1,205 @@
+/**
+ * Announcement delivery in networks of 50 and 100 peers spread over `BENCH_GOSSIP_PROCESSES` (4) processes
+ * (`gossip-group.ts`), over TCP on loopback: real libp2p, noise, yamux, gossipsub and the DHT, each process
+ * with its own event loop. Every peer joined through one seed node and learnt the rest by gossip and the DHT.
+ * The processes share this machine's cores, so the CPU they used and their event-loop delay are reported.
+ *
+ * - `steady`: every announcement published in a 10 s window: the share of (announcement, other peer) pairs
+ *   delivered, and for each announcement the time from its timestamp until the last other peer accepted it.
+ * - `join`: a node starts through a random peer (and leaves after each trial); from its start until every
+ *   other peer accepted one of its announcements.
+ *
+ * `BENCH_GOSSIP` lists `peers:announceIntervalMs` pairs (default `50:10000,100:10000`).
+ */
+import { type ChildProcess, fork } from 'node:child_process'
+import { EventEmitter, once } from 'node:events'
+import type { Delivery, GroupReply, GroupRequest } from './gossip-group.ts'
+import { distribution, round } from './stats.ts'
+
+const CONFIGS = (process.env.BENCH_GOSSIP ?? '50:10000,100:10000').split(',').map((pair) => {
+  const [peers, intervalMs] = pair.split(':').map(Number)
+  return { peers: peers!, intervalMs: intervalMs! }
+})
+const PROCESSES = Number(process.env.BENCH_GOSSIP_PROCESSES ?? 4)
+const GATEWAYS = 5
+const JOIN_TRIALS = Number(process.env.BENCH_JOIN_TRIALS ?? 10)
+const JOIN_TIMEOUT_MS = 30_000
+const SETTLE_TIMEOUT_MS = 180_000
+const STEADY_WINDOW_MS = 10_000
+
+/** A group process and its replies, one kind at a time. */
+class Group {
+  readonly child: ChildProcess
+  readonly replies = new EventEmitter()
+
+  constructor(args: string[], onDeliveries: (batch: Delivery[]) => void) {
+    this.child = fork(new URL('./gossip-group.ts', import.meta.url), args, { execArgv: process.execArgv })
+    this.child.on('message', (reply: GroupReply) => {
+      if (reply.type === 'deliveries') onDeliveries(reply.batch)
+      else this.replies.emit(reply.type, reply)
+    })
+  }
+
+  async next<T extends GroupReply['type']>(type: T, timeoutMs = SETTLE_TIMEOUT_MS) {
+    const [reply] = await Promise.race([
+      once(this.replies, type, { signal: AbortSignal.timeout(timeoutMs) }),
+      once(this.child, 'exit').then(([code]) => Promise.reject(new Error(`gossip group exited (${code})`))),
+    ])
+    return reply as Extract<GroupReply, { type: T }>
+  }
+
+  async request<T extends GroupReply['type']>(request: GroupRequest, reply: T) {
+    const answer = this.next(reply)
+    this.child.send(request)
+    return answer
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null) return
+    const exited = once(this.child, 'exit')
+    this.child.send({ type: 'stop' } satisfies GroupRequest)
+    await exited
+  }
+}
+
+/** What every peer accepted, and from whom. */
+class Deliveries {
+  readonly seen = new Map<string, Map<string, number>>()
+  readonly published = new Map<string, { publisher: string; timestamp: number }>()
+  readonly holders = new Map<string, Set<string>>()
+  readonly events = new EventEmitter()
+
+  add(batch: Delivery[]): void {
+    for (const [key, publisher, timestamp, receiver, at] of batch) {
+      this.published.set(key, { publisher, timestamp })
+      const receivers = this.seen.get(key) ?? new Map<string, number>()
+      this.seen.set(key, receivers)
+      if (!receivers.has(receiver)) receivers.set(receiver, at)
+      const holders = this.holders.get(publisher) ?? new Set<string>()
+      this.holders.set(publisher, holders)
+      holders.add(receiver)
+    }
+    this.events.emit('delivery')
+  }
+
+  /** Resolves once `done` holds after a delivery, or rejects after the timeout. */
+  until(done: () => boolean, timeoutMs: number): Promise<void> {
+    if (done()) return Promise.resolve()
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.events.off('delivery', check)
+        reject(new Error('timed out'))
+      }, timeoutMs)
+      const check = () => {
+        if (!done()) return
+        clearTimeout(timer)
+        this.events.off('delivery', check)
+        resolve()
+      }
+      this.events.on('delivery', check)
+    })
+  }
+}
+
+async function measure(peerCount: number, intervalMs: number) {
+  const deliveries = new Deliveries()
+  const groupCount = Math.min(PROCESSES, peerCount)
+  const nodeCount = peerCount - GATEWAYS
+  const nodesIn = (g: number) => Math.floor(nodeCount / groupCount) + (g < nodeCount % groupCount ? 1 : 0)
+  const gatewaysIn = (g: number) => Math.floor(GATEWAYS / groupCount) + (g < GATEWAYS % groupCount ? 1 : 0)
+  const started = performance.now()
+  const args = (g: number, seed: string) => [
+    String(nodesIn(g)),
+    String(gatewaysIn(g)),
+    String(intervalMs),
+    seed,
+  ]
+  const groups: Group[] = [new Group(args(0, ''), (batch) => deliveries.add(batch))]
+  try {
+    const first = await groups[0]!.next('ready')
+    for (let g = 1; g < groupCount; g++) groups.push(new Group(args(g, first.seed), (b) => deliveries.add(b)))
+    const ready = [first, ...(await Promise.all(groups.slice(1).map((group) => group.next('ready'))))]
+    const peers = ready.flatMap((r) => r.peers)
+    const nodes = new Set<string>()
+    for (const [g, r] of ready.entries()) for (const id of r.peers.slice(0, nodesIn(g))) nodes.add(id)
+    const config = {
+      peers: peers.length,
+      nodes: nodes.size,
+      gateways: GATEWAYS,
+      processes: groupCount,
+      announceIntervalMs: intervalMs,
+    }
+    const everyoneKnowsEveryNode = () =>
+      [...nodes].every((node) => (deliveries.holders.get(node)?.size ?? 0) >= peers.length - 1)
+    const settled = await deliveries.until(everyoneKnowsEveryNode, SETTLE_TIMEOUT_MS).then(
+      () => true,
+      () => false,
+    )
+    if (!settled) return { ...config, settled, settleTimeoutMs: SETTLE_TIMEOUT_MS }
+    const settledMs = performance.now() - started
+
+    for (const group of groups) await group.request({ type: 'load' }, 'load')
+    const windowStart = Date.now() + 1_000
+    const windowEnd = windowStart + STEADY_WINDOW_MS
+    const loadStarted = performance.now()
+    await new Promise((resolve) => setTimeout(resolve, windowEnd - Date.now() + 3 * intervalMs))
+    const loads = await Promise.all(groups.map((group) => group.request({ type: 'load' }, 'load')))
+    const loadMs = performance.now() - loadStarted
+    const steady: number[] = []
+    let pairs = 0
+    let delivered = 0
+    for (const [key, { publisher, timestamp }] of deliveries.published) {
+      if (timestamp < windowStart || timestamp > windowEnd) continue
+      const receivers = deliveries.seen.get(key)!
+      const others = peers.length - 1
+      pairs += others
+      delivered += receivers.size
+      if (receivers.size === others && !receivers.has(publisher))
+        steady.push(Math.max(...receivers.values()) - timestamp)
+    }
+
+    const joins: number[] = []
+    let joinsNotConverged = 0
+    for (let i = 0; i < JOIN_TRIALS; i++) {
+      const group = groups[i % groups.length]!
+      const { peerId, startedAt } = await group.request({ type: 'join' }, 'joined')
+      try {
+        await deliveries.until(
+          () => (deliveries.holders.get(peerId)?.size ?? 0) >= peers.length,
+          JOIN_TIMEOUT_MS,
+        )
+        joins.push(Math.max(...firstAcceptedBy(deliveries, peerId)) - startedAt)
+      } catch {
+        joinsNotConverged++
+      }
+      await group.request({ type: 'leave' }, 'left')
+    }
+    return {
+      ...config,
+      settled,
+      networkSettledMs: round(settledMs),
+      join: { ...distribution(joins), notConvergedIn30s: joinsNotConverged },
+      steady: { ...distribution(steady), deliveredShare: round(delivered / Math.max(1, pairs), 5), pairs },
+      cpuCoresBusy: round(loads.reduce((sum, l) => sum + l.cpuMicros, 0) / 1000 / loadMs, 2),
+      eventLoopDelayP99Ms: loads.map((l) => round(l.eventLoopDelayP99Ms)),
+    }
+  } finally {
+    await Promise.allSettled(groups.map((group) => group.stop()))
+  }
+}
+
+/** When each peer first accepted any announcement of `publisher`. */
+function firstAcceptedBy(deliveries: Deliveries, publisher: string): number[] {
+  const first = new Map<string, number>()
+  for (const [key, receivers] of deliveries.seen) {
+    if (!key.startsWith(`${publisher}/`)) continue
+    for (const [receiver, at] of receivers) first.set(receiver, Math.min(first.get(receiver) ?? at, at))
+  }
+  return [...first.values()]
+}
+
+export async function benchGossip() {
+  const runs = []
+  for (const { peers, intervalMs } of CONFIGS) runs.push(await measure(peers, intervalMs))
+  return { transport: `tcp on loopback, peers in ${PROCESSES} processes`, runs }
+}
