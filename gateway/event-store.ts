@@ -9,6 +9,9 @@ interface StoredEvent {
   bytes: number
 }
 
+/** What an evicted event's slot holds until the array is compacted. */
+const EVICTED: StoredEvent = { id: '', streamId: '', message: {} as JSONRPCMessage, bytes: 0 }
+
 const SEPARATOR = '|'
 
 /** What a session keeps of its newest events even when the gateway-wide budget is spent. */
@@ -102,6 +105,8 @@ export class BoundedEventStore implements EventStore {
     const bytes = this.#events[this.#head]!.bytes
     this.#bytes -= bytes
     this.#budget?.add(-bytes)
+    // The slot stays until the array is compacted; the event itself goes now.
+    this.#events[this.#head] = EVICTED
     this.#head++
   }
 

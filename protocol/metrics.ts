@@ -1,9 +1,30 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, type Metric, Registry } from 'prom-client'
 
-/** A registry of a peer's own (several peers may share a process), with the process metrics under `prefix`. */
+/** The process's own metrics (CPU, memory, event loop, GC), collected once per process and prefix. */
+const processRegistries = new Map<string, Registry>()
+
+function processMetrics(prefix: string): Registry {
+  let registry = processRegistries.get(prefix)
+  if (registry === undefined) {
+    registry = new Registry()
+    collectDefaultMetrics({ register: registry, prefix })
+    processRegistries.set(prefix, registry)
+  }
+  return registry
+}
+
+/**
+ * A registry of a peer's own (several peers may share a process: tests, the in-process network helper), with
+ * the process metrics under `prefix`. Those are collected once per process and shown by every peer's registry:
+ * collecting them per peer left a GC observer per peer, for good, that kept the peer's registry, its gauges
+ * and through their callbacks the whole stopped peer alive (the availability soak's heap grew with every
+ * node it replaced).
+ */
 export function peerRegistry(prefix: string): Registry {
   const registry = new Registry()
-  collectDefaultMetrics({ register: registry, prefix })
+  // Typed as plain metric objects, they are the metric instances themselves.
+  for (const metric of processMetrics(prefix).getMetricsAsArray())
+    registry.registerMetric(metric as unknown as Metric)
   return registry
 }
 

@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events'
 import { join } from 'node:path'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -100,14 +101,33 @@ export async function availabilitySoak(options: SoakOptions): Promise<SoakResult
     return Math.round((process.memoryUsage().heapUsed / 2 ** 20) * 10) / 10
   }
   const clients: Client[] = []
+  /** Ends each session as an agent that is done does (DELETE), so that what is left afterwards is a leak. */
+  const endSessions: (() => Promise<void>)[] = []
   try {
     for (let i = 0; i < options.nodes; i++) await addNode()
+    // The start is the network with no session: warm pools full, nothing else.
+    await Promise.all(
+      nodes.map((node) =>
+        waitFor(
+          () => node.runtime.status().reduce((n, x) => n + x.pids.length, 0) >= SERVER.warmPool,
+          // The process runtime (what the soak runs) emits one event per process it starts.
+          node.runtime as unknown as EventEmitter,
+          'process-started',
+          30_000,
+          'the warm pool',
+        ),
+      ),
+    )
+    const start = { processes: processes(), heap: heapMiB() }
     for (let i = 0; i < options.sessions; i++) {
-      const { client } = await connectStreamable(gateway.serverUrl(SERVER.id))
+      const { client, transport } = await connectStreamable(gateway.serverUrl(SERVER.id))
+      endSessions.push(async () => {
+        await transport.terminateSession().catch(() => {})
+        await client.close()
+      })
       await client.listTools() // the gateway learns which tools are safe to run again
       clients.push(client)
     }
-    const start = { processes: processes(), heap: heapMiB() }
     let calls = 0
     let succeeded = 0
     const failures: Record<string, number> = {}
@@ -152,7 +172,15 @@ export async function availabilitySoak(options: SoakOptions): Promise<SoakResult
     }
     running = false
     await Promise.all(loops)
-    await Promise.all(clients.splice(0).map((c) => c.close()))
+    clients.length = 0
+    await Promise.all(endSessions.splice(0).map((end) => end()))
+    await waitFor(
+      () => gateway.sessions.size === 0,
+      gateway,
+      'session-closed',
+      30_000,
+      'every session closed on the gateway',
+    ).catch(() => {})
     // Ended sessions' processes go through the teardown queue; what is left is the warm pools.
     await waitFor(
       () => nodes.every((n) => n.sessions.size === 0),
@@ -174,7 +202,7 @@ export async function availabilitySoak(options: SoakOptions): Promise<SoakResult
       gatewayHeapMiB: { start: start.heap, end: heapMiB() },
     }
   } finally {
-    await Promise.allSettled(clients.map((c) => c.close()))
+    await Promise.allSettled(endSessions.map((end) => end()))
     await gateway.stop()
     await Promise.allSettled(nodes.map((n) => n.stop()))
   }
