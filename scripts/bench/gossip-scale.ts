@@ -24,7 +24,7 @@ const PROCESSES = Number(process.env.BENCH_GOSSIP_PROCESSES ?? 4)
 const GATEWAYS = 5
 const JOIN_TRIALS = Number(process.env.BENCH_JOIN_TRIALS ?? 10)
 const JOIN_TIMEOUT_MS = 30_000
-const SETTLE_TIMEOUT_MS = 180_000
+const SETTLE_TIMEOUT_MS = Number(process.env.BENCH_GOSSIP_SETTLE_MS ?? 180_000)
 const STEADY_WINDOW_MS = 10_000
 
 /** A group process and its replies, one kind at a time. */
@@ -135,7 +135,24 @@ async function measure(peerCount: number, intervalMs: number) {
       () => true,
       () => false,
     )
-    if (!settled) return { ...config, settled, settleTimeoutMs: SETTLE_TIMEOUT_MS }
+    if (!settled) {
+      // How far it got: the share of (node, other peer) pairs where the peer holds an announcement of the node.
+      const known = [...nodes].reduce((sum, node) => sum + (deliveries.holders.get(node)?.size ?? 0), 0)
+      const lagging = [...nodes].filter((node) => (deliveries.holders.get(node)?.size ?? 0) < peers.length - 1)
+      return {
+        ...config,
+        settled,
+        settleTimeoutMs: SETTLE_TIMEOUT_MS,
+        knownShare: round(known / (nodes.size * (peers.length - 1)), 4),
+        nodesNotKnownEverywhere: lagging.length,
+        peersMissingSome: peers
+          .map((peer, index) => ({
+            index,
+            missing: [...nodes].filter((n) => n !== peer && !deliveries.holders.get(n)?.has(peer)).length,
+          }))
+          .filter((p) => p.missing > 0),
+      }
+    }
     const settledMs = performance.now() - started
 
     for (const group of groups) await group.request({ type: 'load' }, 'load')
