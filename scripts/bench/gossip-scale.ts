@@ -138,7 +138,9 @@ async function measure(peerCount: number, intervalMs: number) {
     if (!settled) {
       // How far it got: the share of (node, other peer) pairs where the peer holds an announcement of the node.
       const known = [...nodes].reduce((sum, node) => sum + (deliveries.holders.get(node)?.size ?? 0), 0)
-      const lagging = [...nodes].filter((node) => (deliveries.holders.get(node)?.size ?? 0) < peers.length - 1)
+      const lagging = [...nodes].filter(
+        (node) => (deliveries.holders.get(node)?.size ?? 0) < peers.length - 1,
+      )
       return {
         ...config,
         settled,
