@@ -7,6 +7,7 @@ import { type LaunchSpec, resolveLaunch } from './launch.ts'
 import { ProcessLauncher } from './process-launcher.ts'
 import type { StartAdmission } from './start-admission.ts'
 import type { StdioProcess } from './stdio-process.ts'
+import { stdioStatus } from './stdio-status.ts'
 import type { TeardownQueue } from './teardown-queue.ts'
 import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from './upstream.ts'
 
@@ -91,20 +92,16 @@ export class StdioUpstream implements Upstream {
   }
 
   status(): UpstreamStatus {
-    return {
-      id: this.config.id,
-      version: this.config.version,
-      transport: 'stdio',
-      // The node opens legacy sessions with stdio servers, and bridges modern requests to them.
-      eras: ['legacy'],
-      ready: this.#spec !== undefined && !this.#stopped,
-      activeSessions: this.#active.size,
-      idleInstances: this.#idle.length,
-      restarts: this.#restarts,
-      pids: [...this.#idle, ...[...this.#active].map((s) => s.process)].flatMap((p) =>
-        p.child.pid === undefined || p.exited ? [] : [p.child.pid],
-      ),
-    }
+    return stdioStatus(
+      this.config,
+      {
+        ready: this.#spec !== undefined && !this.#stopped,
+        activeSessions: this.#active.size,
+        idleInstances: this.#idle.length,
+        restarts: this.#restarts,
+      },
+      [...this.#idle, ...[...this.#active].map((s) => s.process)],
+    )
   }
 
   async stop(): Promise<void> {

@@ -6,6 +6,7 @@ import { ActiveSessions } from '../active-sessions.ts'
 import { type LaunchSpec, resolveLaunch } from '../launch.ts'
 import { ProcessLauncher } from '../process-launcher.ts'
 import type { StartAdmission } from '../start-admission.ts'
+import { stdioStatus } from '../stdio-status.ts'
 import type { TeardownQueue } from '../teardown-queue.ts'
 import type { Upstream, UpstreamEvents, UpstreamSession, UpstreamStatus } from '../upstream.ts'
 import { SharedProcess } from './shared-process.ts'
@@ -112,19 +113,16 @@ export class SharedStdioUpstream implements Upstream {
   }
 
   status(): UpstreamStatus {
-    return {
-      id: this.config.id,
-      version: this.config.version,
-      transport: 'stdio',
-      eras: ['legacy'],
-      ready: this.#spec !== undefined && !this.#stopped,
-      activeSessions: this.#active.size,
-      idleInstances: this.#processes.filter((p) => p.sessions.size === 0 && !p.process.exited).length,
-      restarts: this.#restarts,
-      pids: this.#processes.flatMap((p) =>
-        p.process.child.pid === undefined || p.process.exited ? [] : [p.process.child.pid],
-      ),
-    }
+    return stdioStatus(
+      this.config,
+      {
+        ready: this.#spec !== undefined && !this.#stopped,
+        activeSessions: this.#active.size,
+        idleInstances: this.#processes.filter((p) => p.sessions.size === 0 && !p.process.exited).length,
+        restarts: this.#restarts,
+      },
+      this.#processes.map((p) => p.process),
+    )
   }
 
   async stop(): Promise<void> {
