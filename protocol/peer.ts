@@ -1,4 +1,3 @@
-import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { type GossipSub, gossipsub } from '@libp2p/gossipsub'
 import { createPeerScoreParams, createTopicScoreParams } from '@libp2p/gossipsub/score'
@@ -16,6 +15,7 @@ import { toString as bytesToString } from 'uint8arrays/to-string'
 import { BootstrapKeeper } from './bootstrap-keeper.ts'
 import { errorMessage, NexusError } from './errors.ts'
 import { ANNOUNCE_TOPIC, DEMAND_TOPIC, DHT_PROTOCOL } from './names.ts'
+import { noiseWithWholeFrames } from './noise-whole-frames.ts'
 import { sendWindowUpdatesAtHalfWindow } from './yamux-window-updates.ts'
 
 /**
@@ -100,7 +100,7 @@ export async function createPeer(options: PeerOptions = {}): Promise<NexusPeer> 
     privateKey: options.privateKey,
     addresses: { listen: options.listen ?? defaultListen(transport) },
     transports: [transport === 'memory' ? memory() : tcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [noiseWithWholeFrames()],
     streamMuxers: [
       yamux({
         maxInboundStreams: MAX_STREAMS_PER_CONNECTION,
