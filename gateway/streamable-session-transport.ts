@@ -8,7 +8,7 @@ import {
 import type { BoundedEventStore } from './event-store.ts'
 import { sendHttpError } from './http-responses.ts'
 import { isJsonRpcMessage, isRequest, isResponse } from './jsonrpc.ts'
-import { messageEvent, SseResponse } from './sse-response.ts'
+import { HOLD_HEADERS_MS, messageEvent, SseResponse } from './sse-response.ts'
 
 /** The most messages one POST may batch (as the SDK's transport allows). */
 export const MAX_BATCH_SIZE = 100
@@ -120,7 +120,10 @@ export class StreamableSessionTransport {
       priming = retry === undefined ? `id: ${id}\ndata: \n\n` : `id: ${id}\nretry: ${retry}\ndata: \n\n`
       this.#resumable.add(streamId)
     }
-    this.#open(streamId, new SseResponse(res, { 'mcp-session-id': this.sessionId }, priming))
+    this.#open(
+      streamId,
+      new SseResponse(res, { 'mcp-session-id': this.sessionId }, { first: priming, holdMs: HOLD_HEADERS_MS }),
+    )
     this.#unanswered.set(streamId, new Set(requests.map((r) => r.id)))
     for (const request of requests) this.#streamOf.set(request.id, streamId)
     for (const message of messages) this.onmessage?.(message)

@@ -38,30 +38,43 @@ export function openRaw(
   })
 }
 
+/** Events read from a response after the one a `readEventsUntil` awaited, and the text of one not yet whole. */
+const unread = new WeakMap<IncomingMessage, { events: SseEvent[]; text: string }>()
+
 /**
  * Reads SSE events from `res` until `until` holds for one, then stops reading (the response stays paused):
- * how a client that stops reading behaves.
+ * how a client that stops reading behaves. Events that came in the same read after that one are kept for the
+ * next call on the same response.
  */
 export function readEventsUntil(
   res: IncomingMessage,
   until: (event: SseEvent) => boolean,
 ): Promise<SseEvent[]> {
   const seen: SseEvent[] = []
-  let buffered = ''
+  const left = unread.get(res) ?? { events: [], text: '' }
+  unread.delete(res)
+  let buffered = left.text
+  /** Takes events in order; true once the awaited one is seen (the rest are kept as unread). */
+  const take = (events: SseEvent[]): boolean => {
+    for (const [i, event] of events.entries()) {
+      seen.push(event)
+      if (until(event)) {
+        unread.set(res, { events: events.slice(i + 1), text: buffered })
+        return true
+      }
+    }
+    return false
+  }
+  if (take(left.events)) return Promise.resolve(seen)
   return new Promise((resolve, reject) => {
     const onData = (chunk: Buffer) => {
       const { events, rest } = parseSse(buffered + chunk.toString())
       buffered = rest
-      for (const event of events) {
-        seen.push(event)
-        if (until(event)) {
-          res.off('data', onData)
-          res.off('end', onEnd)
-          res.pause()
-          resolve(seen)
-          return
-        }
-      }
+      if (!take(events)) return
+      res.off('data', onData)
+      res.off('end', onEnd)
+      res.pause()
+      resolve(seen)
     }
     const onEnd = () => reject(new Error(`stream ended after ${seen.length} events without the one awaited`))
     res.on('data', onData)
