@@ -10,6 +10,11 @@
  * Through Nexus both eras are measured: legacy sessions (v1 SDK clients) and 2026-07-28 requests (v2 clients
  * pinned to it), which the gateway routes one by one and the node serves on its era bridge's pooled sessions.
  * The direct run is the legacy era: the fixture speaks only that.
+ *
+ * A yardstick runs beside them (legacy era, `http` upstream): the same client and server with two of the
+ * plainest Node.js reverse proxies chained between them (`reference-proxy.ts`), the hop count of gateway +
+ * node. What it adds to the direct path is what two relay processes cost on this machine before they do
+ * anything at all; Nexus's figures are best read against it.
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { treeCpuMs } from '../../node/runtime/process-tree.ts'
@@ -17,6 +22,7 @@ import { startDirectFixture } from '../../test/support/fixture-server.ts'
 import { closeClients, openClients, openModernClients } from './clients.ts'
 import { type PeerProcesses, startPeerProcesses } from './peer-handle.ts'
 import type { BenchUpstream } from './peer-process.ts'
+import { startReferenceHops } from './reference-hops.ts'
 import { percentile, round } from './stats.ts'
 
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number)
@@ -109,6 +115,30 @@ function nexusCpu(network: PeerProcesses): CpuSnapshot {
   }
 }
 
+/** The yardstick: the same calls through two plain proxies, and what they add to the direct path. */
+async function measureReferenceHops(
+  direct: { url: string; pid: number },
+  concurrency: number,
+  directResult: Measurement,
+) {
+  const hops = await startReferenceHops(direct.url, 2)
+  try {
+    const result = await measure(
+      hops.url,
+      concurrency,
+      async () => {},
+      async () => ({ server: treeCpuMs(direct.pid), bothProxies: await hops.cpuMs() }),
+    )
+    return {
+      ...result,
+      throughputRatio: round(result.throughputPerSec / directResult.throughputPerSec),
+      addedP50Ms: round(result.p50Ms - directResult.p50Ms),
+    }
+  } finally {
+    await hops.stop()
+  }
+}
+
 export async function benchThroughput() {
   const direct = await startDirectFixture()
   const results = []
@@ -129,6 +159,8 @@ export async function benchThroughput() {
               server: treeCpuMs(direct.pid),
             }),
           )
+          const reference =
+            upstream === 'http' ? await measureReferenceHops(direct, concurrency, directResult) : undefined
           for (const era of ERAS) {
             const nexusResult = await measure(
               network.url,
@@ -145,6 +177,7 @@ export async function benchThroughput() {
               nexus: nexusResult,
               throughputRatio: round(nexusResult.throughputPerSec / directResult.throughputPerSec),
               addedP50Ms: round(nexusResult.p50Ms - directResult.p50Ms),
+              ...(reference === undefined ? {} : { twoPlainProxies: reference }),
             })
           }
         }
