@@ -7,6 +7,12 @@ import { errorMessage, NexusError } from './errors.ts'
 import type { NexusPeer } from './peer.ts'
 
 const DIAL_TIMEOUT_MS = 10_000
+/**
+ * The longest wait between dials while this peer has no connection at all: alone, it has no other way into the
+ * network, and waiting out a 60 s back-off after a few refused dials (many nodes starting at once) left it out
+ * of the network for minutes.
+ */
+export const ISOLATED_RETRY_MS = 5_000
 
 interface Target {
   address: Multiaddr
@@ -19,7 +25,8 @@ interface Target {
 /**
  * Keeps this peer connected to its bootstrap peers: dials them at start, and redials one whenever its
  * connection drops (a restart, a network partition), with exponential back-off from 1 s to 60 s while it stays
- * unreachable. Start does not fail when a bootstrap peer is down; it keeps trying.
+ * unreachable (at most `ISOLATED_RETRY_MS` while this peer has no connection at all). Start does not fail when a
+ * bootstrap peer is down; it keeps trying.
  */
 export class BootstrapKeeper {
   readonly #peer: NexusPeer
@@ -67,7 +74,9 @@ export class BootstrapKeeper {
       await this.#peer.dial(target.address, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
       target.backoff.succeed()
     } catch (err) {
-      const retryInMs = target.backoff.fail()
+      const backoffMs = target.backoff.fail()
+      const retryInMs =
+        this.#peer.getConnections().length === 0 ? Math.min(backoffMs, ISOLATED_RETRY_MS) : backoffMs
       this.#logger?.warn(
         { address: target.address.toString(), retryInMs, err: errorMessage(err) },
         'bootstrap peer unreachable',

@@ -29,6 +29,40 @@ export const MAX_STREAM_WINDOW_BYTES = 2 * 1024 * 1024
 
 export const MAX_STREAMS_PER_CONNECTION = 100_000
 
+/**
+ * How often libp2p's connection monitor pings each connection (both ends ping, each stream costs a multistream
+ * negotiation: about a dozen small frames). Its default of 10 s made pings most of an idle network's traffic,
+ * and the cost grows with the number of peers each one is connected to: 12 idle peers on loopback spent 0.08
+ * cores on pings alone. A hung node is found by its missed announcements (the gateway's heartbeat check), not
+ * by pings; they remain the safety net for connections that died without a close.
+ */
+export const PING_INTERVAL_MS = 30_000
+
+/**
+ * New inbound connections accepted per second from one IP address, and handshakes in progress at once. The
+ * defaults (5 per second, 10 pending) suit the public network, where one address is one peer; here the peers of
+ * one cluster or NAT share an address, and nodes started together through one bootstrap peer were refused
+ * until their back-off left some of them alone for a minute (the gossip bench, 50 peers on one machine).
+ */
+const INBOUND_CONNECTIONS_PER_SECOND_PER_HOST = 50
+const MAX_PENDING_INBOUND_CONNECTIONS = 64
+
+/**
+ * Gossipsub's mesh, smaller than its defaults (D 6, 4–12, lazy 6). Records are published with flood publishing,
+ * so every peer connected to the publisher has a record in one hop, and the mesh is the path to peers that are
+ * not: each mesh neighbour forwards every record once more, so a peer received each record about D + 1 times
+ * and spent most of its gossip CPU on copies. Four neighbours keep several independent paths to every peer (with
+ * three, the discovery test's 21-peer network once missed announcements under the full suite's load).
+ */
+const GOSSIP_MESH = { D: 4, Dlo: 3, Dhi: 8, Dscore: 2, Dout: 1, Dlazy: 4 }
+
+/**
+ * IDONTWANT (gossipsub 1.2) is sent to every mesh neighbour for each message above this size, to spare it a
+ * copy. Records are 1–10 KiB and arrive within a millisecond by every path, so the copies are already on the
+ * way when an IDONTWANT would go out: it only doubled the frames per record. Above any record's size.
+ */
+const IDONTWANT_MIN_BYTES = 256 * 1024
+
 /** `memory` runs whole networks inside one process (tests); `tcp` is for real deployments. */
 export type PeerTransport = 'tcp' | 'memory'
 
@@ -110,7 +144,12 @@ export async function createPeer(options: PeerOptions = {}): Promise<NexusPeer> 
         streamOptions: { maxStreamWindowSize: MAX_STREAM_WINDOW_BYTES },
       }),
     ],
-    connectionManager: { maxConnections: options.maxConnections ?? 300 },
+    connectionManager: {
+      maxConnections: options.maxConnections ?? 300,
+      inboundConnectionThreshold: INBOUND_CONNECTIONS_PER_SECOND_PER_HOST,
+      maxIncomingPendingConnections: MAX_PENDING_INBOUND_CONNECTIONS,
+    },
+    connectionMonitor: { pingInterval: PING_INTERVAL_MS },
     connectionGater: options.connectionGater,
     services: {
       identify: identify(),
@@ -130,6 +169,8 @@ export async function createPeer(options: PeerOptions = {}): Promise<NexusPeer> 
         // uniquely: a forged copy fails verification and never enters the cache.
         fastMsgIdFn: (message) => fastMessageId(message.from, message.seqno),
         scoreParams: recordTopicScoring(),
+        ...GOSSIP_MESH,
+        idontwantMinDataSize: IDONTWANT_MIN_BYTES,
       }),
       dht: kadDHT({
         protocol: DHT_PROTOCOL,
