@@ -7,6 +7,7 @@
  * node is the seed and its address is reported.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks'
+import type { GossipSub } from '@libp2p/gossipsub'
 import { NexusGateway } from '../../gateway/nexus-gateway.ts'
 import { NexusNode } from '../../node/nexus-node.ts'
 import { decodeAnnouncement } from '../../protocol/announcement.ts'
@@ -22,6 +23,8 @@ export type GroupRequest =
   | { type: 'leave' }
   /** CPU used (microseconds) and event-loop delay since the last `load`. */
   | { type: 'load' }
+  /** Each peer's connections and announce-topic neighbours: why a peer misses announcements. */
+  | { type: 'links' }
   | { type: 'stop' }
 export type GroupReply =
   | { type: 'ready'; peers: string[]; seed: string }
@@ -29,6 +32,19 @@ export type GroupReply =
   | { type: 'joined'; peerId: string; startedAt: number }
   | { type: 'left' }
   | { type: 'load'; cpuMicros: number; eventLoopDelayP99Ms: number }
+  | { type: 'links'; peers: Record<string, PeerLinks> }
+
+/** A peer's links: libp2p connections, peers it knows subscribed to the announce topic, its mesh there. */
+export interface PeerLinks {
+  connections: number
+  subscribers: number
+  mesh: number
+  /** Peers gossipsub counts as connected, and those it has a stream to send on (it cannot send to the rest). */
+  gossipPeers: number
+  outboundStreams: number
+  /** Connections of this peer that closed since it started. */
+  closedConnections: number
+}
 
 // Nodes host the fixture without starting a process until a session asks for one.
 const SERVER = { ...fixtureServerConfig(), warmPool: 0 }
@@ -43,8 +59,19 @@ const flush = setInterval(() => {
   pending = []
 }, FLUSH_MS)
 
+interface GossipsubInternals {
+  getMeshPeers(topic: string): string[]
+  peers: Map<string, unknown>
+  streamsOutbound: Map<string, unknown>
+}
+
+const closedConnections = new Map<NexusPeer, number>()
+
 function watch(peer: NexusPeer): void {
   const receiver = peer.peerId.toString()
+  peer.addEventListener('connection:close', () =>
+    closedConnections.set(peer, (closedConnections.get(peer) ?? 0) + 1),
+  )
   peer.services.pubsub.addEventListener('message', (evt) => {
     if (evt.detail.topic !== ANNOUNCE_TOPIC) return
     const announcement = decodeAnnouncement(evt.detail.data)
@@ -111,6 +138,21 @@ process.on('message', async (request: GroupRequest) => {
     await joiner?.stop()
     joiner = undefined
     send({ type: 'left' })
+  } else if (request.type === 'links') {
+    const peers: Record<string, PeerLinks> = {}
+    for (const peer of [...nodes.map((n) => n.peer), ...gateways.map((g) => g.peer)]) {
+      // The service's class has these; the interface libp2p publishes for it does not declare them.
+      const pubsub = peer.services.pubsub as GossipSub & GossipsubInternals
+      peers[peer.peerId.toString()] = {
+        connections: peer.getConnections().length,
+        subscribers: pubsub.getSubscribers(ANNOUNCE_TOPIC).length,
+        mesh: pubsub.getMeshPeers(ANNOUNCE_TOPIC).length,
+        gossipPeers: pubsub.peers.size,
+        outboundStreams: pubsub.streamsOutbound.size,
+        closedConnections: closedConnections.get(peer) ?? 0,
+      }
+    }
+    send({ type: 'links', peers })
   } else if (request.type === 'load') {
     const cpu = process.cpuUsage(cpuSince)
     cpuSince = process.cpuUsage()

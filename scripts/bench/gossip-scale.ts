@@ -13,7 +13,7 @@
  */
 import { type ChildProcess, fork } from 'node:child_process'
 import { EventEmitter, once } from 'node:events'
-import type { Delivery, GroupReply, GroupRequest } from './gossip-group.ts'
+import type { Delivery, GroupReply, GroupRequest, PeerLinks } from './gossip-group.ts'
 import { distribution, round } from './stats.ts'
 
 const CONFIGS = (process.env.BENCH_GOSSIP ?? '50:10000,100:10000').split(',').map((pair) => {
@@ -131,6 +131,8 @@ async function measure(peerCount: number, intervalMs: number) {
     }
     const everyoneKnowsEveryNode = () =>
       [...nodes].every((node) => (deliveries.holders.get(node)?.size ?? 0) >= peers.length - 1)
+    for (const group of groups) await group.request({ type: 'load' }, 'load')
+    const settleStarted = performance.now()
     const settled = await deliveries.until(everyoneKnowsEveryNode, SETTLE_TIMEOUT_MS).then(
       () => true,
       () => false,
@@ -138,6 +140,14 @@ async function measure(peerCount: number, intervalMs: number) {
     if (!settled) {
       // How far it got: the share of (node, other peer) pairs where the peer holds an announcement of the node.
       const known = [...nodes].reduce((sum, node) => sum + (deliveries.holders.get(node)?.size ?? 0), 0)
+      const settleLoads = await Promise.all(groups.map((group) => group.request({ type: 'load' }, 'load')))
+      const settleMs = performance.now() - settleStarted
+      const links = Object.assign(
+        {},
+        ...(await Promise.all(groups.map((group) => group.request({ type: 'links' }, 'links')))).map(
+          (r) => r.peers,
+        ),
+      ) as Record<string, PeerLinks>
       const lagging = [...nodes].filter(
         (node) => (deliveries.holders.get(node)?.size ?? 0) < peers.length - 1,
       )
@@ -146,11 +156,14 @@ async function measure(peerCount: number, intervalMs: number) {
         settled,
         settleTimeoutMs: SETTLE_TIMEOUT_MS,
         knownShare: round(known / (nodes.size * (peers.length - 1)), 4),
+        cpuCoresBusy: round(settleLoads.reduce((sum, l) => sum + l.cpuMicros, 0) / 1000 / settleMs, 2),
         nodesNotKnownEverywhere: lagging.length,
         peersMissingSome: peers
           .map((peer, index) => ({
             index,
             missing: [...nodes].filter((n) => n !== peer && !deliveries.holders.get(n)?.has(peer)).length,
+            unheard: (deliveries.holders.get(peer)?.size ?? 0) === 0 && nodes.has(peer),
+            ...links[peer],
           }))
           .filter((p) => p.missing > 0),
       }
