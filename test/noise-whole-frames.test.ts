@@ -2,7 +2,7 @@ import { once } from 'node:events'
 import { Socket } from 'node:net'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
-import type { Stream } from '@libp2p/interface'
+import type { Libp2p, Stream } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
 import t, { type Test } from 'tap'
@@ -57,10 +57,8 @@ async function sendMessages(outbound: Stream) {
   }
 }
 
-t.test('each message leaves in one write with its length: none is a lone 2-byte length', async (t) => {
-  const { peer, all, received } = await listener(t, MESSAGES * 100)
-  const dialer = await createPeer({ listen: ['/ip4/127.0.0.1/tcp/0'] })
-  t.teardown(() => dialer.stop())
+/** Dials `peer` from `dialer`, sends the messages, and returns the sizes of the socket writes until all arrived. */
+async function sendFrom(dialer: Libp2p, peer: Libp2p, all: Promise<void>): Promise<number[]> {
   const outbound = await dialer.dialProtocol(peer.getMultiaddrs(), PROTOCOL, {
     signal: AbortSignal.timeout(10_000),
   })
@@ -68,6 +66,14 @@ t.test('each message leaves in one write with its length: none is a lone 2-byte 
     await sendMessages(outbound)
     await all
   })
+  return sizes
+}
+
+t.test('each message leaves in one write with its length: none is a lone 2-byte length', async (t) => {
+  const { peer, all, received } = await listener(t, MESSAGES * 100)
+  const dialer = await createPeer({ listen: ['/ip4/127.0.0.1/tcp/0'] })
+  t.teardown(() => dialer.stop())
+  const sizes = await sendFrom(dialer, peer, all)
   t.equal(received(), MESSAGES * 100, 'every byte arrived, decrypted')
   t.ok(sizes.length >= MESSAGES, `the messages went out (${sizes.length} socket writes)`)
   t.equal(
@@ -87,13 +93,7 @@ t.test('noise as installed writes a length apart from each frame (what the wrapp
     streamMuxers: [yamux()],
   })
   t.teardown(() => plain.stop())
-  const outbound = await plain.dialProtocol(peer.getMultiaddrs(), PROTOCOL, {
-    signal: AbortSignal.timeout(10_000),
-  })
-  const { sizes } = await socketWrites(async () => {
-    await sendMessages(outbound)
-    await all
-  })
+  const sizes = await sendFrom(plain, peer, all)
   t.equal(
     received(),
     MESSAGES * 100,
