@@ -16,6 +16,7 @@ import { BootstrapKeeper } from './bootstrap-keeper.ts'
 import { errorMessage, NexusError } from './errors.ts'
 import { ANNOUNCE_TOPIC, DEMAND_TOPIC, DHT_PROTOCOL } from './names.ts'
 import { noiseWithWholeFrames } from './noise-whole-frames.ts'
+import { TopicPeerKeeper, type TopicPeerKeeperOptions } from './topic-peer-keeper.ts'
 import { sendWindowUpdatesAtHalfWindow } from './yamux-window-updates.ts'
 
 /**
@@ -78,6 +79,8 @@ export interface PeerOptions {
   /** Decides which peers and connections are allowed (an operator's deny list; partitions in tests). */
   connectionGater?: ConnectionGater
   logger?: Logger
+  /** How many subscribers of the record topics to stay connected to (see TopicPeerKeeper); false: no keeper. */
+  topicPeers?: Partial<TopicPeerKeeperOptions> | false
 }
 
 export type NexusServices = { identify: Identify; ping: Ping; pubsub: GossipSub; dht: KadDHT }
@@ -181,6 +184,16 @@ export async function createPeer(options: PeerOptions = {}): Promise<NexusPeer> 
       }),
     },
   })
+  if (options.topicPeers !== false) {
+    const keeper = new TopicPeerKeeper(
+      peer,
+      [ANNOUNCE_TOPIC, DEMAND_TOPIC],
+      options.topicPeers,
+      options.logger,
+    )
+    keeper.start()
+    peer.addEventListener('stop', () => keeper.stop(), { once: true })
+  }
   if (bootstrap.length > 0) {
     const keeper = new BootstrapKeeper(peer, bootstrap, options.logger)
     peer.addEventListener('stop', () => keeper.stop(), { once: true })
