@@ -38,6 +38,10 @@ process.env.NEXUS_PYTHON_CACHE = join(scratch, 'python')
 const layoutDir = join(scratch, 'layout')
 const REPOSITORY = 'registry.example/team'
 
+// On a machine with cold caches this file fetches its Python packages and builds both images from nothing: it
+// once passed tap's 180 s per file in a fresh clone. Its own limit is twice that.
+t.setTimeout(360_000)
+
 await ociSuite('images', () => kubeSuite('images served on Kubernetes', suite))
 
 async function suite() {
