@@ -81,7 +81,7 @@ export class TopicPeerKeeper {
     return Math.min(...subscribed.map((topic) => pubsub.getSubscribers(topic).length))
   }
 
-  /** Counts the topic's connected subscribers and, when too few, dials some known peers; resolves when dialled. */
+  /** Counts the topics' connected subscribers and, when too few, dials some known peers; resolves when dialled. */
   async check(): Promise<void> {
     if (this.#checking || this.#peer.status !== 'started') return
     const subscribers = this.subscribers()
@@ -89,7 +89,7 @@ export class TopicPeerKeeper {
     // Connected peers whose subscriptions have not arrived yet count too: on a busy network gossipsub opens its
     // streams slowly, and dialling more peers then only adds handshakes (the 50-peer gossip bench lost ground).
     const missing = this.#options.target - Math.max(subscribers, this.#peer.getPeers().length)
-    if (subscribers >= this.#options.target || missing <= 0) return
+    if (missing <= 0) return
     this.#checking = true
     try {
       const candidates = await this.#candidates()

@@ -5,24 +5,11 @@ import t from 'tap'
 import { ANNOUNCE_TOPIC } from '../protocol/names.ts'
 import { createPeer, type NexusPeer } from '../protocol/peer.ts'
 import { TopicPeerKeeper } from '../protocol/topic-peer-keeper.ts'
+import { waitFor } from './support/wait.ts'
 
 /** Resolves once `check()` holds, tested at each subscription change the peer hears of. */
 function untilSubscriptions(peer: NexusPeer, check: () => boolean, what: string): Promise<void> {
-  if (check()) return Promise.resolve()
-  const pubsub = peer.services.pubsub
-  const { promise, resolve, reject } = Promise.withResolvers<void>()
-  const onChange = () => {
-    if (!check()) return
-    clearTimeout(timer)
-    pubsub.removeEventListener('subscription-change', onChange)
-    resolve()
-  }
-  const timer = setTimeout(() => {
-    pubsub.removeEventListener('subscription-change', onChange)
-    reject(new Error(`timed out waiting for ${what}`))
-  }, 20_000)
-  pubsub.addEventListener('subscription-change', onChange)
-  return promise
+  return waitFor(check, peer.services.pubsub, 'subscription-change', 20_000, what)
 }
 
 t.test('a peer joined through one hub dials the subscribers it knows until it has enough', async (t) => {

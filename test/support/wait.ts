@@ -4,7 +4,7 @@
  */
 export function waitFor(
   check: () => boolean,
-  emitter: NodeJS.EventEmitter,
+  emitter: NodeJS.EventEmitter | EventTarget,
   event: string,
   timeoutMs: number,
   what = event,
@@ -14,14 +14,22 @@ export function waitFor(
   const onEvent = () => {
     if (!check()) return
     clearTimeout(timer)
-    emitter.off(event, onEvent)
+    unlisten()
     resolve()
   }
   const timer = setTimeout(() => {
-    emitter.off(event, onEvent)
+    unlisten()
     reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`))
   }, timeoutMs)
-  emitter.on(event, onEvent)
+  // libp2p's services are EventTargets; the project's own classes are EventEmitters.
+  let unlisten: () => void
+  if (emitter instanceof EventTarget) {
+    emitter.addEventListener(event, onEvent)
+    unlisten = () => emitter.removeEventListener(event, onEvent)
+  } else {
+    emitter.on(event, onEvent)
+    unlisten = () => emitter.off(event, onEvent)
+  }
   return promise
 }
 
