@@ -75,6 +75,11 @@ export const GatewayConfigSchema = z.object({
     .prefault({}),
   /** How long a node may take to accept or refuse a session. */
   handshakeTimeoutMs: z.number().int().min(100).default(10_000),
+  /**
+   * How long a stream to a node stays open after a modern request's answer, for the next request to that node
+   * (0: a stream per request). Keep it below the nodes' `keptStreamIdleMs` (60 s).
+   */
+  keptStreamIdleMs: z.number().int().min(0).default(30_000),
   /** Upper bound on libp2p connections. */
   maxConnections: z.number().int().min(1).default(300),
   discovery: z

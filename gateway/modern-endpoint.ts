@@ -187,7 +187,10 @@ export class ModernEndpoint {
       }
       const answer = await promise
       // The server ended the subscription on its own (a graceful close): that is the client's answer too.
-      if (answer !== undefined) return stream.finish(answer)
+      if (answer !== undefined) {
+        link.release()
+        return stream.finish(answer)
+      }
       this.#deps.logger.info(
         { serverId, node: link.peerId, failure },
         'listen stream lost its node; subscribing again',
@@ -247,7 +250,8 @@ export class ModernEndpoint {
       resolve({ failure: 'the client closed the request' })
     }
     const outcome = await promise
-    if (outcome.answer !== undefined) void link.close()
+    // Answered: the stream may serve the next request to this node.
+    if (outcome.answer !== undefined) link.release()
     this.#deps.logger.debug(
       {
         serverId,

@@ -28,6 +28,7 @@ import { type Exchange, runPipeline, type Stage } from './http-pipeline.ts'
 import { sendHttpError, sendJson } from './http-responses.ts'
 import { InFlightBudget } from './in-flight-budget.ts'
 import { LegacySseEndpoint } from './legacy-sse-endpoint.ts'
+import { KeptStreams } from './kept-streams.ts'
 import { ModernEndpoint } from './modern-endpoint.ts'
 import { NetworkFeed } from './network-page/network-feed.ts'
 import { sendNetworkPage } from './network-page/send-page.ts'
@@ -93,6 +94,8 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
   readonly inFlightBudget: InFlightBudget
   readonly #options: NexusGatewayOptions
   readonly #retrySafety = new RetrySafety()
+  /** Streams to nodes kept open between modern requests. */
+  readonly keptStreams: KeptStreams
   #peer: NexusPeer | undefined
   #view: NetworkView | undefined
   #trust: OpenedWhitelist | undefined
@@ -126,6 +129,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       total: this.config.limits.maxInFlight,
     })
     this.eventBudget = new EventBudget(this.config.sessions.maxStoredEventBytesTotal)
+    this.keptStreams = new KeptStreams({ idleMs: this.config.keptStreamIdleMs })
     this.guard = new InputGuard(this.metrics.registry, 'nexus_gateway', this.logger)
     this.bodyLimits = {
       maxBodyBytes: this.config.http.maxBodyBytes,
@@ -229,6 +233,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
           only: hosts.only,
           random: this.#options.random,
           admits: this.#admits(),
+          kept: this.keptStreams,
         }),
       retrySafety: this.#retrySafety,
       logger: this.logger,
@@ -308,6 +313,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       http.closeAllConnections()
       await new Promise<void>((resolve) => http.close(() => resolve()))
     }
+    this.keptStreams.closeAll()
     this.#view?.stop()
     this.#demandRecords?.stop()
     await this.#peer?.stop()

@@ -10,6 +10,7 @@ import {
   type AuthContext,
   ClosingSchema,
   encodeJson,
+  type OpenReply,
   OpenReplySchema,
   openFrame,
   ProbeSchema,
@@ -17,6 +18,7 @@ import {
   probeFrame,
 } from '../protocol/session-handshake.ts'
 import { chooseHost, type LocalLoad } from './host-selection.ts'
+import type { KeptStreams } from './kept-streams.ts'
 import { isJsonRpcMessage } from './jsonrpc.ts'
 import type { NetworkView } from './network-view.ts'
 
@@ -54,12 +56,21 @@ export class NodeLink {
   #paused = false
   readonly #maxUnsentBytes: number
   readonly #guard: InputGuard
+  readonly #keep: ((framed: FramedStream) => void) | undefined
 
-  constructor(peerId: string, framed: FramedStream, guard: InputGuard, maxUnsentBytes = Infinity) {
+  /** `keep`: where the stream goes when `release` finds it fit for another request (the node keeps it open). */
+  constructor(
+    peerId: string,
+    framed: FramedStream,
+    guard: InputGuard,
+    maxUnsentBytes = Infinity,
+    keep?: (framed: FramedStream) => void,
+  ) {
     this.peerId = peerId
     this.#framed = framed
     this.#maxUnsentBytes = maxUnsentBytes
     this.#guard = guard
+    this.#keep = keep
     framed.onFrame((frame) => guard.run('node-stream', () => this.#receive(frame)))
     framed.onEnd((error) => {
       if (this.#closedByUs) return
@@ -161,6 +172,17 @@ export class NodeLink {
     await this.#framed.close()
   }
 
+  /**
+   * The request is answered and the link done with: the stream waits for the next request when the node keeps
+   * it open, and closes otherwise.
+   */
+  release(): void {
+    if (this.#keep === undefined || this.#closedByUs || this.#paused || !this.#framed.writable)
+      return void this.close()
+    this.#closedByUs = true
+    this.#keep(this.#framed)
+  }
+
   #receive(frame: Uint8Array): void {
     this.lastFrameAt = Date.now()
     this.receivedBytes += frame.byteLength
@@ -220,6 +242,8 @@ export interface ConnectOptions {
   guard: InputGuard
   /** Whether the server a node declares on accepting may be used (the whitelist); anything by default. */
   admits?: (server: { id: string; version: string; manifestHash: string }) => boolean
+  /** Modern requests: streams kept open between requests, taken from and given back to this pool. */
+  kept?: KeptStreams
 }
 
 /**
@@ -246,20 +270,8 @@ export async function connectToHost(
     const host = chooseHost(hosts, localLoad, options.random)!
     tried.add(host.peerId)
     hosts = hosts.filter((h) => h !== host)
-    let framed: FramedStream | undefined
     try {
-      const stream = await peer.dialProtocol(peerIdFromString(host.peerId), MCP_STREAM_PROTOCOL, {
-        signal: AbortSignal.timeout(options.handshakeTimeoutMs),
-        maxOutboundStreams: MAX_STREAMS_PER_CONNECTION,
-      })
-      framed = new FramedStream(stream)
-      framed.sendJson(openFrame(options.serverId, options.sessionId, options.auth, options.era))
-      if (options.firstMessage !== undefined) framed.sendJson(options.firstMessage)
-      const reply = parseFrame(
-        OpenReplySchema,
-        await framed.nextFrame(options.handshakeTimeoutMs),
-        'open reply',
-      )
+      const { framed, reply } = await openOnHost(peer, host.peerId, options)
       if (
         reply.type === 'accepted' &&
         options.admits !== undefined &&
@@ -272,7 +284,14 @@ export async function connectToHost(
       }
       if (reply.type === 'accepted') {
         view.noteSessionOpened(host.peerId)
-        return new NodeLink(host.peerId, framed, options.guard, options.maxUnsentBytes)
+        const kept = reply.keep === true ? options.kept : undefined
+        return new NodeLink(
+          host.peerId,
+          framed,
+          options.guard,
+          options.maxUnsentBytes,
+          kept && ((f) => kept.give(host.peerId, f)),
+        )
       }
       failures.push(`${host.peerId} refused (${reply.code}): ${reply.message}`)
       if (reply.code === 'NODE_BUSY')
@@ -281,7 +300,6 @@ export async function connectToHost(
       await framed.close()
     } catch (err) {
       failures.push(`${host.peerId} unreachable: ${errorMessage(err)}`)
-      framed?.abort(err as Error)
     }
   }
   if (busyFor !== undefined && !reachedIdle)
@@ -294,4 +312,45 @@ export async function connectToHost(
     'NO_HOST',
     `no node could open a session for server ${options.serverId}: ${failures.join('; ')}`,
   )
+}
+
+/**
+ * Sends the open frame (and the first message) on a stream to the host and reads the node's reply: on a stream
+ * kept from an earlier modern request when one waits, else on a new one. A kept stream that ends before the
+ * reply was being closed by the node as this request reached it; the node never read the request, so it goes
+ * out again on a new stream.
+ */
+async function openOnHost(
+  peer: NexusPeer,
+  peerId: string,
+  options: ConnectOptions,
+): Promise<{ framed: FramedStream; reply: OpenReply }> {
+  const keep = options.era === 'modern' && options.kept?.enabled === true
+  const kept = keep ? options.kept?.take(peerId) : undefined
+  if (kept !== undefined) {
+    try {
+      return { framed: kept, reply: await handshake(kept, options, keep) }
+    } catch (err) {
+      const stale = kept.ended
+      kept.abort(err as Error)
+      if (!stale) throw err
+    }
+  }
+  const stream = await peer.dialProtocol(peerIdFromString(peerId), MCP_STREAM_PROTOCOL, {
+    signal: AbortSignal.timeout(options.handshakeTimeoutMs),
+    maxOutboundStreams: MAX_STREAMS_PER_CONNECTION,
+  })
+  const framed = new FramedStream(stream)
+  try {
+    return { framed, reply: await handshake(framed, options, keep) }
+  } catch (err) {
+    framed.abort(err as Error)
+    throw err
+  }
+}
+
+async function handshake(framed: FramedStream, options: ConnectOptions, keep: boolean): Promise<OpenReply> {
+  framed.sendJson(openFrame(options.serverId, options.sessionId, options.auth, options.era, keep))
+  if (options.firstMessage !== undefined) framed.sendJson(options.firstMessage)
+  return parseFrame(OpenReplySchema, await framed.nextFrame(options.handshakeTimeoutMs), 'open reply')
 }

@@ -256,6 +256,12 @@ export const NodeConfigSchema = z.object({
   announceIntervalMs: z.number().int().min(100).default(2_000),
   /** A session whose first frame does not arrive within this time is dropped. */
   handshakeTimeoutMs: z.number().int().min(100).default(10_000),
+  /**
+   * How long a gateway's stream stays open after a modern request's answer, waiting for its next request
+   * (0: every modern request has a stream of its own). Keep it above the gateways' `keptStreamIdleMs` (30 s),
+   * so that a gateway lets go of a stream before the node ends it.
+   */
+  keptStreamIdleMs: z.number().int().min(0).default(60_000),
   /** On shutdown, how long sessions may take to finish their requests before they are moved anyway. */
   drainTimeoutMs: z.number().int().min(0).default(10_000),
   /** Upper bound on libp2p connections. */

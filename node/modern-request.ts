@@ -10,9 +10,11 @@ import type { EraBridge } from './era-bridge/era-bridge.ts'
 import { describeDrift, type ToolPins } from './tool-pins.ts'
 
 /**
- * One modern-era request on its own stream (the gateway opened it with `era: modern`): reads the request,
- * serves it through the era bridge, sends its notifications and its answer, and ends the stream. The gateway
- * closing the stream first is the client's cancellation, passed on to the server.
+ * One modern-era request on a stream the gateway opened with `era: modern`: reads the request, serves it
+ * through the era bridge, sends its notifications and its answer. Then, when `keep` (the gateway asked and the
+ * node agreed), it leaves the stream open for the next request's `open` and resolves true; otherwise it ends
+ * the stream. The gateway closing the stream before the answer is the client's cancellation, passed on to the
+ * server.
  */
 export async function serveModernRequest(
   open: OpenSession,
@@ -21,7 +23,8 @@ export async function serveModernRequest(
   timeoutMs: number,
   logger: Logger,
   tools?: { pins: ToolPins; onDrift: (drift: ToolDrift) => void },
-): Promise<void> {
+  keep = false,
+): Promise<boolean> {
   let answered = false
   let cancel: ((reason: string) => void) | undefined
   const ended = Promise.withResolvers<void>()
@@ -45,7 +48,7 @@ export async function serveModernRequest(
         error: { code: JsonRpcCode.InvalidRequest, message: `Invalid Request: ${errorMessage(err)}` },
       })
     await framed.close()
-    return
+    return false
   }
   const done = Promise.withResolvers<void>()
   cancel = await bridge.handle(open.serverId, request, {
@@ -70,5 +73,10 @@ export async function serveModernRequest(
     },
   })
   await Promise.race([done.promise, ended.promise])
+  if (keep && answered && framed.writable && !framed.ended) {
+    framed.detach()
+    return true
+  }
   await framed.close()
+  return false
 }

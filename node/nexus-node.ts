@@ -17,6 +17,7 @@ import { createPeer, type NexusPeer } from '../protocol/peer.ts'
 import { readPeerKey } from '../protocol/peer-identity.ts'
 import {
   acceptedFrame,
+  type OpenSession,
   OpenSessionSchema,
   parseFrame,
   type RefusalCode,
@@ -572,46 +573,109 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     }
   }
 
-  async #onStream(stream: Stream, connection: Connection): Promise<void> {
-    if (this.#hung) return
-    const framed = new FramedStream(stream)
-    const gatewayPeer = connection.remotePeer.toString()
-    let serverId = ''
-    const refuse = async (code: RefusalCode, message: string, retryAfterMs?: number) => {
-      this.logger.info({ serverId, code, gatewayPeer }, message)
-      this.emit('session-refused', { serverId, code })
-      this.metrics.sessionRefused(code)
-      framed.sendJson(refusedFrame(code, message, retryAfterMs))
-      await framed.close()
-    }
-    let open: ReturnType<typeof OpenSessionSchema.parse>
+  /** Reads a stream's `open` frame; a bad one is refused (the stream ends) and gives undefined. */
+  async #readOpen(framed: FramedStream, gatewayPeer: string, timeoutMs: number) {
     try {
-      open = parseFrame(OpenSessionSchema, await framed.nextFrame(this.config.handshakeTimeoutMs), 'open')
+      return parseFrame(OpenSessionSchema, await framed.nextFrame(timeoutMs), 'open')
     } catch (err) {
       this.logger.warn({ err, gatewayPeer }, 'bad session handshake')
-      if (!framed.ended) await refuse('PROTOCOL_VIOLATION', errorMessage(err))
-      return
+      if (!framed.ended) await this.#refuse(framed, '', gatewayPeer, 'PROTOCOL_VIOLATION', errorMessage(err))
+      return undefined
     }
-    serverId = open.serverId
-    if (this.#draining) return refuse('NODE_DRAINING', 'this node is draining and accepts no new sessions')
+  }
+
+  async #refuse(
+    framed: FramedStream,
+    serverId: string,
+    gatewayPeer: string,
+    code: RefusalCode,
+    message: string,
+    retryAfterMs?: number,
+  ): Promise<void> {
+    this.logger.info({ serverId, code, gatewayPeer }, message)
+    this.emit('session-refused', { serverId, code })
+    this.metrics.sessionRefused(code)
+    framed.sendJson(refusedFrame(code, message, retryAfterMs))
+    await framed.close()
+  }
+
+  /** Why the node takes no new session or request for a server now, or undefined when it does. */
+  #unavailable(serverId: string): [RefusalCode, string] | undefined {
+    if (this.#draining) return ['NODE_DRAINING', 'this node is draining and accepts no new sessions']
     // A server still running for sessions handed over to other nodes is not offered any more.
-    if (!this.runtime.has(open.serverId) || !this.#hashes.has(open.serverId))
-      return refuse('UNKNOWN_SERVER', `server ${open.serverId} is not hosted on this node`)
-    if (open.era === 'modern') {
-      this.emit('modern-request', { serverId: open.serverId })
-      framed.sendJson(acceptedFrame(open.serverId, this.#announcedServer(open.serverId)))
-      const pins = this.#toolPins.get(open.serverId)
-      return serveModernRequest(
+    if (!this.runtime.has(serverId) || !this.#hashes.has(serverId))
+      return ['UNKNOWN_SERVER', `server ${serverId} is not hosted on this node`]
+    return undefined
+  }
+
+  /**
+   * Modern-era requests on one stream: the first, then, while the gateway keeps the stream, each next one it
+   * opens there (for any server this node hosts). A kept stream with no request for `keptStreamIdleMs` ends.
+   */
+  async #serveModern(first: OpenSession, framed: FramedStream, gatewayPeer: string): Promise<void> {
+    let open: OpenSession | undefined = first
+    while (open !== undefined) {
+      const serverId = open.serverId
+      const unavailable = this.#unavailable(serverId)
+      if (unavailable !== undefined) return this.#refuse(framed, serverId, gatewayPeer, ...unavailable)
+      if (open.era !== 'modern')
+        return this.#refuse(
+          framed,
+          serverId,
+          gatewayPeer,
+          'PROTOCOL_VIOLATION',
+          'a kept stream carries modern requests only',
+        )
+      this.emit('modern-request', { serverId })
+      const keep = open.keep === true && this.config.keptStreamIdleMs > 0
+      framed.sendJson(acceptedFrame(serverId, this.#announcedServer(serverId), keep))
+      const pins = this.#toolPins.get(serverId)
+      const kept = await serveModernRequest(
         open,
         framed,
         this.#bridge!,
         this.config.handshakeTimeoutMs,
         this.logger,
-        pins === undefined
-          ? undefined
-          : { pins, onDrift: (drift) => this.#toolsChanged(open.serverId, drift) },
+        pins === undefined ? undefined : { pins, onDrift: (drift) => this.#toolsChanged(serverId, drift) },
+        keep,
       )
+      if (!kept) return
+      open = await this.#readKeptOpen(framed, gatewayPeer)
+      // A node told to hang reads on but answers nothing, like one that is stuck.
+      if (this.#hung) return
     }
+  }
+
+  /** The next request's `open` on a kept stream; undefined (the stream ended) when none comes in time. */
+  async #readKeptOpen(framed: FramedStream, gatewayPeer: string): Promise<OpenSession | undefined> {
+    let frame: Uint8Array
+    try {
+      frame = await framed.nextFrame(this.config.keptStreamIdleMs)
+    } catch {
+      // Idle too long, or the gateway closed it: not an error, just the stream's end.
+      await framed.close()
+      return undefined
+    }
+    try {
+      return parseFrame(OpenSessionSchema, frame, 'open')
+    } catch (err) {
+      this.logger.warn({ err, gatewayPeer }, 'bad open frame on a kept stream')
+      await this.#refuse(framed, '', gatewayPeer, 'PROTOCOL_VIOLATION', errorMessage(err))
+      return undefined
+    }
+  }
+
+  async #onStream(stream: Stream, connection: Connection): Promise<void> {
+    if (this.#hung) return
+    const framed = new FramedStream(stream)
+    const gatewayPeer = connection.remotePeer.toString()
+    const open = await this.#readOpen(framed, gatewayPeer, this.config.handshakeTimeoutMs)
+    if (open === undefined) return
+    if (open.era === 'modern') return this.#serveModern(open, framed, gatewayPeer)
+    const refuse = (code: RefusalCode, message: string, retryAfterMs?: number) =>
+      this.#refuse(framed, open.serverId, gatewayPeer, code, message, retryAfterMs)
+    const unavailable = this.#unavailable(open.serverId)
+    if (unavailable !== undefined) return refuse(...unavailable)
     if (this.sessions.size >= this.config.maxSessions)
       return refuse('NODE_FULL', 'this node has no free session slot')
     if (this.sessions.has(open.sessionId)) return refuse('PROTOCOL_VIOLATION', 'session id is already in use')

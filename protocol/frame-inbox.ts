@@ -34,6 +34,12 @@ export class FrameInbox {
     if (this.#ended) queueMicrotask(() => handler(this.#endError))
   }
 
+  /** Detaches the consumer and the end handler: frames queue again (a stream passing to its next user). */
+  detach(): void {
+    this.#onFrame = undefined
+    this.#onEnd = undefined
+  }
+
   /** Resolves with the next frame; used for the handshake, before a frame handler is attached. */
   nextFrame(timeoutMs: number): Promise<Uint8Array> {
     const queued = this.#queued.shift()

@@ -48,6 +48,11 @@ export class FramedStream {
     this.#inbox.onEnd(handler)
   }
 
+  /** Detaches the frame and end handlers: frames queue again until the stream's next user attaches. */
+  detach(): void {
+    this.#inbox.detach()
+  }
+
   /** Resolves with the next frame; used for the handshake, before a frame handler is attached. */
   nextFrame(timeoutMs: number): Promise<Uint8Array> {
     return this.#inbox.nextFrame(timeoutMs)

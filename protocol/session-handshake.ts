@@ -29,6 +29,11 @@ export const OpenSessionSchema = z.object({
    * serves it statelessly, bridging to the server's era. Absent: a legacy session, as before.
    */
   era: z.enum(['legacy', 'modern']).optional(),
+  /**
+   * Modern only: after the answer the gateway may send the next request's `open` on the same stream, sparing
+   * a stream's negotiation per request. The node says in `accepted` whether it keeps the stream open.
+   */
+  keep: z.boolean().optional(),
 })
 export type OpenSession = z.infer<typeof OpenSessionSchema>
 
@@ -50,6 +55,8 @@ const AcceptedSchema = z.object({
   server: z
     .object({ version: z.string().max(64), manifestHash: z.string().regex(/^0x[0-9a-f]{64}$/) })
     .optional(),
+  /** The stream stays open after the answer for the next modern request's `open` (asked for with `keep`). */
+  keep: z.boolean().optional(),
 })
 const RefusedSchema = z.object({
   v: z.literal(WIRE_VERSION),
@@ -115,15 +122,25 @@ export function openFrame(
   sessionId: string,
   auth: AuthContext,
   era?: OpenSession['era'],
+  keep?: boolean,
 ): OpenSession {
-  return { v: WIRE_VERSION, type: 'open', serverId, sessionId, auth, ...(era === undefined ? {} : { era }) }
+  return {
+    v: WIRE_VERSION,
+    type: 'open',
+    serverId,
+    sessionId,
+    auth,
+    ...(era === undefined ? {} : { era }),
+    ...(keep ? { keep } : {}),
+  }
 }
 
 export function acceptedFrame(
   serverId: string,
   server?: { version: string; manifestHash: string },
+  keep?: boolean,
 ): OpenReply {
-  return { v: WIRE_VERSION, type: 'accepted', serverId, server }
+  return { v: WIRE_VERSION, type: 'accepted', serverId, server, ...(keep ? { keep } : {}) }
 }
 
 export function refusedFrame(code: RefusalCode, message: string, retryAfterMs?: number): OpenReply {
