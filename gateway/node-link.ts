@@ -18,8 +18,8 @@ import {
   probeFrame,
 } from '../protocol/session-handshake.ts'
 import { chooseHost, type LocalLoad } from './host-selection.ts'
-import type { KeptStreams } from './kept-streams.ts'
 import { isJsonRpcMessage } from './jsonrpc.ts'
+import type { KeptStreams } from './kept-streams.ts'
 import type { NetworkView } from './network-view.ts'
 
 /** Why a link ended, when it did not end because we closed it. */
