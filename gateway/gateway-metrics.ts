@@ -1,6 +1,7 @@
 import type { Counter } from 'prom-client'
 import { collectedGauge, counter, peerRegistry, RequestMetrics } from '../protocol/metrics.ts'
 import type { RequestOutcome } from './gateway-session.ts'
+import type { KeptStreamCounts } from './kept-streams.ts'
 
 export interface GatewayGauges {
   sessionsPerServer(): Map<string, number>
@@ -10,6 +11,8 @@ export interface GatewayGauges {
   storedEventBytes(): number
   peers(): number
   announcements(): { accepted: number; ignored: number; rejected: number }
+  /** Streams to nodes kept between modern requests: how many wait now, and what became of them. */
+  keptStreams(): { waiting: number; counts: KeptStreamCounts }
 }
 
 /**
@@ -90,6 +93,22 @@ export class GatewayMetrics {
       ['result'],
       (g) => {
         for (const [result, count] of Object.entries(gauges.announcements())) g.set({ result }, count)
+      },
+    )
+    collectedGauge(
+      this.registry,
+      'nexus_gateway_kept_streams',
+      'Streams to nodes waiting for the next modern request now',
+      [],
+      (g) => g.set(gauges.keptStreams().waiting),
+    )
+    collectedGauge(
+      this.registry,
+      'nexus_gateway_kept_stream_events',
+      'Kept streams since start: kept after an answer, reused by a request, expired idle, lost (ended or misused while waiting)',
+      ['event'],
+      (g) => {
+        for (const [event, count] of Object.entries(gauges.keptStreams().counts)) g.set({ event }, count)
       },
     )
   }

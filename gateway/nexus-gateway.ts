@@ -87,6 +87,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
     },
     peers: () => this.#peer?.getConnections().length ?? 0,
     announcements: () => this.#view?.announcements.counts ?? { accepted: 0, ignored: 0, rejected: 0 },
+    keptStreams: () => ({ waiting: this.keptStreams.size, counts: this.keptStreams.counts }),
   })
   /** Counts, logs and contains what hostile or broken input does (see `protocol/input-guard.ts`). */
   readonly guard: InputGuard

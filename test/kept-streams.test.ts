@@ -54,6 +54,13 @@ t.test('sequential requests share one stream; concurrent ones keep as many as we
   t.equal(kept.counts.reused - reusedBefore, 10, 'each request took the stream the one before left')
   t.equal(kept.size, 1, 'one stream waits on the gateway')
   t.equal(openStreams(node), 1, 'and on the node')
+  const metrics = await gateway.metrics.registry.metrics()
+  t.match(metrics, /^nexus_gateway_kept_streams 1$/m, 'the metric counts the waiting stream')
+  t.match(
+    metrics,
+    new RegExp(`^nexus_gateway_kept_stream_events\\{event="reused"\\} ${kept.counts.reused}$`, 'm'),
+    'and the reuses',
+  )
 
   await Promise.all(Array.from({ length: 8 }, () => client.callTool(whoami)))
   const waiting = kept.size
