@@ -5,8 +5,12 @@ import { type GossipRecords, nextSeq } from '../protocol/gossip-records.ts'
 import { ANNOUNCE_TOPIC } from '../protocol/names.ts'
 import type { NexusPeer } from '../protocol/peer.ts'
 
-/** How many announcements may pass before a newcomer that none of them reached is given up on. */
-const NEWCOMER_ATTEMPTS = 5
+/**
+ * How many announcements may pass before a newcomer that none of them reached directly is given up on. A
+ * newcomer not reached directly (gossipsub had no stream to it yet) mostly gets the record through its other
+ * peers; five tries made every such peer cost the whole network five records.
+ */
+const NEWCOMER_ATTEMPTS = 2
 /** The first announcement for newcomers waits this long, so that one covers a burst of subscriptions. */
 const NEWCOMER_DELAY_MS = 100
 /**
@@ -15,6 +19,11 @@ const NEWCOMER_DELAY_MS = 100
  * each verified by N peers.
  */
 const NEWCOMER_GAP_MS = 1_000
+/**
+ * A peer that subscribed, or that an announcement reached directly, within this many intervals (the time a
+ * record stays fresh) is no newcomer when it subscribes again, on a new connection or after a reconnect.
+ */
+const STILL_HOLDS_INTERVALS = 3
 /** At most one announcement per this gap (or a quarter interval) on change: each costs every peer a verification. */
 const MIN_GAP_MS = 500
 
@@ -41,9 +50,21 @@ export class Announcer {
   /** Sees every announcement this node makes (gossipsub does not deliver a peer's own records to it). */
   onAnnounce: ((announcement: Announcement) => void) | undefined
   #lastForNewcomersAt = 0
+  /**
+   * When each peer last subscribed or an announcement last reached it directly. Without it every new connection
+   * between two peers (the DHT's, the topic-peer keeper's, a reconnect) made each node announce again for the
+   * whole network: in a forming 50-peer network, two to three times the periodic records.
+   */
+  readonly #reachedAt = new Map<string, number>()
   readonly #onSubscriptionChange = (evt: CustomEvent<SubscriptionChangeData>) => {
     if (!evt.detail.subscriptions.some((s) => s.topic === ANNOUNCE_TOPIC && s.subscribe)) return
-    this.#newcomers.set(evt.detail.peerId.toString(), 0)
+    const peerId = evt.detail.peerId.toString()
+    const now = Date.now()
+    const known = this.#stillHolds(peerId, now)
+    // Seen now: whether an announcement reaches it directly or through others, it is a newcomer once.
+    this.#reachedAt.set(peerId, now)
+    if (known) return
+    this.#newcomers.set(peerId, 0)
     this.#scheduleForNewcomers()
   }
 
@@ -106,16 +127,31 @@ export class Announcer {
   /**
    * A peer's subscription can arrive before gossipsub has its own stream to that peer open, and a record
    * published then does not reach it. Newcomers that this announcement reached are done; the others wait for
-   * the next one, which comes within a second, up to a few times. One that missed them all still gets the next
-   * periodic record, and gossipsub's gossip offers it the recent ones.
+   * the next one, which comes within a second. One that missed both still gets the next periodic record, and
+   * gossipsub's gossip offers it the recent ones.
    */
   #settleNewcomers(recipients: string[]): void {
-    for (const peerId of recipients) this.#newcomers.delete(peerId)
+    const now = Date.now()
+    for (const [peerId] of this.#reachedAt) if (!this.#stillHolds(peerId, now)) this.#reachedAt.delete(peerId)
+    for (const peerId of recipients) {
+      this.#reachedAt.set(peerId, now)
+      this.#newcomers.delete(peerId)
+    }
     for (const [peerId, attempts] of this.#newcomers) {
       if (attempts + 1 >= NEWCOMER_ATTEMPTS) this.#newcomers.delete(peerId)
       else this.#newcomers.set(peerId, attempts + 1)
     }
     this.#scheduleForNewcomers()
+  }
+
+  /** Peers that subscribed and wait for an announcement to reach them. */
+  get newcomers(): number {
+    return this.#newcomers.size
+  }
+
+  #stillHolds(peerId: string, now: number): boolean {
+    const at = this.#reachedAt.get(peerId)
+    return at !== undefined && now - at < STILL_HOLDS_INTERVALS * this.#intervalMs
   }
 
   #scheduleForNewcomers(): void {

@@ -1,0 +1,143 @@
+import { EventEmitter } from 'node:events'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import pino from 'pino'
+import t from 'tap'
+import { Announcer } from '../node/announcer.ts'
+import type { Announcement } from '../protocol/announcement.ts'
+import type { GossipRecords } from '../protocol/gossip-records.ts'
+import { ANNOUNCE_TOPIC, WIRE_VERSION } from '../protocol/names.ts'
+import type { NexusPeer } from '../protocol/peer.ts'
+import { waitFor } from './support/wait.ts'
+
+// When a node announces for newcomers: a peer subscribing to the announcement topic for the first time gets
+// an announcement soon, not at the next interval; a peer that an announcement reached lately does not, however
+// often it subscribes again (each new connection between two peers sends the subscriptions anew). Gossipsub is
+// played by an EventTarget, the topic by a recorder that says whom each announcement reached.
+
+const newPeerId = async () => peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+const [A, B, C] = [await newPeerId(), await newPeerId(), await newPeerId()]
+
+function harness(intervalMs: number) {
+  const pubsub = new EventTarget()
+  const peer = { services: { pubsub } } as unknown as NexusPeer
+  const published = new EventEmitter()
+  let count = 0
+  let recipients: string[] = []
+  const topic = {
+    publish: async () => {
+      // Told once the announcer has taken the recipients in, as it does right after publishing.
+      setImmediate(() => {
+        count++
+        published.emit('published')
+      })
+      return recipients
+    },
+  } as unknown as GossipRecords<Announcement>
+  const body = () => ({
+    v: WIRE_VERSION,
+    peerId: 'node',
+    addrs: [],
+    servers: [],
+    resources: { cpu: 1, memoryMiB: 1 },
+    load: { sessions: 0, capacity: 1, inFlight: 0 },
+    draining: false,
+  })
+  const announcer = new Announcer(peer, topic, body as never, intervalMs, pino({ level: 'silent' }))
+  const subscribe = (peerId: string) =>
+    pubsub.dispatchEvent(
+      new CustomEvent('subscription-change', {
+        detail: {
+          peerId: peerIdFromString(peerId),
+          subscriptions: [{ topic: ANNOUNCE_TOPIC, subscribe: true }],
+        },
+      }),
+    )
+  /** Resolves after the next announcement goes out. */
+  const next = () => {
+    const target = count + 1
+    return waitFor(() => count >= target, published, 'published', 5_000, 'an announcement')
+  }
+  return {
+    announcer,
+    subscribe,
+    next,
+    reach: (ids: string[]) => {
+      recipients = ids
+    },
+    count: () => count,
+    published,
+  }
+}
+
+t.test(
+  'a first subscription brings an announcement; a repeated one from a peer it reached does not',
+  async (t) => {
+    const h = harness(60_000)
+    t.teardown(() => h.announcer.stop())
+    h.reach([A, B])
+    const first = h.next()
+    h.announcer.start()
+    await first
+    t.equal(h.announcer.newcomers, 0)
+    h.subscribe(A)
+    t.equal(h.announcer.newcomers, 0, 'A, reached a moment ago, subscribing again is no newcomer')
+    h.subscribe(C)
+    t.equal(h.announcer.newcomers, 1, 'C, never reached, is')
+    h.reach([A, B, C])
+    const before = h.count()
+    await h.next()
+    t.equal(h.count(), before + 1, 'one announcement for it, well before the 60 s interval')
+    t.equal(h.announcer.newcomers, 0, 'and it reached C')
+    h.subscribe(C)
+    t.equal(h.announcer.newcomers, 0, 'C subscribing again is no newcomer either')
+  },
+)
+
+t.test('a peer no announcement reached for three intervals is a newcomer again', async (t) => {
+  const intervalMs = 100
+  const h = harness(intervalMs)
+  t.teardown(() => h.announcer.stop())
+  h.reach([A, B])
+  const first = h.next()
+  h.announcer.start()
+  await first
+  const reachedA = Date.now()
+  // A leaves: the periodic announcements reach B alone.
+  h.reach([B])
+  await waitFor(
+    () => Date.now() - reachedA >= 3 * intervalMs,
+    h.published,
+    'published',
+    5_000,
+    'three intervals of announcements without A',
+  )
+  h.subscribe(A)
+  t.equal(h.announcer.newcomers, 1, 'A may have forgotten the node: it gets an announcement soon')
+  h.subscribe(B)
+  t.equal(h.announcer.newcomers, 1, 'B, reached by the last one, does not')
+})
+
+t.test(
+  'a newcomer no announcement reaches directly is tried twice, and not again on its next subscription',
+  async (t) => {
+    const h = harness(60_000)
+    t.teardown(() => h.announcer.stop())
+    h.reach([A])
+    const first = h.next()
+    h.announcer.start()
+    await first
+    h.subscribe(C)
+    t.equal(h.announcer.newcomers, 1)
+    await h.next()
+    t.equal(h.announcer.newcomers, 1, 'not reached: it waits for one more')
+    await h.next()
+    t.equal(
+      h.announcer.newcomers,
+      0,
+      'given up after the second (it gets records through others, or the next interval)',
+    )
+    h.subscribe(C)
+    t.equal(h.announcer.newcomers, 0, 'its subscribing again on another connection brings no third')
+  },
+)
