@@ -2,7 +2,7 @@ import { once } from 'node:events'
 import type { Stream } from '@libp2p/interface'
 import pino from 'pino'
 import { Registry } from 'prom-client'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { KeptStreams } from '../gateway/kept-streams.ts'
 import type { NetworkView } from '../gateway/network-view.ts'
 import { connectToHost, type NodeLink } from '../gateway/node-link.ts'
@@ -19,7 +19,7 @@ import {
   openFrame,
   parseFrame,
 } from '../protocol/session-handshake.ts'
-import { startNetwork } from '../testing/network.ts'
+import { type NetworkOptions, startNetwork } from '../testing/network.ts'
 import { textOf } from './support/clients.ts'
 import { failoverServerConfig } from './support/fixture-server.ts'
 import { connectModern } from './support/modern-clients.ts'
@@ -38,14 +38,18 @@ const openStreams = (node: NexusNode) =>
 
 const whoami = { name: 'whoami', arguments: {} }
 
-t.test('sequential requests share one stream; concurrent ones keep as many as were in flight', async (t) => {
-  const network = await startNetwork({ nodes: 1, servers: [failoverServerConfig()] })
+/** A gateway and one node hosting the failover fixture, and a modern client of it; all gone after the test. */
+async function networkWithClient(t: Test, options: Partial<NetworkOptions> = {}) {
+  const network = await startNetwork({ nodes: 1, servers: [failoverServerConfig()], ...options })
   t.teardown(network.stop)
   const { gateway } = network
-  const node = network.nodes[0]!
   const client = await connectModern(gateway.serverUrl('failover'))
   t.teardown(() => client.close())
-  const kept = gateway.keptStreams
+  return { gateway, node: network.nodes[0]!, client, kept: gateway.keptStreams }
+}
+
+t.test('sequential requests share one stream; concurrent ones keep as many as were in flight', async (t) => {
+  const { gateway, node, client, kept } = await networkWithClient(t)
   const reusedBefore = kept.counts.reused
   let served = 0
   node.on('modern-request', () => served++)
@@ -73,14 +77,8 @@ t.test('sequential requests share one stream; concurrent ones keep as many as we
 })
 
 t.test('a request the client abandons ends its stream, which is not kept', async (t) => {
-  const network = await startNetwork({ nodes: 1, servers: [failoverServerConfig()] })
-  t.teardown(network.stop)
-  const { gateway } = network
-  const node = network.nodes[0]!
-  const client = await connectModern(gateway.serverUrl('failover'))
-  t.teardown(() => client.close())
+  const { node, client, kept } = await networkWithClient(t)
   await client.callTool(whoami)
-  const kept = gateway.keptStreams
   t.equal(kept.size, 1)
   const keptBefore = kept.counts.kept
   const abandon = new AbortController()
@@ -95,16 +93,7 @@ t.test('a request the client abandons ends its stream, which is not kept', async
 })
 
 t.test('a stream the node stops keeping is dropped, and the next request opens a new one', async (t) => {
-  const network = await startNetwork({
-    nodes: 1,
-    servers: [failoverServerConfig()],
-    node: { keptStreamIdleMs: 300 },
-  })
-  t.teardown(network.stop)
-  const { gateway } = network
-  const client = await connectModern(gateway.serverUrl('failover'))
-  t.teardown(() => client.close())
-  const kept = gateway.keptStreams
+  const { client, kept } = await networkWithClient(t, { node: { keptStreamIdleMs: 300 } })
   await withTimeout(
     waitFor(() => kept.size === 0 && kept.counts.lost > 0, kept, 'lost', 10_000),
     10_000,
@@ -116,16 +105,7 @@ t.test('a stream the node stops keeping is dropped, and the next request opens a
 })
 
 t.test('a gateway lets go of a stream after its own idle time', async (t) => {
-  const network = await startNetwork({
-    nodes: 1,
-    servers: [failoverServerConfig()],
-    gateway: { keptStreamIdleMs: 200 },
-  })
-  t.teardown(network.stop)
-  const { gateway } = network
-  const client = await connectModern(gateway.serverUrl('failover'))
-  t.teardown(() => client.close())
-  const kept = gateway.keptStreams
+  const { client, kept } = await networkWithClient(t, { gateway: { keptStreamIdleMs: 200 } })
   await waitFor(() => kept.counts.expired > 0, kept, 'expired', 10_000)
   t.equal(kept.size, 0, 'nothing waits on the gateway')
   t.match(textOf(await client.callTool(whoami)), /^pid/, 'the next request is served')
@@ -136,16 +116,9 @@ t.test('with keeping turned off on either side, every request has a stream of it
     ['node', { node: { keptStreamIdleMs: 0 } }],
     ['gateway', { gateway: { keptStreamIdleMs: 0 } }],
   ] as const) {
-    const network = await startNetwork({ nodes: 1, servers: [failoverServerConfig()], ...options })
-    t.teardown(network.stop)
-    const client = await connectModern(network.gateway.serverUrl('failover'))
-    t.teardown(() => client.close())
+    const { client, kept } = await networkWithClient(t, options)
     for (let i = 0; i < 3; i++) await client.callTool(whoami)
-    t.same(
-      network.gateway.keptStreams.counts,
-      { reused: 0, kept: 0, expired: 0, lost: 0 },
-      `${side} off: nothing kept`,
-    )
+    t.same(kept.counts, { reused: 0, kept: 0, expired: 0, lost: 0 }, `${side} off: nothing kept`)
   }
 })
 
