@@ -118,7 +118,11 @@ async function measure(peerCount: number, intervalMs: number) {
   try {
     const first = await groups[0]!.next('ready')
     for (let g = 1; g < groupCount; g++) groups.push(new Group(args(g, first.seed), (b) => deliveries.add(b)))
-    const ready = [first, ...(await Promise.all(groups.slice(1).map((group) => group.next('ready'))))]
+    // Settled together: one group failing to start must not leave the others' waits unhandled.
+    const readies = await Promise.allSettled(groups.slice(1).map((group) => group.next('ready')))
+    const failed = readies.find((r) => r.status === 'rejected')
+    if (failed !== undefined) throw new Error(`a gossip group did not start: ${failed.reason}`)
+    const ready = [first, ...readies.map((r) => (r as PromiseFulfilledResult<Awaited<typeof first>>).value)]
     const peers = ready.flatMap((r) => r.peers)
     const nodes = new Set<string>()
     for (const [g, r] of ready.entries()) for (const id of r.peers.slice(0, nodesIn(g))) nodes.add(id)
@@ -232,6 +236,14 @@ function firstAcceptedBy(deliveries: Deliveries, publisher: string): number[] {
 
 export async function benchGossip() {
   const runs = []
-  for (const { peers, intervalMs } of CONFIGS) runs.push(await measure(peers, intervalMs))
+  // A network that cannot even form here is a result too, not the end of the suite.
+  for (const { peers, intervalMs } of CONFIGS)
+    runs.push(
+      await measure(peers, intervalMs).catch((err: Error) => ({
+        peers,
+        announceIntervalMs: intervalMs,
+        failed: err.message,
+      })),
+    )
   return { transport: `tcp on loopback, peers in ${PROCESSES} processes`, runs }
 }
