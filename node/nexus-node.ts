@@ -573,11 +573,25 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     }
   }
 
-  /** Reads a stream's `open` frame; a bad one is refused (the stream ends) and gives undefined. */
-  async #readOpen(framed: FramedStream, gatewayPeer: string, timeoutMs: number) {
+  /**
+   * Reads a stream's `open` frame; a bad one is refused (the stream ends) and gives undefined. `idle`: a kept
+   * stream waiting for its next request, whose end or idle timeout is just its end, quietly closed.
+   */
+  async #readOpen(
+    framed: FramedStream,
+    gatewayPeer: string,
+    timeoutMs: number,
+    idle = false,
+  ): Promise<OpenSession | undefined> {
+    let frame: Uint8Array | undefined
     try {
-      return parseFrame(OpenSessionSchema, await framed.nextFrame(timeoutMs), 'open')
+      frame = await framed.nextFrame(timeoutMs)
+      return parseFrame(OpenSessionSchema, frame, 'open')
     } catch (err) {
+      if (idle && frame === undefined) {
+        await framed.close()
+        return undefined
+      }
       this.logger.warn({ err, gatewayPeer }, 'bad session handshake')
       if (!framed.ended) await this.#refuse(framed, '', gatewayPeer, 'PROTOCOL_VIOLATION', errorMessage(err))
       return undefined
@@ -640,28 +654,9 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
         keep,
       )
       if (!kept) return
-      open = await this.#readKeptOpen(framed, gatewayPeer)
+      open = await this.#readOpen(framed, gatewayPeer, this.config.keptStreamIdleMs, true)
       // A node told to hang reads on but answers nothing, like one that is stuck.
       if (this.#hung) return
-    }
-  }
-
-  /** The next request's `open` on a kept stream; undefined (the stream ended) when none comes in time. */
-  async #readKeptOpen(framed: FramedStream, gatewayPeer: string): Promise<OpenSession | undefined> {
-    let frame: Uint8Array
-    try {
-      frame = await framed.nextFrame(this.config.keptStreamIdleMs)
-    } catch {
-      // Idle too long, or the gateway closed it: not an error, just the stream's end.
-      await framed.close()
-      return undefined
-    }
-    try {
-      return parseFrame(OpenSessionSchema, frame, 'open')
-    } catch (err) {
-      this.logger.warn({ err, gatewayPeer }, 'bad open frame on a kept stream')
-      await this.#refuse(framed, '', gatewayPeer, 'PROTOCOL_VIOLATION', errorMessage(err))
-      return undefined
     }
   }
 
