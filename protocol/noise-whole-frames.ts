@@ -1,5 +1,6 @@
 import { noise } from '@chainsafe/libp2p-noise'
 import type { ConnectionEncrypter, MessageStream, SecuredConnection } from '@libp2p/interface'
+import { decodeLengthsWithoutStackTraces } from './noise-length-decoder.ts'
 
 /**
  * Noise whose frames each reach the socket in one write.
@@ -12,7 +13,8 @@ import type { ConnectionEncrypter, MessageStream, SecuredConnection } from '@lib
  * encrypted frames of a message are joined into one buffer (a copy of a few hundred bytes for a call, cheaper
  * than a system call at any size) before they go to the transport.
  *
- * Only the secured connection's `encrypt` is wrapped, per connection: the handshake, the cipher and the frame
+ * Its decoder of frame lengths is tuned too (`noise-length-decoder.ts`). Only the secured connection's `encrypt`
+ * is wrapped, per connection: the handshake, the cipher and the frame
  * layout on the wire are noise's own and unchanged. `test/noise-whole-frames.test.ts` checks that no frame length
  * leaves apart from its ciphertext, and that the installed noise alone still does that (else this can go).
  */
@@ -24,10 +26,12 @@ export function noiseWithWholeFrames(): (
     const encrypter = createNoise(components)
     const secureInbound = encrypter.secureInbound.bind(encrypter)
     const secureOutbound = encrypter.secureOutbound.bind(encrypter)
-    encrypter.secureInbound = async (connection, options) =>
-      joinFrames(await secureInbound(connection, options))
-    encrypter.secureOutbound = async (connection, options) =>
-      joinFrames(await secureOutbound(connection, options))
+    const tune = <T extends SecuredConnection<unknown>>(secured: T): T => {
+      decodeLengthsWithoutStackTraces(secured.connection)
+      return joinFrames(secured)
+    }
+    encrypter.secureInbound = async (connection, options) => tune(await secureInbound(connection, options))
+    encrypter.secureOutbound = async (connection, options) => tune(await secureOutbound(connection, options))
     return encrypter
   }
 }
