@@ -29,9 +29,14 @@ const MIN_GAP_MS = 500
 
 export type AnnouncementBody = Omit<Announcement, 'seq' | 'timestamp' | 'intervalMs'>
 
+/** Why an announcement went out: its interval ran out, something changed, or peers newly subscribed. */
+export type AnnouncementCause = 'periodic' | 'change' | 'newcomers'
+
 /**
- * Publishes this node's announcement periodically, and at once when something changed or a peer newly
- * subscribed, so a gateway that just joined does not wait a whole interval to learn about this node.
+ * Publishes this node's announcement at least once per interval, and at once when something changed or a peer
+ * newly subscribed, so a gateway that just joined does not wait a whole interval to learn about this node. An
+ * announcement made for a change counts as the periodic one: the next periodic announcement comes an interval
+ * after it, so changes do not add records on top of the periodic ones.
  */
 export class Announcer {
   readonly #peer: NexusPeer
@@ -50,17 +55,29 @@ export class Announcer {
   /** Sees every announcement this node makes (gossipsub does not deliver a peer's own records to it). */
   onAnnounce: ((announcement: Announcement) => void) | undefined
   #lastForNewcomersAt = 0
+  /** Announcements made, by cause: what a network's record rate is made of. */
+  readonly counts: Record<AnnouncementCause, number> = { periodic: 0, change: 0, newcomers: 0 }
   /**
    * When each peer last subscribed or an announcement last reached it directly. Without it every new connection
    * between two peers (the DHT's, the topic-peer keeper's, a reconnect) made each node announce again for the
    * whole network: in a forming 50-peer network, two to three times the periodic records.
    */
   readonly #reachedAt = new Map<string, number>()
+  /**
+   * Peers whose records this node receives: since when without a gap of three of their intervals, and when last.
+   * A peer whose records have reached this node for a whole interval of its own is in the mesh both ways, and
+   * has had this node's periodic announcement by the same paths: it is no newcomer on a new connection. Without
+   * this, peers that connect now and then (the DHT's queries, the topic-peer keeper) were newcomers each time
+   * once three intervals had passed: in a settled 50-peer network, up to twice as many records as the periodic
+   * ones. A peer heard for the first time is a newcomer still: it may be joining, its record out before ours.
+   */
+  readonly #heard = new Map<string, { since: number; last: number; intervalMs: number }>()
+  readonly #onRecord = (record: Pick<Announcement, 'peerId' | 'intervalMs'>) => this.heard(record)
   readonly #onSubscriptionChange = (evt: CustomEvent<SubscriptionChangeData>) => {
     if (!evt.detail.subscriptions.some((s) => s.topic === ANNOUNCE_TOPIC && s.subscribe)) return
     const peerId = evt.detail.peerId.toString()
     const now = Date.now()
-    const known = this.#stillHolds(peerId, now)
+    const known = this.#stillHolds(peerId, now) || this.#hearsUs(peerId, now)
     // Seen now: whether an announcement reaches it directly or through others, it is a newcomer once.
     this.#reachedAt.set(peerId, now)
     if (known) return
@@ -85,7 +102,7 @@ export class Announcer {
   start(): void {
     this.#stopped = false
     this.#peer.services.pubsub.addEventListener('subscription-change', this.#onSubscriptionChange)
-    this.#timer = setInterval(() => void this.announce(), this.#intervalMs)
+    this.#topic.on('record', this.#onRecord)
     this.announceSoon()
   }
 
@@ -100,13 +117,16 @@ export class Announcer {
     const wait = Math.max(0, this.#lastAnnouncedAt + minGapMs - Date.now())
     setTimeout(() => {
       this.#scheduled = false
-      void this.announce()
+      void this.announce('change')
     }, wait)
   }
 
-  async announce(): Promise<void> {
+  async announce(cause: AnnouncementCause = 'change'): Promise<void> {
     if (this.#stopped) return
+    this.counts[cause]++
     this.#lastAnnouncedAt = Date.now()
+    clearTimeout(this.#timer)
+    this.#timer = setTimeout(() => void this.announce('periodic'), this.#intervalMs)
     this.#seq = nextSeq(this.#seq)
     const announcement: Announcement = {
       ...this.#build(),
@@ -133,6 +153,8 @@ export class Announcer {
   #settleNewcomers(recipients: string[]): void {
     const now = Date.now()
     for (const [peerId] of this.#reachedAt) if (!this.#stillHolds(peerId, now)) this.#reachedAt.delete(peerId)
+    for (const [peerId, { last, intervalMs }] of this.#heard)
+      if (now - last >= STILL_HOLDS_INTERVALS * intervalMs) this.#heard.delete(peerId)
     for (const peerId of recipients) {
       this.#reachedAt.set(peerId, now)
       this.#newcomers.delete(peerId)
@@ -149,6 +171,23 @@ export class Announcer {
     return this.#newcomers.size
   }
 
+  /** Takes note of a record this node received from a peer, on any topic (announcements are noted by themselves). */
+  heard(record: { peerId: string; intervalMs: number }): void {
+    const now = Date.now()
+    const entry = this.#heard.get(record.peerId)
+    if (entry === undefined || now - entry.last >= STILL_HOLDS_INTERVALS * entry.intervalMs)
+      this.#heard.set(record.peerId, { since: now, last: now, intervalMs: record.intervalMs })
+    else Object.assign(entry, { last: now, intervalMs: record.intervalMs })
+  }
+
+  #hearsUs(peerId: string, now: number): boolean {
+    const entry = this.#heard.get(peerId)
+    if (entry === undefined) return false
+    return (
+      now - entry.last < STILL_HOLDS_INTERVALS * entry.intervalMs && now - entry.since >= this.#intervalMs
+    )
+  }
+
   #stillHolds(peerId: string, now: number): boolean {
     const at = this.#reachedAt.get(peerId)
     return at !== undefined && now - at < STILL_HOLDS_INTERVALS * this.#intervalMs
@@ -160,14 +199,15 @@ export class Announcer {
     this.#newcomerTimer = setTimeout(() => {
       this.#newcomerTimer = undefined
       this.#lastForNewcomersAt = Date.now()
-      void this.announce()
+      void this.announce('newcomers')
     }, wait)
   }
 
   stop(): void {
     this.#stopped = true
-    clearInterval(this.#timer)
+    clearTimeout(this.#timer)
     clearTimeout(this.#newcomerTimer)
     this.#peer.services.pubsub.removeEventListener('subscription-change', this.#onSubscriptionChange)
+    this.#topic.off('record', this.#onRecord)
   }
 }

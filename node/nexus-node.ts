@@ -26,7 +26,7 @@ import {
 import type { ToolDrift } from '../trust/onboarding/tool-digest.ts'
 import { type OpenedWhitelist, openWhitelist } from '../trust/open-whitelist.ts'
 import type { Whitelist } from '../trust/whitelist.ts'
-import { type AnnouncementBody, Announcer } from './announcer.ts'
+import { type AnnouncementBody, type AnnouncementCause, Announcer } from './announcer.ts'
 import { type NodeConfig, type NodeConfigInput, parseNodeConfig } from './config.ts'
 import { EraBridge } from './era-bridge/era-bridge.ts'
 import { HostedServers, type ServerRefusal } from './hosted-servers.ts'
@@ -180,6 +180,11 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     return this.peer.peerId.toString()
   }
 
+  /** Announcements this node made since it started, by cause (all 0 before it starts). */
+  get announcements(): Readonly<Record<AnnouncementCause, number>> {
+    return this.#announcer?.counts ?? { periodic: 0, change: 0, newcomers: 0 }
+  }
+
   get multiaddrs(): string[] {
     return this.peer.getMultiaddrs().map(String)
   }
@@ -275,6 +280,8 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       this.logger,
     )
     this.#announcer.start()
+    // A gateway's demand reports tell the announcer it is in the mesh, as other nodes' announcements do.
+    this.#demandReports.on('record', (report) => this.#announcer?.heard(report))
     // A server that went down must leave the announcement at once, and come back as soon as it is up.
     this.runtime.onStatusChange(() => this.#announcer?.announceSoon())
     this.#trust.whitelist.on('change', () => this.#scheduleReconcile())

@@ -24,7 +24,8 @@ function harness(intervalMs: number) {
   const published = new EventEmitter()
   let count = 0
   let recipients: string[] = []
-  const topic = {
+  // The topic also emits the records this node receives, as GossipRecords does.
+  const topic = Object.assign(new EventEmitter(), {
     publish: async () => {
       // Told once the announcer has taken the recipients in, as it does right after publishing.
       setImmediate(() => {
@@ -33,7 +34,7 @@ function harness(intervalMs: number) {
       })
       return recipients
     },
-  } as unknown as GossipRecords<Announcement>
+  }) as unknown as GossipRecords<Announcement>
   const body = () => ({
     v: WIRE_VERSION,
     peerId: 'node',
@@ -67,6 +68,9 @@ function harness(intervalMs: number) {
     },
     count: () => count,
     published,
+    /** A record of `peerId`'s arrives, as its announcements do every `intervalMs`. */
+    hear: (peerId: string, peerIntervalMs: number) =>
+      topic.emit('record', { peerId, intervalMs: peerIntervalMs } as Announcement),
   }
 }
 
@@ -141,3 +145,66 @@ t.test(
     t.equal(h.announcer.newcomers, 0, 'its subscribing again on another connection brings no third')
   },
 )
+
+t.test(
+  'a peer whose records arrived for a whole interval is no newcomer; one just heard from is',
+  async (t) => {
+    const intervalMs = 100
+    const h = harness(intervalMs)
+    t.teardown(() => h.announcer.stop())
+    h.reach([])
+    const first = h.next()
+    h.announcer.start()
+    await first
+    h.hear(A, intervalMs)
+    h.hear(B, intervalMs)
+    // A's records keep arriving for more than one of this node's intervals; B's stop after the first.
+    const since = Date.now()
+    await waitFor(
+      () => {
+        h.hear(A, intervalMs)
+        return Date.now() - since > intervalMs
+      },
+      h.published,
+      'published',
+      5_000,
+      'an interval of records from A',
+    )
+    h.subscribe(A)
+    t.equal(h.announcer.newcomers, 0, 'A, heard from all along, holds this node by the same paths')
+    h.hear(C, intervalMs)
+    h.subscribe(C)
+    t.equal(h.announcer.newcomers, 1, 'C, heard from just now, may be joining: it is a newcomer')
+    await waitFor(
+      () => Date.now() - since >= 3 * intervalMs,
+      h.published,
+      'published',
+      5_000,
+      "three of B's intervals without its records",
+    )
+    const before = h.announcer.newcomers
+    h.subscribe(B)
+    t.equal(h.announcer.newcomers, before + 1, 'B, silent for three of its intervals, is a newcomer again')
+  },
+)
+
+t.test("a peer's own interval decides when its silence counts", async (t) => {
+  const h = harness(100)
+  t.teardown(() => h.announcer.stop())
+  h.reach([])
+  const first = h.next()
+  h.announcer.start()
+  await first
+  // A gateway reporting demand every 10 s is heard from rarely, and is still in the mesh.
+  h.hear(A, 10_000)
+  const since = Date.now()
+  await waitFor(
+    () => Date.now() - since >= 400,
+    h.published,
+    'published',
+    5_000,
+    'four of the node intervals',
+  )
+  h.subscribe(A)
+  t.equal(h.announcer.newcomers, 0, 'heard 400 ms ago, well within three of its 10 s intervals')
+})
