@@ -6,9 +6,13 @@
  * `gossip-group.ts <nodes> <gateways> <announceIntervalMs> <seed multiaddr | "">`; with no seed, the first
  * node is the seed and its address is reported.
  */
+import { writeFile } from 'node:fs/promises'
+import { Session } from 'node:inspector/promises'
+import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import type { GossipSub } from '@libp2p/gossipsub'
 import { NexusGateway } from '../../gateway/nexus-gateway.ts'
+import type { AnnouncementCause } from '../../node/announcer.ts'
 import { NexusNode } from '../../node/nexus-node.ts'
 import { decodeAnnouncement } from '../../protocol/announcement.ts'
 import { ANNOUNCE_TOPIC } from '../../protocol/names.ts'
@@ -25,14 +29,25 @@ export type GroupRequest =
   | { type: 'load' }
   /** Each peer's connections and announce-topic neighbours: why a peer misses announcements. */
   | { type: 'links' }
+  /** Starts a V8 CPU profile of this process; `profile-stop` writes it to BENCH_PROFILE_DIR. */
+  | { type: 'profile-start' }
+  | { type: 'profile-stop' }
   | { type: 'stop' }
 export type GroupReply =
   | { type: 'ready'; peers: string[]; seed: string }
   | { type: 'deliveries'; batch: Delivery[] }
   | { type: 'joined'; peerId: string; startedAt: number }
   | { type: 'left' }
-  | { type: 'load'; cpuMicros: number; eventLoopDelayP99Ms: number }
+  | {
+      type: 'load'
+      cpuMicros: number
+      eventLoopDelayP99Ms: number
+      /** Announcements this group's nodes made since they started, by cause. */
+      announcements: Record<AnnouncementCause, number>
+      connections: { opened: number; closed: number }
+    }
   | { type: 'links'; peers: Record<string, PeerLinks> }
+  | { type: 'profile'; file?: string }
 
 /** A peer's links: libp2p connections, peers it knows subscribed to the announce topic, its mesh there. */
 export interface PeerLinks {
@@ -66,12 +81,16 @@ interface GossipsubInternals {
 }
 
 const closedConnections = new Map<NexusPeer, number>()
+/** Connections opened and closed by this group's peers since they started: churn makes newcomers. */
+const churn = { opened: 0, closed: 0 }
 
 function watch(peer: NexusPeer): void {
   const receiver = peer.peerId.toString()
-  peer.addEventListener('connection:close', () =>
-    closedConnections.set(peer, (closedConnections.get(peer) ?? 0) + 1),
-  )
+  peer.addEventListener('connection:close', () => {
+    churn.closed++
+    closedConnections.set(peer, (closedConnections.get(peer) ?? 0) + 1)
+  })
+  peer.addEventListener('connection:open', () => churn.opened++)
   peer.services.pubsub.addEventListener('message', (evt) => {
     if (evt.detail.topic !== ANNOUNCE_TOPIC) return
     const announcement = decodeAnnouncement(evt.detail.data)
@@ -126,6 +145,8 @@ const lag = monitorEventLoopDelay({ resolution: 10 })
 lag.enable()
 let cpuSince = process.cpuUsage()
 let joiner: NexusNode | undefined
+const profiler = new Session()
+profiler.connect()
 process.on('message', async (request: GroupRequest) => {
   if (request.type === 'join') {
     // Through a random node of this group, as a new operator's node joins through whichever peer it knows.
@@ -153,10 +174,29 @@ process.on('message', async (request: GroupRequest) => {
       }
     }
     send({ type: 'links', peers })
+  } else if (request.type === 'profile-start') {
+    await profiler.post('Profiler.enable')
+    await profiler.post('Profiler.start')
+    send({ type: 'profile' })
+  } else if (request.type === 'profile-stop') {
+    const { profile } = await profiler.post('Profiler.stop')
+    const file = join(process.env.BENCH_PROFILE_DIR ?? '.', `gossip-group-${process.pid}.cpuprofile`)
+    await writeFile(file, JSON.stringify(profile))
+    send({ type: 'profile', file })
   } else if (request.type === 'load') {
     const cpu = process.cpuUsage(cpuSince)
     cpuSince = process.cpuUsage()
-    send({ type: 'load', cpuMicros: cpu.user + cpu.system, eventLoopDelayP99Ms: lag.percentile(99) / 1e6 })
+    const announcements = { periodic: 0, change: 0, newcomers: 0 }
+    for (const node of nodes)
+      for (const [cause, count] of Object.entries(node.announcements))
+        announcements[cause as AnnouncementCause] += count
+    send({
+      type: 'load',
+      cpuMicros: cpu.user + cpu.system,
+      eventLoopDelayP99Ms: lag.percentile(99) / 1e6,
+      announcements,
+      connections: { ...churn },
+    })
     lag.reset()
   } else {
     clearInterval(flush)

@@ -26,6 +26,8 @@ const JOIN_TRIALS = Number(process.env.BENCH_JOIN_TRIALS ?? 10)
 const JOIN_TIMEOUT_MS = 30_000
 const SETTLE_TIMEOUT_MS = Number(process.env.BENCH_GOSSIP_SETTLE_MS ?? 180_000)
 const STEADY_WINDOW_MS = 10_000
+/** Profiles every group process over the steady window (CPU profiles written to this folder). */
+const PROFILE_DIR = process.env.BENCH_PROFILE_DIR
 
 /** A group process and its replies, one kind at a time. */
 class Group {
@@ -146,12 +148,7 @@ async function measure(peerCount: number, intervalMs: number) {
       const known = [...nodes].reduce((sum, node) => sum + (deliveries.holders.get(node)?.size ?? 0), 0)
       const settleLoads = await Promise.all(groups.map((group) => group.request({ type: 'load' }, 'load')))
       const settleMs = performance.now() - settleStarted
-      const links = Object.assign(
-        {},
-        ...(await Promise.all(groups.map((group) => group.request({ type: 'links' }, 'links')))).map(
-          (r) => r.peers,
-        ),
-      ) as Record<string, PeerLinks>
+      const links = await allLinks(groups)
       const lagging = [...nodes].filter(
         (node) => (deliveries.holders.get(node)?.size ?? 0) < peers.length - 1,
       )
@@ -174,13 +171,17 @@ async function measure(peerCount: number, intervalMs: number) {
     }
     const settledMs = performance.now() - started
 
-    for (const group of groups) await group.request({ type: 'load' }, 'load')
+    const loadsBefore: Load[] = []
+    for (const group of groups) loadsBefore.push(await group.request({ type: 'load' }, 'load'))
     const windowStart = Date.now() + 1_000
     const windowEnd = windowStart + STEADY_WINDOW_MS
     const loadStarted = performance.now()
+    if (PROFILE_DIR) for (const group of groups) await group.request({ type: 'profile-start' }, 'profile')
     await new Promise((resolve) => setTimeout(resolve, windowEnd - Date.now() + 3 * intervalMs))
+    if (PROFILE_DIR) for (const group of groups) await group.request({ type: 'profile-stop' }, 'profile')
     const loads = await Promise.all(groups.map((group) => group.request({ type: 'load' }, 'load')))
     const loadMs = performance.now() - loadStarted
+    const links = Object.values(await allLinks(groups))
     const steady: number[] = []
     let pairs = 0
     let delivered = 0
@@ -218,10 +219,56 @@ async function measure(peerCount: number, intervalMs: number) {
       steady: { ...distribution(steady), deliveredShare: round(delivered / Math.max(1, pairs), 5), pairs },
       cpuCoresBusy: round(loads.reduce((sum, l) => sum + l.cpuMicros, 0) / 1000 / loadMs, 2),
       eventLoopDelayP99Ms: loads.map((l) => round(l.eventLoopDelayP99Ms)),
+      // What each record costs: every mesh neighbour forwards it once more, and every connection is a handshake.
+      links: Object.fromEntries(
+        (['connections', 'subscribers', 'mesh'] as const).map((field) => [
+          field,
+          spread(links.map((l) => l[field])),
+        ]),
+      ),
+      announcementsPerNodeInterval: announcementRate(loadsBefore, loads, nodes.size * (loadMs / intervalMs)),
+      connectionsPerPeerMinute: Object.fromEntries(
+        (['opened', 'closed'] as const).map((event) => [
+          event,
+          round(
+            loads.reduce((sum, l, i) => sum + l.connections[event] - loadsBefore[i]!.connections[event], 0) /
+              peers.length /
+              (loadMs / 60_000),
+            2,
+          ),
+        ]),
+      ),
     }
   } finally {
     await Promise.allSettled(groups.map((group) => group.stop()))
   }
+}
+
+type Load = Extract<GroupReply, { type: 'load' }>
+
+/** Smallest, mean and largest of per-peer counts. */
+function spread(values: number[]) {
+  const mean = values.reduce((sum, v) => sum + v, 0) / Math.max(1, values.length)
+  return { min: Math.min(...values), mean: round(mean, 1), max: Math.max(...values) }
+}
+
+/** Every peer's links, from every group. */
+async function allLinks(groups: Group[]): Promise<Record<string, PeerLinks>> {
+  const replies = await Promise.all(groups.map((group) => group.request({ type: 'links' }, 'links')))
+  return Object.assign({}, ...replies.map((r) => r.peers))
+}
+
+/** Announcements made between two loads of every group, by cause, per node and interval (1 periodic is the floor). */
+function announcementRate(before: Load[], after: Load[], nodeIntervals: number) {
+  const rate: Record<string, number> = {}
+  for (const cause of Object.keys(after[0]!.announcements) as (keyof Load['announcements'])[]) {
+    const made = after.reduce(
+      (sum, l, i) => sum + l.announcements[cause] - before[i]!.announcements[cause],
+      0,
+    )
+    rate[cause] = round(made / nodeIntervals, 2)
+  }
+  return rate
 }
 
 /** When each peer first accepted any announcement of `publisher`. */
