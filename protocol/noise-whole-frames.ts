@@ -1,5 +1,6 @@
 import { noise } from '@chainsafe/libp2p-noise'
 import type { ConnectionEncrypter, MessageStream, SecuredConnection } from '@libp2p/interface'
+import { noiseCryptoWithKeyObjects } from './noise-cipher-keys.ts'
 import { decodeLengthsWithoutStackTraces } from './noise-length-decoder.ts'
 
 /**
@@ -13,7 +14,8 @@ import { decodeLengthsWithoutStackTraces } from './noise-length-decoder.ts'
  * encrypted frames of a message are joined into one buffer (a copy of a few hundred bytes for a call, cheaper
  * than a system call at any size) before they go to the transport.
  *
- * Its decoder of frame lengths is tuned too (`noise-length-decoder.ts`). Only the secured connection's `encrypt`
+ * Its decoder of frame lengths and its session keys are tuned too (`noise-length-decoder.ts`,
+ * `noise-cipher-keys.ts`). Only the secured connection's `encrypt`
  * is wrapped, per connection: the handshake, the cipher and the frame
  * layout on the wire are noise's own and unchanged. `test/noise-whole-frames.test.ts` checks that no frame length
  * leaves apart from its ciphertext, and that the installed noise alone still does that (else this can go).
@@ -21,7 +23,7 @@ import { decodeLengthsWithoutStackTraces } from './noise-length-decoder.ts'
 export function noiseWithWholeFrames(): (
   components: Parameters<ReturnType<typeof noise>>[0],
 ) => ConnectionEncrypter {
-  const createNoise = noise()
+  const createNoise = noise({ crypto: noiseCryptoWithKeyObjects })
   return (components) => {
     const encrypter = createNoise(components)
     const secureInbound = encrypter.secureInbound.bind(encrypter)
