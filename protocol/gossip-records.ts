@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { type Message, TopicValidatorResult } from '@libp2p/gossipsub'
+import { type Message, type PublishResult, TopicValidatorResult } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import type { NexusPeer } from './peer.ts'
@@ -143,9 +143,16 @@ export class GossipRecords<T extends SignedRecord> extends EventEmitter<GossipRe
     this.#subscribed = false
   }
 
-  /** Publishes a record of ours; resolves with the peers it was sent to directly. */
-  async publish(data: Uint8Array): Promise<string[]> {
-    const { recipients } = await this.#peer.services.pubsub.publish(this.topic, data)
+  /**
+   * Publishes a record of this peer's; resolves with the peers it was sent to directly. `flood` sends it to every
+   * connected subscriber (one hop to each), rather than to the mesh alone (each mesh neighbour passes it on).
+   */
+  async publish(data: Uint8Array, options: { flood?: boolean } = {}): Promise<string[]> {
+    // The service's publish takes per-call options (`PublishOpts`); the interface libp2p publishes omits them.
+    const pubsub = this.#peer.services.pubsub as unknown as {
+      publish(topic: string, data: Uint8Array, opts: { floodPublish?: boolean }): Promise<PublishResult>
+    }
+    const { recipients } = await pubsub.publish(this.topic, data, { floodPublish: options.flood })
     return recipients.map(String)
   }
 

@@ -13,6 +13,7 @@ import { createLibp2p } from 'libp2p'
 import type { Logger } from 'pino'
 import { toString as bytesToString } from 'uint8arrays/to-string'
 import { BootstrapKeeper } from './bootstrap-keeper.ts'
+import { verifyWithCachedKeys } from './ed25519-key-cache.ts'
 import { errorMessage, NexusError } from './errors.ts'
 import { ANNOUNCE_TOPIC, DEMAND_TOPIC, DHT_PROTOCOL } from './names.ts'
 import { noiseWithWholeFrames } from './noise-whole-frames.ts'
@@ -56,13 +57,17 @@ const INBOUND_CONNECTIONS_PER_SECOND_PER_HOST = 50
 const MAX_PENDING_INBOUND_CONNECTIONS = 64
 
 /**
- * Gossipsub's mesh, smaller than its defaults (D 6, 4–12, lazy 6). Records are published with flood publishing,
- * so every peer connected to the publisher has a record in one hop, and the mesh is the path to peers that are
- * not: each mesh neighbour forwards every record once more, so a peer received each record about D + 1 times
- * and spent most of its gossip CPU on copies. Four neighbours keep several independent paths to every peer (with
- * three, the discovery test's 21-peer network once missed announcements under the full suite's load).
+ * Gossipsub's mesh, smaller than its defaults (D 6, 4–12, lazy 6): every mesh neighbour forwards every record once
+ * more, so a peer receives each record about D times, and copies were most of the gossip CPU. With three (2–5),
+ * a 100-peer network delivered every record to every peer as with four; when a peer is pruned from a full mesh,
+ * peer exchange offers it others (below). Gossip (IHAVE) goes to two peers outside the mesh per heartbeat, not to a
+ * share of them all: with 60–70 connections a peer, gossipsub's default share (a quarter) made more messages a
+ * second than the records themselves.
  */
-const GOSSIP_MESH = { D: 4, Dlo: 3, Dhi: 8, Dscore: 2, Dout: 1, Dlazy: 4 }
+const GOSSIP_MESH = { D: 3, Dlo: 2, Dhi: 5, Dscore: 1, Dout: 1, Dlazy: 2, gossipFactor: 0 }
+
+/** Peers offered to a peer pruned from the mesh (gossipsub's default of 16 is a dial storm in a forming network). */
+const PEER_EXCHANGE_PEERS = 4
 
 /**
  * IDONTWANT (gossipsub 1.2) is sent to every mesh neighbour for each message above this size, to spare it a
@@ -133,6 +138,7 @@ function recordTopicScoring() {
 export async function createPeer(options: PeerOptions = {}): Promise<NexusPeer> {
   const transport = options.transport ?? 'tcp'
   sendWindowUpdatesAtHalfWindow()
+  verifyWithCachedKeys()
   const bootstrap = (options.bootstrap ?? []).map((address) => {
     try {
       return multiaddr(address)
@@ -174,14 +180,19 @@ export async function createPeer(options: PeerOptions = {}): Promise<NexusPeer> 
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,
-        // Records are small and infrequent; flood-publishing our own gets them to every direct peer at once.
-        floodPublish: true,
+        // Records go through the mesh; those wanted at once are flood-published (see `GossipRecords#publish`).
+        floodPublish: false,
         // Every peer receives each record from several neighbours. Without a fast id, gossipsub verifies the
         // signature of every copy before it notices the duplicate; with it, only the first copy whose signature
         // verifies enters the cache, and later copies are dropped unverified. (from, seqno) names a record
         // uniquely: a forged copy fails verification and never enters the cache.
         fastMsgIdFn: (message) => fastMessageId(message.from, message.seqno),
         scoreParams: recordTopicScoring(),
+        // A peer pruned from a full mesh is told of a few others to graft instead (peer exchange, with their
+        // signed peer records), and takes such advice from any peer in good standing.
+        doPX: true,
+        prunePeers: PEER_EXCHANGE_PEERS,
+        scoreThresholds: { acceptPXThreshold: 0 },
         ...GOSSIP_MESH,
         idontwantMinDataSize: IDONTWANT_MIN_BYTES,
       }),

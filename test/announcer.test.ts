@@ -25,8 +25,10 @@ function harness(intervalMs: number) {
   let count = 0
   let recipients: string[] = []
   // The topic also emits the records this node receives, as GossipRecords does.
+  const floods: boolean[] = []
   const topic = Object.assign(new EventEmitter(), {
-    publish: async () => {
+    publish: async (_data: Uint8Array, options: { flood?: boolean } = {}) => {
+      floods.push(options.flood === true)
       // Told once the announcer has taken the recipients in, as it does right after publishing.
       setImmediate(() => {
         count++
@@ -68,6 +70,8 @@ function harness(intervalMs: number) {
     },
     count: () => count,
     published,
+    /** Whether each announcement so far was flood-published. */
+    floods,
     /** A record of `peerId`'s arrives, as its announcements do every `intervalMs`. */
     hear: (peerId: string, peerIntervalMs: number) =>
       topic.emit('record', { peerId, intervalMs: peerIntervalMs } as Announcement),
@@ -208,3 +212,32 @@ t.test("a peer's own interval decides when its silence counts", async (t) => {
   h.subscribe(A)
   t.equal(h.announcer.newcomers, 0, 'heard 400 ms ago, well within three of its 10 s intervals')
 })
+
+t.test(
+  'periodic announcements go through the mesh; the first, changes and newcomers are flooded',
+  async (t) => {
+    // Newcomers wait 100 ms and a change up to a quarter interval: both come before the next periodic one.
+    const h = harness(300)
+    t.teardown(() => h.announcer.stop())
+    h.reach([])
+    const first = h.next()
+    h.announcer.start()
+    await first
+    await h.next()
+    await h.next()
+    t.same(
+      h.floods.slice(0, 3),
+      [true, false, false],
+      'the first at start is flooded, the periodic ones are not',
+    )
+    t.equal(h.announcer.counts.periodic, 2, 'counted as periodic')
+    h.subscribe(C)
+    const before = h.floods.length
+    await h.next()
+    t.equal(h.floods[before], true, 'the one for a newcomer is flooded')
+    t.equal(h.announcer.counts.newcomers, 1, 'counted as for newcomers')
+    h.announcer.announceSoon()
+    await h.next()
+    t.equal(h.floods.at(-1), true, 'a change is flooded')
+  },
+)

@@ -7,6 +7,7 @@ import { createPeer, gossipScore, type NexusPeer } from '../protocol/peer.ts'
 import { startNetwork } from '../testing/network.ts'
 import { connectStreamable } from './support/clients.ts'
 import { fixtureServerConfig } from './support/fixture-server.ts'
+import { floodPublish } from './support/flood-publish.ts'
 import { waitFor } from './support/wait.ts'
 
 // Stdio servers with no warm pool: twenty nodes host the fixture without starting a process until asked.
@@ -196,7 +197,7 @@ async function publishUntilSeen(
   // Published again every heartbeat until judged: on a busy machine a message can be lost, and a record the
   // gateway already judged is judged again the same way.
   for (let attempt = 0; attempt < 30 && !done; attempt++) {
-    await rogue.services.pubsub.publish(ANNOUNCE_TOPIC, data).catch(() => {})
+    await floodPublish(rogue, ANNOUNCE_TOPIC, data).catch(() => {})
     await Promise.race([once(rogue.services.pubsub, 'gossipsub:heartbeat'), seen.catch(() => {})])
   }
   await seen

@@ -16,6 +16,7 @@ import { createPeer, type NexusPeer } from '../../protocol/peer.ts'
 import { startNetwork } from '../../testing/network.ts'
 import { connectStreamable } from './clients.ts'
 import { fixtureServerConfig } from './fixture-server.ts'
+import { floodPublish } from './flood-publish.ts'
 import { hostileBytes, integer, mutateJson, nestedText, pick, type Random } from './hostile-inputs.ts'
 import { initializeRequest, RAW_PROTOCOL_VERSION } from './raw-sse.ts'
 
@@ -333,7 +334,7 @@ export async function startHostileNode(
         { id: 'hostile', hashByte: 'ab', slots: 100 },
         ++seq,
       )
-      await attacker.services.pubsub.publish(ANNOUNCE_TOPIC, encodeAnnouncement(announcement)).catch(() => {})
+      await floodPublish(attacker, ANNOUNCE_TOPIC, encodeAnnouncement(announcement)).catch(() => {})
     },
   }
 }
@@ -409,7 +410,7 @@ export async function fuzzGossipAndDht(
       random() < 0.8
         ? encoder.encode(mutateJson(random, { ...base, seq: base.seq + i }, 64 * 1024))
         : hostileBytes(random, 8 * 1024)
-    await attacker.services.pubsub.publish(topic, data).catch(() => {})
+    await floodPublish(attacker, topic, data).catch(() => {})
     if (i % 5 === 0) {
       const victim = pick(random, victims)
       try {
