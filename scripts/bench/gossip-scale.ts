@@ -4,7 +4,7 @@
  * with its own event loop. Every peer joined through one seed node and learnt the rest by gossip and the DHT.
  * The processes share this machine's cores, so the CPU they used and their event-loop delay are reported.
  *
- * - `steady`: every announcement published in a 10 s window: the share of (announcement, other peer) pairs
+ * - `steady`: every announcement published in a 30 s window (`BENCH_GOSSIP_WINDOW_MS`): the share of (announcement, other peer) pairs
  *   delivered, and for each announcement the time from its timestamp until the last other peer accepted it.
  * - `join`: a node starts through a random peer (and leaves after each trial); from its start until every
  *   other peer accepted one of its announcements.
@@ -25,7 +25,8 @@ const GATEWAYS = 5
 const JOIN_TRIALS = Number(process.env.BENCH_JOIN_TRIALS ?? 10)
 const JOIN_TIMEOUT_MS = 30_000
 const SETTLE_TIMEOUT_MS = Number(process.env.BENCH_GOSSIP_SETTLE_MS ?? 180_000)
-const STEADY_WINDOW_MS = 10_000
+/** Announcements published in this window count for the steady figures (`BENCH_GOSSIP_WINDOW_MS`). */
+const STEADY_WINDOW_MS = Number(process.env.BENCH_GOSSIP_WINDOW_MS ?? 30_000)
 /** Profiles every group process over the steady window (CPU profiles written to this folder). */
 const PROFILE_DIR = process.env.BENCH_PROFILE_DIR
 
