@@ -229,8 +229,11 @@ export class NetworkView extends EventEmitter<NetworkViewEvents> {
     return false
   }
 
-  #receive(announcement: Announcement): void {
-    const previous = this.#announced.get(announcement.peerId)
+  #receive(received: Announcement): void {
+    const previous = this.#announced.get(received.peerId)
+    // Nodes send their links only now and then (`node/announced-links.ts`): the last ones hold until new ones come.
+    const links = received.links ?? previous?.announcement.links
+    const announcement = links === undefined ? received : { ...received, links }
     this.#announced.set(announcement.peerId, {
       announcement,
       expiresAt: Date.now() + this.#options.missedHeartbeats * announcement.intervalMs,

@@ -41,7 +41,7 @@ export type AnnouncementCause = 'periodic' | 'change' | 'newcomers'
 export class Announcer {
   readonly #peer: NexusPeer
   readonly #topic: GossipRecords<Announcement>
-  readonly #build: () => AnnouncementBody
+  readonly #build: (cause: AnnouncementCause) => AnnouncementBody
   readonly #intervalMs: number
   readonly #logger: Logger
   #timer: NodeJS.Timeout | undefined
@@ -88,7 +88,7 @@ export class Announcer {
   constructor(
     peer: NexusPeer,
     topic: GossipRecords<Announcement>,
-    build: () => AnnouncementBody,
+    build: (cause: AnnouncementCause) => AnnouncementBody,
     intervalMs: number,
     logger: Logger,
   ) {
@@ -129,7 +129,7 @@ export class Announcer {
     this.#timer = setTimeout(() => void this.announce('periodic'), this.#intervalMs)
     this.#seq = nextSeq(this.#seq)
     const announcement: Announcement = {
-      ...this.#build(),
+      ...this.#build(cause),
       intervalMs: this.#intervalMs,
       seq: this.#seq,
       timestamp: Date.now(),

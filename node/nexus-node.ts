@@ -26,6 +26,7 @@ import {
 import type { ToolDrift } from '../trust/onboarding/tool-digest.ts'
 import { type OpenedWhitelist, openWhitelist } from '../trust/open-whitelist.ts'
 import type { Whitelist } from '../trust/whitelist.ts'
+import { AnnouncedLinks } from './announced-links.ts'
 import { type AnnouncementBody, type AnnouncementCause, Announcer } from './announcer.ts'
 import { type NodeConfig, type NodeConfigInput, parseNodeConfig } from './config.ts'
 import { EraBridge } from './era-bridge/era-bridge.ts'
@@ -117,6 +118,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
   #announcements: GossipRecords<Announcement> | undefined
   #demandReports: GossipRecords<DemandReport> | undefined
   #announcer: Announcer | undefined
+  readonly #links = new AnnouncedLinks()
   #providers: ProviderRecords | undefined
   #draining = false
   #hung = false
@@ -275,7 +277,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     this.#announcer = new Announcer(
       this.#peer,
       this.#announcements,
-      () => this.#announcement(),
+      (cause) => this.#announcement(cause),
       this.config.announceIntervalMs,
       this.logger,
     )
@@ -539,7 +541,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
     return byServer
   }
 
-  #announcement(): AnnouncementBody {
+  #announcement(cause: AnnouncementCause): AnnouncementBody {
     const perServer = this.#sessionsByServer()
     let inFlight = 0
     for (const session of this.sessions.values()) inFlight += session.inFlight.size
@@ -576,7 +578,10 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
         ...this.#machineLoad.sample(),
       },
       draining: this.#draining,
-      links: [...new Set(this.#peer?.getConnections().map((c) => c.remotePeer.toString()))].slice(0, 256),
+      links: this.#links.next(
+        [...new Set(this.#peer?.getConnections().map((c) => c.remotePeer.toString()))].slice(0, 256),
+        cause === 'newcomers',
+      ),
     }
   }
 

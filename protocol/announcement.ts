@@ -50,7 +50,10 @@ export const AnnouncementSchema = z.object({
   startedAt: z.number().int().min(0).optional(),
   /** The assignment this node computed for its latest epoch, so that peers that disagree can be seen. */
   assignment: z.object({ epoch: z.number().int().min(0), hash: z.string().max(80) }).optional(),
-  /** The peers this node is connected to (up to 256): what the gateway's network view draws as links. */
+  /**
+   * The peers this node is connected to (up to 256): what the gateway's network view draws as links. Sent when
+   * they change, for newcomers and every fifth announcement; receivers keep the last they saw.
+   */
   links: z.array(z.string().max(128)).max(256).optional(),
   /** How often the node announces; receivers forget it after three intervals of silence. */
   intervalMs: z.number().int().min(50).max(600_000),
