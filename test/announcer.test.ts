@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import pino from 'pino'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { Announcer } from '../node/announcer.ts'
 import type { Announcement } from '../protocol/announcement.ts'
 import type { GossipRecords } from '../protocol/gossip-records.ts'
@@ -78,15 +78,21 @@ function harness(intervalMs: number) {
   }
 }
 
+/** A harness whose announcer has started and made its first announcement, which reached `reached`. */
+async function started(t: Test, intervalMs: number, reached: string[]) {
+  const h = harness(intervalMs)
+  t.teardown(() => h.announcer.stop())
+  h.reach(reached)
+  const first = h.next()
+  h.announcer.start()
+  await first
+  return h
+}
+
 t.test(
   'a first subscription brings an announcement; a repeated one from a peer it reached does not',
   async (t) => {
-    const h = harness(60_000)
-    t.teardown(() => h.announcer.stop())
-    h.reach([A, B])
-    const first = h.next()
-    h.announcer.start()
-    await first
+    const h = await started(t, 60_000, [A, B])
     t.equal(h.announcer.newcomers, 0)
     h.subscribe(A)
     t.equal(h.announcer.newcomers, 0, 'A, reached a moment ago, subscribing again is no newcomer')
@@ -104,12 +110,7 @@ t.test(
 
 t.test('a peer no announcement reached for three intervals is a newcomer again', async (t) => {
   const intervalMs = 100
-  const h = harness(intervalMs)
-  t.teardown(() => h.announcer.stop())
-  h.reach([A, B])
-  const first = h.next()
-  h.announcer.start()
-  await first
+  const h = await started(t, intervalMs, [A, B])
   const reachedA = Date.now()
   // A leaves: the periodic announcements reach B alone.
   h.reach([B])
@@ -129,12 +130,7 @@ t.test('a peer no announcement reached for three intervals is a newcomer again',
 t.test(
   'a newcomer no announcement reaches directly is tried twice, and not again on its next subscription',
   async (t) => {
-    const h = harness(60_000)
-    t.teardown(() => h.announcer.stop())
-    h.reach([A])
-    const first = h.next()
-    h.announcer.start()
-    await first
+    const h = await started(t, 60_000, [A])
     h.subscribe(C)
     t.equal(h.announcer.newcomers, 1)
     await h.next()
@@ -154,12 +150,7 @@ t.test(
   'a peer whose records arrived for a whole interval is no newcomer; one just heard from is',
   async (t) => {
     const intervalMs = 100
-    const h = harness(intervalMs)
-    t.teardown(() => h.announcer.stop())
-    h.reach([])
-    const first = h.next()
-    h.announcer.start()
-    await first
+    const h = await started(t, intervalMs, [])
     h.hear(A, intervalMs)
     h.hear(B, intervalMs)
     // A's records keep arriving for more than one of this node's intervals; B's stop after the first.
@@ -193,12 +184,7 @@ t.test(
 )
 
 t.test("a peer's own interval decides when its silence counts", async (t) => {
-  const h = harness(100)
-  t.teardown(() => h.announcer.stop())
-  h.reach([])
-  const first = h.next()
-  h.announcer.start()
-  await first
+  const h = await started(t, 100, [])
   // A gateway reporting demand every 10 s is heard from rarely, and is still in the mesh.
   h.hear(A, 10_000)
   const since = Date.now()
@@ -217,12 +203,7 @@ t.test(
   'periodic announcements go through the mesh; the first, changes and newcomers are flooded',
   async (t) => {
     // Newcomers wait 100 ms and a change up to a quarter interval: both come before the next periodic one.
-    const h = harness(300)
-    t.teardown(() => h.announcer.stop())
-    h.reach([])
-    const first = h.next()
-    h.announcer.start()
-    await first
+    const h = await started(t, 300, [])
     await h.next()
     await h.next()
     t.same(
