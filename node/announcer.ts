@@ -4,13 +4,8 @@ import { type Announcement, encodeAnnouncement } from '../protocol/announcement.
 import { type GossipRecords, nextSeq } from '../protocol/gossip-records.ts'
 import { ANNOUNCE_TOPIC } from '../protocol/names.ts'
 import type { NexusPeer } from '../protocol/peer.ts'
+import { Newcomers } from './newcomers.ts'
 
-/**
- * How many announcements may pass before a newcomer that none of them reached directly is given up on. A
- * newcomer not reached directly (gossipsub had no stream to it yet) mostly gets the record through its other
- * peers; five tries made every such peer cost the whole network five records.
- */
-const NEWCOMER_ATTEMPTS = 2
 /** The first announcement for newcomers waits this long, so that one covers a burst of subscriptions. */
 const NEWCOMER_DELAY_MS = 100
 /**
@@ -19,11 +14,6 @@ const NEWCOMER_DELAY_MS = 100
  * each verified by N peers.
  */
 const NEWCOMER_GAP_MS = 1_000
-/**
- * A peer that subscribed, or that an announcement reached directly, within this many intervals (the time a
- * record stays fresh) is no newcomer when it subscribes again, on a new connection or after a reconnect.
- */
-const STILL_HOLDS_INTERVALS = 3
 /** At most one announcement per this gap (or a quarter interval) on change: each costs every peer a verification. */
 const MIN_GAP_MS = 500
 
@@ -49,40 +39,17 @@ export class Announcer {
   #seq = 0
   #lastAnnouncedAt = 0
   #stopped = true
-  /** Peers that just subscribed and that no announcement reached yet, with the announcements tried since. */
-  readonly #newcomers = new Map<string, number>()
+  readonly #newcomers: Newcomers
   #newcomerTimer: NodeJS.Timeout | undefined
   /** Sees every announcement this node makes (gossipsub does not deliver a peer's own records to it). */
   onAnnounce: ((announcement: Announcement) => void) | undefined
   #lastForNewcomersAt = 0
   /** Announcements made, by cause: what a network's record rate is made of. */
   readonly counts: Record<AnnouncementCause, number> = { periodic: 0, change: 0, newcomers: 0 }
-  /**
-   * When each peer last subscribed or an announcement last reached it directly. Without it every new connection
-   * between two peers (the DHT's, the topic-peer keeper's, a reconnect) made each node announce again for the
-   * whole network: in a forming 50-peer network, two to three times the periodic records.
-   */
-  readonly #reachedAt = new Map<string, number>()
-  /**
-   * Peers whose records this node receives: since when without a gap of three of their intervals, and when last.
-   * A peer whose records have reached this node for a whole interval of its own is in the mesh both ways, and
-   * has had this node's periodic announcement by the same paths: it is no newcomer on a new connection. Without
-   * this, peers that connect now and then (the DHT's queries, the topic-peer keeper) were newcomers each time
-   * once three intervals had passed: in a settled 50-peer network, up to twice as many records as the periodic
-   * ones. A peer heard for the first time is a newcomer still: it may be joining, its record out before ours.
-   */
-  readonly #heard = new Map<string, { since: number; last: number; intervalMs: number }>()
-  readonly #onRecord = (record: Pick<Announcement, 'peerId' | 'intervalMs'>) => this.heard(record)
+  readonly #onRecord = (record: Pick<Announcement, 'peerId' | 'intervalMs'>) => this.#newcomers.heard(record)
   readonly #onSubscriptionChange = (evt: CustomEvent<SubscriptionChangeData>) => {
     if (!evt.detail.subscriptions.some((s) => s.topic === ANNOUNCE_TOPIC && s.subscribe)) return
-    const peerId = evt.detail.peerId.toString()
-    const now = Date.now()
-    const known = this.#stillHolds(peerId, now) || this.#hearsUs(peerId, now)
-    // Seen now: whether an announcement reaches it directly or through others, it is a newcomer once.
-    this.#reachedAt.set(peerId, now)
-    if (known) return
-    this.#newcomers.set(peerId, 0)
-    this.#scheduleForNewcomers()
+    if (this.#newcomers.subscribed(evt.detail.peerId.toString())) this.#scheduleForNewcomers()
   }
 
   constructor(
@@ -97,6 +64,7 @@ export class Announcer {
     this.#build = build
     this.#intervalMs = intervalMs
     this.#logger = logger
+    this.#newcomers = new Newcomers(intervalMs)
   }
 
   start(): void {
@@ -146,28 +114,7 @@ export class Announcer {
     } catch (err) {
       this.#logger.debug({ err }, 'announcement not published')
     }
-    this.#settleNewcomers(recipients)
-  }
-
-  /**
-   * A peer's subscription can arrive before gossipsub has its own stream to that peer open, and a record
-   * published then does not reach it. Newcomers that this announcement reached are done; the others wait for
-   * the next one, which comes within a second. One that missed both still gets the next periodic record, and
-   * gossipsub's gossip offers it the recent ones.
-   */
-  #settleNewcomers(recipients: string[]): void {
-    const now = Date.now()
-    for (const [peerId] of this.#reachedAt) if (!this.#stillHolds(peerId, now)) this.#reachedAt.delete(peerId)
-    for (const [peerId, { last, intervalMs }] of this.#heard)
-      if (now - last >= STILL_HOLDS_INTERVALS * intervalMs) this.#heard.delete(peerId)
-    for (const peerId of recipients) {
-      this.#reachedAt.set(peerId, now)
-      this.#newcomers.delete(peerId)
-    }
-    for (const [peerId, attempts] of this.#newcomers) {
-      if (attempts + 1 >= NEWCOMER_ATTEMPTS) this.#newcomers.delete(peerId)
-      else this.#newcomers.set(peerId, attempts + 1)
-    }
+    this.#newcomers.announced(recipients)
     this.#scheduleForNewcomers()
   }
 
@@ -178,24 +125,7 @@ export class Announcer {
 
   /** Takes note of a record this node received from a peer, on any topic (announcements are noted by themselves). */
   heard(record: { peerId: string; intervalMs: number }): void {
-    const now = Date.now()
-    const entry = this.#heard.get(record.peerId)
-    if (entry === undefined || now - entry.last >= STILL_HOLDS_INTERVALS * entry.intervalMs)
-      this.#heard.set(record.peerId, { since: now, last: now, intervalMs: record.intervalMs })
-    else Object.assign(entry, { last: now, intervalMs: record.intervalMs })
-  }
-
-  #hearsUs(peerId: string, now: number): boolean {
-    const entry = this.#heard.get(peerId)
-    if (entry === undefined) return false
-    return (
-      now - entry.last < STILL_HOLDS_INTERVALS * entry.intervalMs && now - entry.since >= this.#intervalMs
-    )
-  }
-
-  #stillHolds(peerId: string, now: number): boolean {
-    const at = this.#reachedAt.get(peerId)
-    return at !== undefined && now - at < STILL_HOLDS_INTERVALS * this.#intervalMs
+    this.#newcomers.heard(record)
   }
 
   #scheduleForNewcomers(): void {
