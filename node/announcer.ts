@@ -89,7 +89,7 @@ export class Announcer {
     }, wait)
   }
 
-  async announce(cause: AnnouncementCause = 'change'): Promise<void> {
+  async announce(cause: AnnouncementCause): Promise<void> {
     if (this.#stopped) return
     this.counts[cause]++
     this.#lastAnnouncedAt = Date.now()

@@ -148,12 +148,7 @@ export class GossipRecords<T extends SignedRecord> extends EventEmitter<GossipRe
    * connected subscriber (one hop to each), rather than to the mesh alone (each mesh neighbour passes it on).
    */
   async publish(data: Uint8Array, options: { flood?: boolean } = {}): Promise<string[]> {
-    // The service's publish takes per-call options (`PublishOpts`); the interface libp2p publishes omits them.
-    const pubsub = this.#peer.services.pubsub as unknown as {
-      publish(topic: string, data: Uint8Array, opts: { floodPublish?: boolean }): Promise<PublishResult>
-    }
-    const { recipients } = await pubsub.publish(this.topic, data, { floodPublish: options.flood })
-    return recipients.map(String)
+    return publishOn(this.#peer, this.topic, data, options)
   }
 
   #validate(propagator: PeerId, message: Message): TopicValidatorResult {
@@ -181,4 +176,22 @@ export class GossipRecords<T extends SignedRecord> extends EventEmitter<GossipRe
     this.emit('invalid', { from, result: verdict.result, reason: verdict.reason })
     return verdict.result === 'reject' ? TopicValidatorResult.Reject : TopicValidatorResult.Ignore
   }
+}
+
+/**
+ * Publishes `data` on `topic` from `peer`; resolves with the peers it was sent to directly. `flood`: to every
+ * connected subscriber rather than to the mesh alone. (Gossipsub's publish takes per-call options; the interface
+ * libp2p publishes for the service omits them.)
+ */
+export async function publishOn(
+  peer: NexusPeer,
+  topic: string,
+  data: Uint8Array,
+  options: { flood?: boolean } = {},
+): Promise<string[]> {
+  const pubsub = peer.services.pubsub as unknown as {
+    publish(topic: string, data: Uint8Array, opts: { floodPublish?: boolean }): Promise<PublishResult>
+  }
+  const { recipients } = await pubsub.publish(topic, data, { floodPublish: options.flood })
+  return recipients.map(String)
 }
