@@ -1,23 +1,33 @@
 import t from 'tap'
-import { AnnouncedLinks, REFRESH_EVERY } from '../node/announced-links.ts'
+import { AnnouncedLinks, CHANGED_AFTER, REFRESH_AFTER } from '../node/announced-links.ts'
 import type { Announcement } from '../protocol/announcement.ts'
 import { startNetwork } from '../testing/network.ts'
 import { fixtureServerConfig } from './support/fixture-server.ts'
 import { waitFor } from './support/wait.ts'
 
-t.test('links go out when they change, for newcomers, and every fifth announcement', async (t) => {
-  const links = new AnnouncedLinks()
-  t.same(links.next(['a', 'b'], false), ['a', 'b'], 'the first announcement carries them')
-  t.equal(links.next(['b', 'a'], false), undefined, 'the same set, in another order: left out')
-  t.same(links.next(['a', 'c'], false), ['a', 'c'], 'another set: sent')
-  t.same(links.next(['a', 'c'], true), ['a', 'c'], 'for newcomers: sent though unchanged')
-  const sent = Array.from({ length: 2 * REFRESH_EVERY }, () => links.next(['a', 'c'], false) !== undefined)
-  t.same(
-    sent.map((s, i) => (s ? i + 1 : 0)).filter(Boolean),
-    [REFRESH_EVERY, 2 * REFRESH_EVERY],
-    `unchanged, they still go out every ${REFRESH_EVERY}th announcement`,
-  )
-})
+t.test(
+  'links go out first, for newcomers, and then at most once in CHANGED_AFTER announcements',
+  async (t) => {
+    const links = new AnnouncedLinks()
+    t.same(links.next(['a', 'b'], false), ['a', 'b'], 'the first announcement carries them')
+    t.equal(links.next(['b', 'a'], false), undefined, 'the same set, in another order: left out')
+    t.same(links.next(['a', 'b'], true), ['a', 'b'], 'for newcomers: sent though unchanged')
+    const carried = (sets: string[][]) =>
+      sets.map((set, i) => (links.next(set, false) === undefined ? 0 : i + 1)).filter(Boolean)
+    // The set changes with the second announcement after the last links went; it goes out with the sixth.
+    t.same(
+      carried([['a', 'b'], ...Array.from({ length: 2 * CHANGED_AFTER }, () => ['a', 'c'])]),
+      [CHANGED_AFTER],
+      `a changed set goes out ${CHANGED_AFTER} announcements after the last links, not at once`,
+    )
+    t.same(links.next(['a'], true), ['a'], 'for newcomers: sent at once though just sent')
+    t.same(
+      carried(Array.from({ length: 2 * REFRESH_AFTER }, () => ['a'])),
+      [REFRESH_AFTER, 2 * REFRESH_AFTER],
+      `unchanged, they still go out every ${REFRESH_AFTER}th announcement`,
+    )
+  },
+)
 
 t.test("a gateway keeps a node's last links through the announcements that leave them out", async (t) => {
   // Two nodes and a gateway announcing every 100 ms: most announcements leave the links out.
