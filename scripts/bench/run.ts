@@ -4,6 +4,7 @@
  * all, in this order):
  * - `allocation`: allocator time for 10–1,000 nodes × 50–500 servers, churn when a node leaves or joins
  * - `throughput`: tools/call through gateway + node against the same server reached directly (`throughput.ts`)
+ * - `latency`: one session's call latency on every path, interleaved round by round (`latency.ts`)
  * - `sessions`: 1,000 concurrent sessions held through one gateway, errors and memory (`sessions.ts`)
  * - `soak`: 10 minutes of calls while a node is killed, hung or partitioned every 20 s (`soak.ts`)
  * - `idle`: a node's and a gateway's CPU with nothing to do, as a share of one core (`idle.ts`)
@@ -27,6 +28,7 @@ import { benchFuzz } from './fuzz.ts'
 import { benchGossip } from './gossip-scale.ts'
 import { benchIdle } from './idle.ts'
 import { benchKubernetes } from './kubernetes.ts'
+import { benchLatency } from './latency.ts'
 import { benchOnboarding } from './onboarding.ts'
 import { benchOverload } from './overload.ts'
 import { benchSandbox } from './sandbox.ts'
@@ -39,6 +41,7 @@ import { benchThroughput } from './throughput.ts'
 const SUITES = {
   allocation: runAllocationBench,
   throughput: benchThroughput,
+  latency: benchLatency,
   sessions: benchSessions,
   shared: benchShared,
   overload: benchOverload,

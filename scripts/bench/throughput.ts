@@ -45,7 +45,7 @@ interface Measurement {
 }
 
 /** CPU time (ms) each process on a path has used so far. */
-type CpuSnapshot = () => Promise<Record<string, number>>
+export type CpuSnapshot = () => Promise<Record<string, number>>
 
 /** What a benchmark client does: call a tool, and go away. Both SDK lines' clients have it. */
 interface BenchClient {
@@ -105,7 +105,7 @@ async function measure(
 }
 
 /** The processes of a Nexus path: the gateway, the node, and the server processes the node runs. */
-function nexusCpu(network: PeerProcesses): CpuSnapshot {
+export function nexusCpu(network: PeerProcesses): CpuSnapshot {
   return async () => {
     const [gateway, node] = await Promise.all([
       network.gateway.request({ type: 'cpu' }),
