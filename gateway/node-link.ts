@@ -350,7 +350,7 @@ async function openOnHost(
 }
 
 async function handshake(framed: FramedStream, options: ConnectOptions, keep: boolean): Promise<OpenReply> {
-  framed.sendJson(openFrame(options.serverId, options.sessionId, options.auth, options.era, keep))
-  if (options.firstMessage !== undefined) framed.sendJson(options.firstMessage)
+  const open = openFrame(options.serverId, options.sessionId, options.auth, options.era, keep)
+  framed.sendJsonFrames(options.firstMessage === undefined ? [open] : [open, options.firstMessage])
   return parseFrame(OpenReplySchema, await framed.nextFrame(options.handshakeTimeoutMs), 'open reply')
 }

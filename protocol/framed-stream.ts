@@ -68,6 +68,24 @@ export class FramedStream {
     return this.send(encodeJson(value))
   }
 
+  /**
+   * Sends several JSON frames in one write: the same frames on the wire as one `sendJson` each, but one yamux
+   * frame, one encryption and one socket write, and the remote reads them together. Each write wakes the remote
+   * peer, the costliest step of a relayed call in a virtual machine (a modern request's open frame and the request
+   * behind it went out as two).
+   */
+  sendJsonFrames(values: unknown[]): boolean {
+    if (this.stream.writeStatus !== 'writable') return false
+    const frames = values.map((value) => encodeFrame(encodeJson(value)))
+    const joined = new Uint8Array(frames.reduce((sum, frame) => sum + frame.byteLength, 0))
+    let offset = 0
+    for (const frame of frames) {
+      joined.set(frame, offset)
+      offset += frame.byteLength
+    }
+    return this.stream.send(joined)
+  }
+
   get writable(): boolean {
     return this.stream.writeStatus === 'writable'
   }

@@ -63,6 +63,34 @@ t.test('frames of every prefix width come out whole and in order however the byt
   }
 })
 
+t.test('several frames sent together arrive in one read, whole and in order', async (t) => {
+  const [dialer, listener] = await Promise.all([
+    createPeer({ transport: 'memory' }),
+    createPeer({ transport: 'memory' }),
+  ])
+  t.teardown(() => Promise.all([dialer.stop(), listener.stop()]))
+  const PROTOCOL = '/nexus-test/frames/1'
+  const arrived = new Promise<{ reads: number; frames: unknown[] }>((resolve) => {
+    void listener.handle(PROTOCOL, (stream) => {
+      let reads = 0
+      stream.addEventListener('message', () => reads++)
+      const framed = new FramedStream(stream)
+      const frames: unknown[] = []
+      framed.onFrame((frame) => {
+        frames.push(decodeJson(frame))
+        if (frames.length === 2) resolve({ reads, frames })
+      })
+    })
+  })
+  await dialer.dial(listener.getMultiaddrs()[0]!)
+  const framed = new FramedStream(await dialer.dialProtocol(listener.peerId, PROTOCOL))
+  t.ok(framed.sendJsonFrames([{ open: 'a' }, { request: 'b'.repeat(300) }]), 'sent')
+  const { reads, frames } = await arrived
+  t.same(frames, [{ open: 'a' }, { request: 'b'.repeat(300) }], 'two frames, in order')
+  t.equal(reads, 1, 'both in one read of the stream')
+  framed.abort(new Error('done'))
+})
+
 t.test(
   'stdio lines: split across chunks, CRLF trimmed, blank lines skipped, oversized ones dropped',
   async (t) => {
