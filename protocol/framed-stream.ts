@@ -76,14 +76,7 @@ export class FramedStream {
    */
   sendJsonFrames(values: unknown[]): boolean {
     if (this.stream.writeStatus !== 'writable') return false
-    const frames = values.map((value) => encodeFrame(encodeJson(value)))
-    const joined = new Uint8Array(frames.reduce((sum, frame) => sum + frame.byteLength, 0))
-    let offset = 0
-    for (const frame of frames) {
-      joined.set(frame, offset)
-      offset += frame.byteLength
-    }
-    return this.stream.send(joined)
+    return this.stream.send(Buffer.concat(values.map((value) => encodeFrame(encodeJson(value)))))
   }
 
   get writable(): boolean {
