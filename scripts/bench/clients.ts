@@ -5,6 +5,12 @@ import {
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 
+/** What a benchmark client does: call a tool, and go away. Both SDK lines' clients have it. */
+export interface BenchClient {
+  callTool(params: { name: string; arguments: Record<string, unknown> }): Promise<unknown>
+  close(): Promise<void>
+}
+
 /** Opens one MCP session over streamable HTTP. */
 export async function openClient(url: string): Promise<Client> {
   const client = new Client({ name: 'bench', version: '1.0.0' })

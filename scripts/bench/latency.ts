@@ -15,24 +15,18 @@
  * stdio processes (`stdio`), each in both eras: `legacy` sessions and `modern` 2026-07-28 requests.
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
-import { treeCpuMs } from '../../node/runtime/process-tree.ts'
 import { startDirectFixture } from '../../test/support/fixture-server.ts'
-import { closeClients, openClient, openModernClients } from './clients.ts'
+import { type BenchClient, closeClients, openClient, openModernClients } from './clients.ts'
 import { type PeerProcesses, startPeerProcesses } from './peer-handle.ts'
 import type { BenchUpstream } from './peer-process.ts'
 import { type ReferenceHops, startReferenceHops } from './reference-hops.ts'
-import { percentile, round } from './stats.ts'
-import { type CpuSnapshot, nexusCpu } from './throughput.ts'
+import { median, percentile, round } from './stats.ts'
+import { type CpuSnapshot, directCpu, nexusCpu, proxiesCpu } from './throughput.ts'
 
 const ROUNDS = Number(process.env.BENCH_LATENCY_ROUNDS ?? 60)
 const BLOCK = Number(process.env.BENCH_LATENCY_BLOCK ?? 25)
 const UPSTREAMS = (process.env.BENCH_UPSTREAMS ?? 'http,stdio').split(',') as BenchUpstream[]
 const WARMUP_CALLS = 50
-
-interface BenchClient {
-  callTool(params: { name: string; arguments: Record<string, unknown> }): Promise<unknown>
-  close(): Promise<void>
-}
 
 interface Path {
   name: string
@@ -43,12 +37,6 @@ interface Path {
   /** CPU (ms) each process used during this path's blocks. */
   cpuMs: Record<string, number>
 }
-
-const median = (values: number[]) =>
-  percentile(
-    [...values].sort((a, b) => a - b),
-    50,
-  )
 
 async function callBlock(path: Path, calls: number): Promise<number[]> {
   const times: number[] = []
@@ -125,11 +113,8 @@ export async function benchLatency() {
     const proxies = await startReferenceHops(direct.url, 2)
     hops = proxies
     const paths = [
-      pathOf('direct', await legacy(direct.url), async () => ({ server: treeCpuMs(direct.pid) })),
-      pathOf('twoPlainProxies', await legacy(proxies.url), async () => ({
-        server: treeCpuMs(direct.pid),
-        bothProxies: await proxies.cpuMs(),
-      })),
+      pathOf('direct', await legacy(direct.url), directCpu(direct.pid)),
+      pathOf('twoPlainProxies', await legacy(proxies.url), proxiesCpu(direct.pid, proxies)),
     ]
     for (const upstream of UPSTREAMS) {
       const network = await startPeerProcesses(upstream, { warmPool: 2, maxSessions: 8 })

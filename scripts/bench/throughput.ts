@@ -19,10 +19,10 @@
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { treeCpuMs } from '../../node/runtime/process-tree.ts'
 import { startDirectFixture } from '../../test/support/fixture-server.ts'
-import { closeClients, openClients, openModernClients } from './clients.ts'
+import { type BenchClient, closeClients, openClients, openModernClients } from './clients.ts'
 import { type PeerProcesses, startPeerProcesses } from './peer-handle.ts'
 import type { BenchUpstream } from './peer-process.ts'
-import { startReferenceHops } from './reference-hops.ts'
+import { type ReferenceHops, startReferenceHops } from './reference-hops.ts'
 import { percentile, round } from './stats.ts'
 
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number)
@@ -46,12 +46,6 @@ interface Measurement {
 
 /** CPU time (ms) each process on a path has used so far. */
 export type CpuSnapshot = () => Promise<Record<string, number>>
-
-/** What a benchmark client does: call a tool, and go away. Both SDK lines' clients have it. */
-interface BenchClient {
-  callTool(params: { name: string; arguments: Record<string, unknown> }): Promise<unknown>
-  close(): Promise<void>
-}
 
 async function measure(
   url: string,
@@ -104,6 +98,16 @@ async function measure(
   }
 }
 
+/** The process of the direct path: the server reached without Nexus. */
+export function directCpu(serverPid: number): CpuSnapshot {
+  return async () => ({ server: treeCpuMs(serverPid) })
+}
+
+/** The processes of the yardstick: the same server, and the chain of plain proxies in front of it. */
+export function proxiesCpu(serverPid: number, hops: ReferenceHops): CpuSnapshot {
+  return async () => ({ server: treeCpuMs(serverPid), bothProxies: await hops.cpuMs() })
+}
+
 /** The processes of a Nexus path: the gateway, the node, and the server processes the node runs. */
 export function nexusCpu(network: PeerProcesses): CpuSnapshot {
   return async () => {
@@ -123,12 +127,7 @@ async function measureReferenceHops(
 ) {
   const hops = await startReferenceHops(direct.url, 2)
   try {
-    const result = await measure(
-      hops.url,
-      concurrency,
-      async () => {},
-      async () => ({ server: treeCpuMs(direct.pid), bothProxies: await hops.cpuMs() }),
-    )
+    const result = await measure(hops.url, concurrency, async () => {}, proxiesCpu(direct.pid, hops))
     return {
       ...result,
       throughputRatio: round(result.throughputPerSec / directResult.throughputPerSec),
@@ -155,9 +154,7 @@ export async function benchThroughput() {
             direct.url,
             concurrency,
             () => network.settle(),
-            async () => ({
-              server: treeCpuMs(direct.pid),
-            }),
+            directCpu(direct.pid),
           )
           const reference =
             upstream === 'http' ? await measureReferenceHops(direct, concurrency, directResult) : undefined
