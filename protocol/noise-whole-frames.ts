@@ -16,8 +16,9 @@ import { decodeLengthsWithoutStackTraces } from './noise-length-decoder.ts'
  *
  * Its decoder of frame lengths and its session keys are tuned too (`noise-length-decoder.ts`,
  * `noise-cipher-keys.ts`). Only the secured connection's `encrypt` is wrapped, per connection: the handshake,
- * the cipher and the frame layout on the wire are noise's own and unchanged. `test/noise-whole-frames.test.ts` checks that no frame length
- * leaves apart from its ciphertext, and that the installed noise alone still does that (else this can go).
+ * the cipher and the frame layout on the wire are noise's own and unchanged. `test/noise-whole-frames.test.ts`
+ * checks that no frame length leaves apart from its ciphertext, and that the installed noise alone still does
+ * that (else this can go).
  */
 export function noiseWithWholeFrames(): (
   components: Parameters<ReturnType<typeof noise>>[0],
