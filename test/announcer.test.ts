@@ -89,6 +89,11 @@ async function started(t: Test, intervalMs: number, reached: string[]) {
   return h
 }
 
+/** Waits, announcement by announcement, until three intervals have passed since `since`. */
+function threeIntervalsAfter(h: ReturnType<typeof harness>, since: number, intervalMs: number, what: string) {
+  return waitFor(() => Date.now() - since >= 3 * intervalMs, h.published, 'published', 5_000, what)
+}
+
 t.test(
   'a first subscription brings an announcement; a repeated one from a peer it reached does not',
   async (t) => {
@@ -114,13 +119,7 @@ t.test('a peer no announcement reached for three intervals is a newcomer again',
   const reachedA = Date.now()
   // A leaves: the periodic announcements reach B alone.
   h.reach([B])
-  await waitFor(
-    () => Date.now() - reachedA >= 3 * intervalMs,
-    h.published,
-    'published',
-    5_000,
-    'three intervals of announcements without A',
-  )
+  await threeIntervalsAfter(h, reachedA, intervalMs, 'three intervals of announcements without A')
   h.subscribe(A)
   t.equal(h.announcer.newcomers, 1, 'A may have forgotten the node: it gets an announcement soon')
   h.subscribe(B)
@@ -170,13 +169,7 @@ t.test(
     h.hear(C, intervalMs)
     h.subscribe(C)
     t.equal(h.announcer.newcomers, 1, 'C, heard from just now, may be joining: it is a newcomer')
-    await waitFor(
-      () => Date.now() - since >= 3 * intervalMs,
-      h.published,
-      'published',
-      5_000,
-      "three of B's intervals without its records",
-    )
+    await threeIntervalsAfter(h, since, intervalMs, "three of B's intervals without its records")
     const before = h.announcer.newcomers
     h.subscribe(B)
     t.equal(h.announcer.newcomers, before + 1, 'B, silent for three of its intervals, is a newcomer again')
