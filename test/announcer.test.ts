@@ -3,7 +3,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import pino from 'pino'
 import t, { type Test } from 'tap'
-import { Announcer } from '../node/announcer.ts'
+import { Announcer, periodicDelayMs } from '../node/announcer.ts'
 import type { Announcement } from '../protocol/announcement.ts'
 import type { GossipRecords } from '../protocol/gossip-records.ts'
 import { ANNOUNCE_TOPIC, WIRE_VERSION } from '../protocol/names.ts'
@@ -18,7 +18,7 @@ import { waitFor } from './support/wait.ts'
 const newPeerId = async () => peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
 const [A, B, C] = [await newPeerId(), await newPeerId(), await newPeerId()]
 
-function harness(intervalMs: number) {
+function harness(intervalMs: number, random?: () => number) {
   const pubsub = new EventTarget()
   const peer = { services: { pubsub } } as unknown as NexusPeer
   const published = new EventEmitter()
@@ -46,7 +46,7 @@ function harness(intervalMs: number) {
     load: { sessions: 0, capacity: 1, inFlight: 0 },
     draining: false,
   })
-  const announcer = new Announcer(peer, topic, body as never, intervalMs, pino({ level: 'silent' }))
+  const announcer = new Announcer(peer, topic, body as never, intervalMs, pino({ level: 'silent' }), random)
   const subscribe = (peerId: string) =>
     pubsub.dispatchEvent(
       new CustomEvent('subscription-change', {
@@ -79,8 +79,8 @@ function harness(intervalMs: number) {
 }
 
 /** A harness whose announcer has started and made its first announcement, which reached `reached`. */
-async function started(t: Test, intervalMs: number, reached: string[]) {
-  const h = harness(intervalMs)
+async function started(t: Test, intervalMs: number, reached: string[], random?: () => number) {
+  const h = harness(intervalMs, random)
   t.teardown(() => h.announcer.stop())
   h.reach(reached)
   const first = h.next()
@@ -213,5 +213,43 @@ t.test(
     h.announcer.announceSoon()
     await h.next()
     t.equal(h.floods.at(-1), true, 'a change is flooded')
+  },
+)
+
+t.test(
+  'the period is 80–100 % of the interval, drawn anew each time, so nodes put in phase drift apart',
+  async (t) => {
+    t.equal(
+      periodicDelayMs(10_000, () => 0),
+      10_000,
+      'never later than the interval',
+    )
+    t.equal(
+      periodicDelayMs(10_000, () => 1),
+      8_000,
+      'at most a fifth earlier',
+    )
+    const drawn = new Set(Array.from({ length: 50 }, () => periodicDelayMs(10_000)))
+    t.ok(
+      [...drawn].every((ms) => ms >= 8_000 && ms <= 10_000),
+      'Math.random draws within those bounds',
+    )
+    t.ok(drawn.size > 40, 'and draws each period anew')
+
+    // The announcer waits what was drawn. Timers never fire early, so with a draw of 80 % the next announcement
+    // coming well before the interval shows the draw was used; a draw of 0 % waits (about) the whole interval.
+    const intervalMs = 1_000
+    for (const [random, shorter] of [
+      [() => 1, true],
+      [() => 0, false],
+    ] as const) {
+      const h = await started(t, intervalMs, [], random)
+      const since = Date.now()
+      await h.next()
+      const period = Date.now() - since
+      h.announcer.stop()
+      if (shorter) t.ok(period < 0.96 * intervalMs, `drawn 80 %: next after ${period} ms`)
+      else t.ok(period >= 0.9 * intervalMs, `drawn 100 %: next after ${period} ms`)
+    }
   },
 )
