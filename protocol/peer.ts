@@ -39,6 +39,8 @@ export const MAX_STREAMS_PER_CONNECTION = 100_000
  * on them (1.32–1.49 cores; 1.07–1.19 at 120 s). A hung node is found by its missed announcements (the
  * gateway's heartbeat check), not by pings; they remain the safety net for connections that died without a
  * close, and two minutes is well inside the shortest idle timeout NATs may apply to TCP (RFC 5382: 2 h 4 min).
+ * The TCP transport closes a socket after 2 minutes without traffic; yamux's own keep-alive (one 12-byte frame
+ * every 30 s, no stream) keeps an otherwise silent connection from that, not these pings.
  */
 export const PING_INTERVAL_MS = 120_000
 
