@@ -33,3 +33,30 @@ async function stoppedPeer(): Promise<WeakRef<Uint8Array>> {
   await registry.metrics()
   return new WeakRef(state)
 }
+
+t.test(
+  'the event-loop delay, sampled every 100 ms to spare idle processes, still shows a stall',
+  async (t) => {
+    const registry = peerRegistry('nexus_test_')
+    await registry.metrics() // starts a fresh sampling window
+    // The sampler does not record the first interval of a window (below), so the stall comes after it.
+    await new Promise((resolve) => setTimeout(resolve, 250))
+    const blockedUntil = performance.now() + 300
+    while (performance.now() < blockedUntil) {
+      // The event loop is blocked for 300 ms, as a long synchronous task would block it.
+    }
+    // Scraped until the stall shows. A scrape starts a new window, and the sampler does not record the first
+    // interval of a window: scraped at once, the stall would be lost, and scraped every few ms no delay would
+    // ever show. So each scrape comes two and a half sampling intervals after the one before.
+    const maxDelay = async () =>
+      /^nexus_test_nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(await registry.metrics())
+    const deadline = performance.now() + 3_000
+    let max: RegExpExecArray | null
+    do {
+      await new Promise((resolve) => setTimeout(resolve, 250))
+      max = await maxDelay()
+    } while (max !== null && Number(max[1]) < 0.25 && performance.now() < deadline)
+    t.ok(max !== null, 'the event-loop delay is among the process metrics')
+    t.ok(Number(max?.[1]) >= 0.25, `the 300 ms stall is seen: max delay ${max?.[1]} s`)
+  },
+)
