@@ -1,3 +1,4 @@
+import perfHooks from 'node:perf_hooks'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, type Metric, Registry } from 'prom-client'
 
 /** The process's own metrics (CPU, memory, event loop, GC), collected once per process and prefix. */
@@ -13,11 +14,43 @@ const processRegistries = new Map<string, Registry>()
  */
 const EVENT_LOOP_SAMPLE_MS = 100
 
+/**
+ * prom-client reads its event-loop histogram at every scrape and then empties it. A scrape that comes before the
+ * next sample (two scrapers, or a second scrape within a sampling interval) finds it empty: the mean and the
+ * deviation are NaN, which prom-client writes as `Nan` (not Prometheus text), and the minimum is 2^63 ns. Here
+ * the histogram it makes is only emptied when it has samples, and an empty one reads 0.
+ */
+function withEmptyEventLoopWindowsReadingZero(register: () => void): void {
+  const monitor = perfHooks.monitorEventLoopDelay
+  perfHooks.monitorEventLoopDelay = (options) => readsZeroWhenEmpty(monitor(options))
+  try {
+    register()
+  } finally {
+    perfHooks.monitorEventLoopDelay = monitor
+  }
+}
+
+type EventLoopHistogram = ReturnType<typeof perfHooks.monitorEventLoopDelay>
+
+function readsZeroWhenEmpty(histogram: EventLoopHistogram): EventLoopHistogram {
+  return new Proxy(histogram, {
+    get(target, property) {
+      if (target.count === 0 && (property === 'mean' || property === 'stddev' || property === 'min')) return 0
+      if (property === 'reset') return () => target.count > 0 && target.reset()
+      const value = Reflect.get(target, property, target)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+}
+
 function processMetrics(prefix: string): Registry {
   let registry = processRegistries.get(prefix)
   if (registry === undefined) {
     registry = new Registry()
-    collectDefaultMetrics({ register: registry, prefix, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS })
+    const register = registry
+    withEmptyEventLoopWindowsReadingZero(() =>
+      collectDefaultMetrics({ register, prefix, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS }),
+    )
     processRegistries.set(prefix, registry)
   }
   return registry

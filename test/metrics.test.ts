@@ -60,3 +60,16 @@ t.test(
     t.ok(Number(max?.[1]) >= 0.25, `the 300 ms stall is seen: max delay ${max?.[1]} s`)
   },
 )
+
+t.test('scrapes closer together than the sampling interval read 0, never NaN', async (t) => {
+  const registry = peerRegistry('nexus_test_')
+  for (let i = 0; i < 3; i++) {
+    const text = await registry.metrics()
+    const lines = text.split('\n').filter((line) => line.startsWith('nexus_test_nodejs_eventloop_lag_'))
+    t.equal(lines.length, 8, `scrape ${i + 1}: the eight event-loop figures`)
+    for (const line of lines) {
+      const value = Number(line.split(' ')[1])
+      if (!Number.isFinite(value) || value < 0 || value > 60) t.fail(`scrape ${i + 1}: ${line}`)
+    }
+  }
+})
