@@ -60,7 +60,7 @@ export class FramedStream {
 
   /** Sends one frame. Returns false when the caller should wait for `drain()` before sending more. */
   send(payload: Uint8Array): boolean {
-    if (this.stream.writeStatus !== 'writable') return false
+    if (!this.writable) return false
     return this.stream.send(encodeFrame(payload))
   }
 
@@ -75,7 +75,7 @@ export class FramedStream {
    * behind it went out as two).
    */
   sendJsonFrames(values: unknown[]): boolean {
-    if (this.stream.writeStatus !== 'writable') return false
+    if (!this.writable) return false
     return this.stream.send(Buffer.concat(values.map((value) => encodeFrame(encodeJson(value)))))
   }
 
