@@ -8,7 +8,7 @@ const processRegistries = new Map<string, Registry>()
  * How often the event-loop delay is sampled, in ms. prom-client samples every 10 ms by default: a timer waking
  * every process a hundred times a second, for a figure scraped every few seconds. That was half of what an idle
  * node and gateway cost (`idle` bench: node 0.90–1.07 % and gateway 0.97–1.12 % of a core at 10 ms, 0.46–0.52 %
- * and 0.60–0.63 % at 100 ms), invisible in a JavaScript profile since the sampling timer is native. At 100 ms a
+ * and 0.54–0.63 % at 100 ms), invisible in a JavaScript profile since the sampling timer is native. At 100 ms a
  * stall is still seen (`test/metrics.test.ts`), unless it begins within one sampling interval of a scrape: each
  * scrape starts a new window, whose first interval is not recorded (a tenth of a second after each scrape).
  */
