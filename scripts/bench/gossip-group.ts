@@ -18,6 +18,7 @@ import type { Announcement } from '../../protocol/announcement.ts'
 import { ANNOUNCE_TOPIC } from '../../protocol/names.ts'
 import type { NexusPeer } from '../../protocol/peer.ts'
 import { fixtureServerConfig } from '../../test/support/fixture-server.ts'
+import { STALL_MIN_MS, type Stalls, StallWatch } from './stall-watch.ts'
 
 /** A delivery: announcement key (`publisher/seq`), publisher, its timestamp, receiver, when accepted. */
 export type Delivery = [key: string, publisher: string, timestamp: number, receiver: string, at: number]
@@ -42,6 +43,8 @@ export type GroupReply =
       type: 'load'
       cpuMicros: number
       eventLoopDelayP99Ms: number
+      /** Times the event loop stood still for `STALL_MIN_MS` or more, and how many ended with a major GC. */
+      stalls: Stalls
       /** Announcements this group's nodes made since they started, by cause. */
       announcements: Record<AnnouncementCause, number>
       connections: { opened: number; closed: number }
@@ -145,6 +148,8 @@ send({
 
 const lag = monitorEventLoopDelay({ resolution: 10 })
 lag.enable()
+const stallWatch = new StallWatch(STALL_MIN_MS)
+stallWatch.start()
 let cpuSince = process.cpuUsage()
 let joiner: NexusNode | undefined
 const profiler = new Session()
@@ -196,12 +201,14 @@ process.on('message', async (request: GroupRequest) => {
       type: 'load',
       cpuMicros: cpu.user + cpu.system,
       eventLoopDelayP99Ms: lag.percentile(99) / 1e6,
+      stalls: stallWatch.take(),
       announcements,
       connections: { ...churn },
     })
     lag.reset()
   } else {
     clearInterval(flush)
+    stallWatch.stop()
     await joiner?.stop()
     await Promise.allSettled([...gateways.map((g) => g.stop()), ...nodes.map((n) => n.stop())])
     process.disconnect()

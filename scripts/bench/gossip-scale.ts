@@ -16,6 +16,7 @@ import { type ChildProcess, fork } from 'node:child_process'
 import { EventEmitter, once } from 'node:events'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Delivery, GroupReply, GroupRequest, PeerLinks } from './gossip-group.ts'
+import { STALL_MIN_MS } from './stall-watch.ts'
 import { distribution, round } from './stats.ts'
 
 const CONFIGS = (process.env.BENCH_GOSSIP ?? '50:10000,100:10000').split(',').map((pair) => {
@@ -231,6 +232,13 @@ async function measure(peerCount: number, intervalMs: number) {
       steady: { ...distribution(steady), deliveredShare: round(delivered / Math.max(1, pairs), 5), pairs },
       cpuCoresBusy: round(loads.reduce((sum, l) => sum + l.cpuMicros, 0) / 1000 / loadMs, 2),
       eventLoopDelayP99Ms: loads.map((l) => round(l.eventLoopDelayP99Ms)),
+      // Over the window and the wait after it, all processes together (see StallWatch).
+      eventLoopStalls: {
+        minMs: STALL_MIN_MS,
+        count: loads.reduce((sum, l) => sum + l.stalls.count, 0),
+        withMajorGc: loads.reduce((sum, l) => sum + l.stalls.withMajorGc, 0),
+        maxMs: Math.max(...loads.map((l) => l.stalls.maxMs)),
+      },
       // What each record costs: every mesh neighbour forwards it once more, and every connection is a handshake.
       links: Object.fromEntries(
         (['connections', 'subscribers', 'mesh'] as const).map((field) => [
