@@ -51,11 +51,19 @@ class Group {
   }
 
   async next<T extends GroupReply['type']>(type: T, timeoutMs = SETTLE_TIMEOUT_MS) {
-    const [reply] = await Promise.race([
-      once(this.replies, type, { signal: AbortSignal.timeout(timeoutMs) }),
-      once(this.child, 'exit').then(([code]) => Promise.reject(new Error(`gossip group exited (${code})`))),
-    ])
-    return reply as Extract<GroupReply, { type: T }>
+    // Both waits end with the first to finish: a wait left behind keeps its listeners on the child process.
+    const done = new AbortController()
+    try {
+      const [reply] = await Promise.race([
+        once(this.replies, type, { signal: AbortSignal.any([done.signal, AbortSignal.timeout(timeoutMs)]) }),
+        once(this.child, 'exit', { signal: done.signal }).then(([code]) =>
+          Promise.reject(new Error(`gossip group exited (${code})`)),
+        ),
+      ])
+      return reply as Extract<GroupReply, { type: T }>
+    } finally {
+      done.abort()
+    }
   }
 
   async request<T extends GroupReply['type']>(request: GroupRequest, reply: T) {
