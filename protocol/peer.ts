@@ -17,6 +17,7 @@ import { verifyWithCachedKeys } from './ed25519-key-cache.ts'
 import { errorMessage, NexusError } from './errors.ts'
 import { ANNOUNCE_TOPIC, DEMAND_TOPIC, DHT_PROTOCOL } from './names.ts'
 import { noiseWithWholeFrames } from './noise-whole-frames.ts'
+import { libp2pComponentLogger } from './silent-libp2p-logger.ts'
 import { TopicPeerKeeper, type TopicPeerKeeperOptions } from './topic-peer-keeper.ts'
 import { sendWindowUpdatesAtHalfWindow } from './yamux-window-updates.ts'
 
@@ -153,6 +154,7 @@ export async function createPeer(options: PeerOptions = {}): Promise<NexusPeer> 
   })
   const peer = await createLibp2p({
     privateKey: options.privateKey,
+    logger: libp2pComponentLogger(),
     addresses: { listen: options.listen ?? defaultListen(transport) },
     transports: [transport === 'memory' ? memory() : tcp()],
     connectionEncrypters: [noiseWithWholeFrames()],
