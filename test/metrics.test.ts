@@ -2,6 +2,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import t from 'tap'
 import { collectedGauge, peerRegistry } from '../protocol/metrics.ts'
+import { blockEventLoop } from './support/block-event-loop.ts'
 
 setFlagsFromString('--expose-gc')
 const collectGarbage = runInNewContext('gc') as () => void
@@ -41,10 +42,7 @@ t.test(
     await registry.metrics() // starts a fresh sampling window
     // The sampler does not record the first interval of a window (below), so the stall comes after it.
     await new Promise((resolve) => setTimeout(resolve, 250))
-    const blockedUntil = performance.now() + 300
-    while (performance.now() < blockedUntil) {
-      // The event loop is blocked for 300 ms, as a long synchronous task would block it.
-    }
+    blockEventLoop(300)
     // Scraped until the stall shows. A scrape starts a new window, and the sampler does not record the first
     // interval of a window: scraped at once, the stall would be lost, and scraped every few ms no delay would
     // ever show. So each scrape comes two and a half sampling intervals after the one before.

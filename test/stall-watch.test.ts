@@ -3,13 +3,14 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import t, { type Test } from 'tap'
 import { StallWatch } from '../scripts/bench/stall-watch.ts'
+import { blockEventLoop } from './support/block-event-loop.ts'
 
 setFlagsFromString('--expose-gc')
 const collectGarbage = runInNewContext('gc') as () => void
 
 /**
- * A watch counting stalls of 250 ms or more (as the bench does), stopped when the test ends. Its timer does not keep a process alive
- * (the bench's groups exit without stopping it), so the test keeps one of its own while it waits.
+ * A watch counting stalls of 250 ms or more (as the bench does), stopped when the test ends. Its timer does not keep
+ * a process alive (the bench's groups exit without stopping it), so the test keeps one of its own while it waits.
  */
 function startedWatch(t: Test): StallWatch {
   const watch = new StallWatch(250)
@@ -22,17 +23,10 @@ function startedWatch(t: Test): StallWatch {
   return watch
 }
 
-function busyFor(ms: number): void {
-  const until = performance.now() + ms
-  while (performance.now() < until) {
-    // the event loop stands still
-  }
-}
-
 t.test('a stall of the event loop is counted with its length, and not blamed on a collection', async (t) => {
   const watch = startedWatch(t)
   const stalled = once(watch, 'stall')
-  busyFor(400)
+  blockEventLoop(400)
   const [stall] = await stalled
   t.ok(stall.lateMs >= 380, `late ${stall.lateMs} ms`)
   t.equal(stall.majorGc, false)
@@ -46,7 +40,7 @@ t.test('a stall of the event loop is counted with its length, and not blamed on 
 t.test('a stall that ends with a major collection is counted as the collectionâ€™s', async (t) => {
   const watch = startedWatch(t)
   const stalled = once(watch, 'stall')
-  busyFor(300)
+  blockEventLoop(300)
   collectGarbage()
   const [stall] = await stalled
   t.equal(stall.majorGc, true)
@@ -55,11 +49,11 @@ t.test('a stall that ends with a major collection is counted as the collectionâ€
 
 t.test('shorter delays are not stalls', async (t) => {
   const watch = startedWatch(t)
-  busyFor(100)
+  blockEventLoop(100)
   // A timer due after the watch's next tick: the watch has seen the 100 ms delay when it fires.
   await new Promise((resolve) => setTimeout(resolve, 40))
   const stalled = once(watch, 'stall')
-  busyFor(400)
+  blockEventLoop(400)
   await stalled
   const taken = watch.take()
   t.equal(taken.count, 1, 'the 400 ms stall, not the 100 ms delay before it')

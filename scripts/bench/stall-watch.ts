@@ -16,6 +16,12 @@ export interface Stalls {
   maxMs: number
 }
 
+/** One stall: how late the watch's timer came, and whether a major collection's pause fell within it. */
+export interface Stall {
+  lateMs: number
+  majorGc: boolean
+}
+
 interface GcPause {
   start: number
   end: number
@@ -30,10 +36,10 @@ interface GcPause {
  * time and the main thread does the marking in steps that follow each other closely, so the loop stands still
  * for most of that half second. A stall that ends with a major collection's pause is counted as that collection's.
  */
-export class StallWatch extends EventEmitter<{ stall: [{ lateMs: number; majorGc: boolean }] }> {
+export class StallWatch extends EventEmitter<{ stall: [Stall] }> {
   readonly #minMs: number
   #majorPauses: GcPause[] = []
-  #stalls: { lateMs: number; majorGc: boolean }[] = []
+  #stalls: Stall[] = []
   #unjudged: { from: number; to: number; lateMs: number }[] = []
   #lastTick = performance.now()
   #timer: NodeJS.Timeout | undefined
@@ -78,9 +84,12 @@ export class StallWatch extends EventEmitter<{ stall: [{ lateMs: number; majorGc
     const now = performance.now()
     // A stall is judged one tick after it ended: gc entries reach the observer asynchronously.
     for (const stall of this.#unjudged) {
-      const majorGc = this.#majorPauses.some((p) => p.end >= stall.from && p.start <= stall.to)
-      this.#stalls.push({ lateMs: stall.lateMs, majorGc })
-      this.emit('stall', { lateMs: stall.lateMs, majorGc })
+      const judged: Stall = {
+        lateMs: stall.lateMs,
+        majorGc: this.#majorPauses.some((p) => p.end >= stall.from && p.start <= stall.to),
+      }
+      this.#stalls.push(judged)
+      this.emit('stall', judged)
     }
     this.#unjudged = []
     const lateMs = now - this.#lastTick - TICK_MS
