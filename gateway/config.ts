@@ -1,4 +1,5 @@
 import * as z from 'zod/v4'
+import { ConnectionTrimConfigSchema } from '../protocol/connection-trim-config.ts'
 import { NexusError } from '../protocol/errors.ts'
 import { TrustConfigSchema } from '../trust/trust-config.ts'
 import { VirtualServerSchema } from './unified/virtual-servers.ts'
@@ -82,6 +83,8 @@ export const GatewayConfigSchema = z.object({
   keptStreamIdleMs: z.number().int().min(0).default(30_000),
   /** Upper bound on libp2p connections. */
   maxConnections: z.number().int().min(1).default(300),
+  /** Connections nobody uses are closed above a high-water mark (see "Connections" in the README). */
+  connectionTrim: ConnectionTrimConfigSchema,
   discovery: z
     .object({
       /** Learn hosts from gossiped node announcements. */

@@ -192,6 +192,7 @@ export class NexusGateway extends EventEmitter<NexusGatewayEvents> implements Se
       bootstrap: this.config.bootstrap,
       privateKey: this.#options.privateKey,
       maxConnections: this.config.maxConnections,
+      connectionTrim: this.config.connectionTrim,
       connectionGater: this.#options.connectionGater,
       logger: this.logger,
     })

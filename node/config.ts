@@ -1,4 +1,5 @@
 import * as z from 'zod/v4'
+import { ConnectionTrimConfigSchema } from '../protocol/connection-trim-config.ts'
 import { NexusError } from '../protocol/errors.ts'
 import { EgressSchema, ErasSchema, ResourcesSchema, SharedSchema } from '../protocol/manifest.ts'
 import { isValidServerId } from '../protocol/session-handshake.ts'
@@ -266,6 +267,8 @@ export const NodeConfigSchema = z.object({
   drainTimeoutMs: z.number().int().min(0).default(10_000),
   /** Upper bound on libp2p connections. */
   maxConnections: z.number().int().min(1).default(300),
+  /** Connections nobody uses are closed above a high-water mark (see "Connections" in the README). */
+  connectionTrim: ConnectionTrimConfigSchema,
 })
 export type NodeConfig = z.infer<typeof NodeConfigSchema>
 export type NodeConfigInput = Omit<z.input<typeof NodeConfigSchema>, 'servers'> & {

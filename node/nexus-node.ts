@@ -233,6 +233,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
           this.#options.privateKey ??
           (this.config.identityFile === undefined ? undefined : readPeerKey(this.config.identityFile)),
         maxConnections: this.config.maxConnections,
+        connectionTrim: this.config.connectionTrim,
         connectionGater: this.#options.connectionGater,
         logger: this.logger,
       })

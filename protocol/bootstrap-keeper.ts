@@ -61,6 +61,11 @@ export class BootstrapKeeper {
     await Promise.all(this.#targets.map((t) => this.#dial(t)))
   }
 
+  /** Whether `peerId` is one of the bootstrap peers this keeper redials. */
+  keeps(peerId: string): boolean {
+    return this.#targets.some((t) => t.peerId.toString() === peerId)
+  }
+
   stop(): void {
     this.#stopped = true
     this.#peer.removeEventListener('peer:disconnect', this.#onDisconnect)

@@ -13,6 +13,7 @@ import { createLibp2p } from 'libp2p'
 import type { Logger } from 'pino'
 import { toString as bytesToString } from 'uint8arrays/to-string'
 import { BootstrapKeeper } from './bootstrap-keeper.ts'
+import { ConnectionTrimmer, type ConnectionTrimOptions } from './connection-trimmer.ts'
 import { verifyWithCachedKeys } from './ed25519-key-cache.ts'
 import { errorMessage, NexusError } from './errors.ts'
 import { ANNOUNCE_TOPIC, DEMAND_TOPIC, DHT_PROTOCOL } from './names.ts'
@@ -99,6 +100,8 @@ export interface PeerOptions {
   logger?: Logger
   /** How many subscribers of the record topics to stay connected to (see TopicPeerKeeper); false: no keeper. */
   topicPeers?: Partial<TopicPeerKeeperOptions> | false
+  /** When to close connections nobody uses (see ConnectionTrimmer); false: keep every connection. */
+  connectionTrim?: Partial<ConnectionTrimOptions> | false
 }
 
 export type NexusServices = { identify: Identify; ping: Ping; pubsub: GossipSub; dht: KadDHT }
@@ -222,10 +225,20 @@ export async function createPeer(options: PeerOptions = {}): Promise<NexusPeer> 
     keeper.start()
     peer.addEventListener('stop', () => keeper.stop(), { once: true })
   }
-  if (bootstrap.length > 0) {
-    const keeper = new BootstrapKeeper(peer, bootstrap, options.logger)
-    peer.addEventListener('stop', () => keeper.stop(), { once: true })
-    await keeper.start()
+  const bootstrapKeeper =
+    bootstrap.length > 0 ? new BootstrapKeeper(peer, bootstrap, options.logger) : undefined
+  if (options.connectionTrim !== false) {
+    const trimmer = new ConnectionTrimmer(peer, options.connectionTrim, {
+      isProtected: (peerId) => bootstrapKeeper?.keeps(peerId) === true,
+      meshPeers: () => [ANNOUNCE_TOPIC, DEMAND_TOPIC].flatMap((topic) => gossipMeshPeers(peer, topic)),
+      logger: options.logger,
+    })
+    trimmer.start()
+    peer.addEventListener('stop', () => trimmer.stop(), { once: true })
+  }
+  if (bootstrapKeeper !== undefined) {
+    peer.addEventListener('stop', () => bootstrapKeeper.stop(), { once: true })
+    await bootstrapKeeper.start()
   }
   return peer
 }
@@ -241,4 +254,11 @@ export function gossipScore(peer: NexusPeer, peerId: string): number {
   // The service implements getScore; its published interface does not declare it.
   const pubsub = peer.services.pubsub as unknown as { getScore(id: string): number }
   return pubsub.getScore(peerId)
+}
+
+/** The peers in this peer's gossipsub mesh of `topic`. */
+export function gossipMeshPeers(peer: NexusPeer, topic: string): string[] {
+  // The service implements getMeshPeers; its published interface does not declare it.
+  const pubsub = peer.services.pubsub as unknown as { getMeshPeers(topic: string): string[] }
+  return pubsub.getMeshPeers(topic)
 }

@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { McpError } from '@modelcontextprotocol/sdk/types.js'
 import t from 'tap'
+import { parseGatewayConfig } from '../gateway/config.ts'
 import { GatewayErrorCode } from '../gateway/jsonrpc.ts'
+import { parseNodeConfig } from '../node/config.ts'
 import { NexusNode } from '../node/nexus-node.ts'
 import { applyEnvOverrides } from '../protocol/config-env.ts'
 import { newPeerKeyText } from '../protocol/peer-identity.ts'
@@ -197,5 +199,35 @@ t.test(
       code: 'INVALID_CONFIG',
       message: /cannot load the Kubernetes configuration/,
     })
+  },
+)
+
+t.test(
+  'connection trimming: defaults, off with false, and contradictory or misspelt marks refused',
+  async (t) => {
+    t.same(
+      parseNodeConfig({}).connectionTrim,
+      { highWater: 48, lowWater: 24, idleMs: 60_000 },
+      'on by default',
+    )
+    t.equal(
+      parseGatewayConfig({ connectionTrim: false }).connectionTrim,
+      false,
+      'false keeps every connection',
+    )
+    t.same(parseGatewayConfig({ connectionTrim: { highWater: 200 } }).connectionTrim, {
+      highWater: 200,
+      lowWater: 24,
+      idleMs: 60_000,
+    })
+    t.throws(
+      () => parseNodeConfig({ connectionTrim: { highWater: 10, lowWater: 20 } }),
+      /invalid node configuration:[\s\S]*lowWater must not be above highWater[\s\S]*connectionTrim\.lowWater/,
+    )
+    t.throws(
+      () => parseGatewayConfig({ connectionTrim: { highwater: 10 } }),
+      /invalid gateway configuration:[\s\S]*highwater[\s\S]*connectionTrim/,
+      'a misspelt field is refused',
+    )
   },
 )

@@ -10,6 +10,7 @@ import { writeFile } from 'node:fs/promises'
 import { Session } from 'node:inspector/promises'
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { getHeapStatistics } from 'node:v8'
 import type { GossipSub } from '@libp2p/gossipsub'
 import { NexusGateway } from '../../gateway/nexus-gateway.ts'
 import type { AnnouncementCause } from '../../node/announcer.ts'
@@ -48,6 +49,9 @@ export type GroupReply =
       /** Announcements this group's nodes made since they started, by cause. */
       announcements: Record<AnnouncementCause, number>
       connections: { opened: number; closed: number }
+      /** The least and most of V8's heap in use, sampled each second since the last `load`: the least is about
+       * what survives a major collection, what every one of them has to mark. */
+      heapUsedBytes: { least: number; most: number }
     }
   | { type: 'links'; peers: Record<string, PeerLinks> }
   | { type: 'profile'; file?: string }
@@ -110,8 +114,12 @@ function watch(peer: NexusPeer): void {
   })
 }
 
+/** BENCH_GOSSIP_TRIM=0: every peer keeps every connection (for comparison; see ConnectionTrimmer). */
+const connectionTrim = process.env.BENCH_GOSSIP_TRIM === '0' ? (false as const) : undefined
+
 const nodeConfig = (bootstrap: string[]) => ({
   transport: 'tcp' as const,
+  connectionTrim,
   trust: { allowUnverified: true },
   bootstrap,
   announceIntervalMs: Number(intervalMs),
@@ -132,6 +140,7 @@ for (let i = 0; i < Number(gatewayCount); i++) {
   const gateway = new NexusGateway({
     transport: 'tcp',
     bootstrap: [seed],
+    connectionTrim,
     http: { port: 0 },
     trust: { allowUnverified: true },
     auth: { anonymous: true },
@@ -151,6 +160,12 @@ lag.enable()
 const stallWatch = new StallWatch(STALL_MIN_MS)
 stallWatch.start()
 let cpuSince = process.cpuUsage()
+const heapUsed = { least: Infinity, most: 0 }
+setInterval(() => {
+  const used = getHeapStatistics().used_heap_size
+  heapUsed.least = Math.min(heapUsed.least, used)
+  heapUsed.most = Math.max(heapUsed.most, used)
+}, 1_000).unref()
 let joiner: NexusNode | undefined
 const profiler = new Session()
 profiler.connect()
@@ -204,8 +219,11 @@ process.on('message', async (request: GroupRequest) => {
       stalls: stallWatch.take(),
       announcements,
       connections: { ...churn },
+      heapUsedBytes: { ...heapUsed },
     })
     lag.reset()
+    heapUsed.least = Infinity
+    heapUsed.most = 0
   } else {
     clearInterval(flush)
     stallWatch.stop()

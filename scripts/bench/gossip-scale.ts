@@ -247,6 +247,11 @@ async function measure(peerCount: number, intervalMs: number) {
         withMajorGc: loads.reduce((sum, l) => sum + l.stalls.withMajorGc, 0),
         maxMs: Math.max(...loads.map((l) => l.stalls.maxMs)),
       },
+      // The simulation's: V8's heap of each process (25 peers at 100), the least in use is what a major GC marks.
+      heapUsedMbPerProcess: {
+        least: spread(loads.map((l) => round(l.heapUsedBytes.least / 2 ** 20, 1))),
+        most: spread(loads.map((l) => round(l.heapUsedBytes.most / 2 ** 20, 1))),
+      },
       // What each record costs: every mesh neighbour forwards it once more, and every connection is a handshake.
       links: Object.fromEntries(
         (['connections', 'subscribers', 'mesh'] as const).map((field) => [
