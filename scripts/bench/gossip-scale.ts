@@ -15,6 +15,7 @@
 import { type ChildProcess, fork } from 'node:child_process'
 import { EventEmitter, once } from 'node:events'
 import { setTimeout as delay } from 'node:timers/promises'
+import { CONNECTION_TRIM_DEFAULTS } from '../../protocol/connection-trimmer.ts'
 import type { Delivery, GroupReply, GroupRequest, PeerLinks } from './gossip-group.ts'
 import { STALL_MIN_MS } from './stall-watch.ts'
 import { distribution, round } from './stats.ts'
@@ -32,10 +33,17 @@ const SETTLE_TIMEOUT_MS = Number(process.env.BENCH_GOSSIP_SETTLE_MS ?? 180_000)
 const STEADY_WINDOW_MS = Number(process.env.BENCH_GOSSIP_WINDOW_MS ?? 30_000)
 /** Profiles every group process over the steady window (CPU profiles written to this folder). */
 const PROFILE_DIR = process.env.BENCH_PROFILE_DIR
+/** Whether peers trim idle connections (`BENCH_GOSSIP_TRIM=0`: no; read by the group processes too). */
+const TRIM = process.env.BENCH_GOSSIP_TRIM !== '0'
 /** The steady window waits for formation to end; see `untilQuiet`. */
-const QUIET_OPENS_PER_PEER_MINUTE = 1
+const QUIET_CHURN_PER_PEER_MINUTE = 1
 const QUIET_SAMPLE_MS = 10_000
 const QUIET_TIMEOUT_MS = 180_000
+/**
+ * Peers trim connections idle for `idleMs`, checking every `intervalMs`: the connections of the first DHT walks are
+ * trimmed that long after the walks, so formation is not over before then (see `untilQuiet`).
+ */
+const FIRST_TRIM_MS = CONNECTION_TRIM_DEFAULTS.idleMs + CONNECTION_TRIM_DEFAULTS.intervalMs
 
 /** A group process and its replies, one kind at a time. */
 class Group {
@@ -232,6 +240,7 @@ async function measure(peerCount: number, intervalMs: number) {
     }
     return {
       ...config,
+      connectionsTrimmed: TRIM,
       settled,
       networkSettledMs: round(settledMs),
       quiet,
@@ -280,26 +289,36 @@ async function measure(peerCount: number, intervalMs: number) {
 type Load = Extract<GroupReply, { type: 'load' }>
 
 /**
- * Waits until the network has stopped forming: fewer than `QUIET_OPENS_PER_PEER_MINUTE` connections opening a
- * minute per peer over `QUIET_SAMPLE_MS`, or `QUIET_TIMEOUT_MS` (false). Every peer holding every node's record
- * is not the end of formation: 100 peers started together on two cores are still in their first DHT walks then
- * (every walk pings the new contacts it finds, opening connections: 200–600 opened per 10 s, against under 10
- * once done), and steady windows that overlapped them ran at 1.6 cores instead of 1.4, with a p99 of 2.4 s
- * instead of 0.7 s. A network of operators' nodes is never started all at once; their joins are measured apart.
+ * Waits until the network has stopped forming: fewer than `QUIET_CHURN_PER_PEER_MINUTE` connections opening, and as
+ * few closing, a minute per peer over `QUIET_SAMPLE_MS`, or `QUIET_TIMEOUT_MS` (false). Every peer holding every
+ * node's record is not the end of formation: 100 peers started together on two cores are still in their first DHT
+ * walks then (every walk pings the new contacts it finds, opening connections: 200–600 opened per 10 s, against
+ * under 10 once done), and steady windows that overlapped them ran at 1.6 cores instead of 1.4, with a p99 of 2.4 s
+ * instead of 0.7 s. Nor is it over before peers trimmed the connections the walks left idle, a minute after them
+ * (`FIRST_TRIM_MS` after the network settled at the earliest), and closes count: a 50-peer window that began 10 s
+ * after it settled saw 25 connections a minute per peer open and 37 close. A network of
+ * operators' nodes is never started all at once; their joins are measured apart.
  */
 async function untilQuiet(groups: Group[], peerCount: number): Promise<boolean> {
-  const opened = async () => {
+  const churn = async () => {
     const loads = await Promise.all(groups.map((group) => group.request({ type: 'load' }, 'load')))
-    return loads.reduce((sum, l) => sum + l.connections.opened, 0)
+    return {
+      opened: loads.reduce((sum, l) => sum + l.connections.opened, 0),
+      closed: loads.reduce((sum, l) => sum + l.connections.closed, 0),
+    }
   }
+  // Each connection opens and closes on both of its peers.
+  const perPeerMinute = (count: number) => count / 2 / peerCount / (QUIET_SAMPLE_MS / 60_000)
   const deadline = performance.now() + QUIET_TIMEOUT_MS
-  let before = await opened()
+  let before = await churn()
+  const firstTrimDone = performance.now() + (TRIM ? FIRST_TRIM_MS : 0)
   while (performance.now() < deadline) {
     await delay(QUIET_SAMPLE_MS)
-    const now = await opened()
-    // Each connection opens on both of its peers.
-    const perPeerMinute = (now - before) / 2 / peerCount / (QUIET_SAMPLE_MS / 60_000)
-    if (perPeerMinute < QUIET_OPENS_PER_PEER_MINUTE) return true
+    const now = await churn()
+    const opened = perPeerMinute(now.opened - before.opened)
+    const closed = perPeerMinute(now.closed - before.closed)
+    const calm = opened < QUIET_CHURN_PER_PEER_MINUTE && closed < QUIET_CHURN_PER_PEER_MINUTE
+    if (calm && performance.now() >= firstTrimDone) return true
     before = now
   }
   return false
