@@ -296,8 +296,8 @@ type Load = Extract<GroupReply, { type: 'load' }>
  * under 10 once done), and steady windows that overlapped them ran at 1.6 cores instead of 1.4, with a p99 of 2.4 s
  * instead of 0.7 s. Nor is it over before peers trimmed the connections the walks left idle, a minute after them
  * (`FIRST_TRIM_MS` after the network settled at the earliest), and closes count: a 50-peer window that began 10 s
- * after it settled saw 25 connections a minute per peer open and 37 close. A network of
- * operators' nodes is never started all at once; their joins are measured apart.
+ * after it settled saw 25 connections a minute per peer open and 37 close. A network of operators' nodes is never
+ * started all at once; their joins are measured apart.
  */
 async function untilQuiet(groups: Group[], peerCount: number): Promise<boolean> {
   const churn = async () => {
