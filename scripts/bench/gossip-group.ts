@@ -3,8 +3,8 @@
  * seed address, each reporting every announcement it accepts — which, from whom, and when — to the parent over
  * IPC in batches. Driven by `gossip-scale.ts`.
  *
- * `gossip-group.ts <nodes> <gateways> <announceIntervalMs> <seed multiaddr | "">`; with no seed, the first
- * node is the seed and its address is reported.
+ * `gossip-group.ts <nodes> <gateways> <announceIntervalMs> <trim | keep> <seed multiaddr | "">`: `keep` turns
+ * connection trimming off; with no seed, the first node is the seed and its address is reported.
  */
 import { writeFile } from 'node:fs/promises'
 import { Session } from 'node:inspector/promises'
@@ -72,7 +72,7 @@ export interface PeerLinks {
 const SERVER = { ...fixtureServerConfig(), warmPool: 0 }
 const FLUSH_MS = 200
 
-const [nodeCount, gatewayCount, intervalMs, seedArg] = process.argv.slice(2)
+const [nodeCount, gatewayCount, intervalMs, trimArg, seedArg] = process.argv.slice(2)
 const send = (reply: GroupReply) => process.send!(reply)
 let pending: Delivery[] = []
 const flush = setInterval(() => {
@@ -114,8 +114,8 @@ function watch(peer: NexusPeer): void {
   })
 }
 
-/** BENCH_GOSSIP_TRIM=0: every peer keeps every connection (for comparison; see ConnectionTrimmer). */
-const connectionTrim = process.env.BENCH_GOSSIP_TRIM === '0' ? (false as const) : undefined
+/** `keep` (the bench's BENCH_GOSSIP_TRIM=0): every peer keeps every connection. */
+const connectionTrim = trimArg === 'keep' ? (false as const) : undefined
 
 const nodeConfig = (bootstrap: string[]) => ({
   transport: 'tcp' as const,

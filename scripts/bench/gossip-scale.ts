@@ -33,7 +33,7 @@ const SETTLE_TIMEOUT_MS = Number(process.env.BENCH_GOSSIP_SETTLE_MS ?? 180_000)
 const STEADY_WINDOW_MS = Number(process.env.BENCH_GOSSIP_WINDOW_MS ?? 30_000)
 /** Profiles every group process over the steady window (CPU profiles written to this folder). */
 const PROFILE_DIR = process.env.BENCH_PROFILE_DIR
-/** Whether peers trim idle connections (`BENCH_GOSSIP_TRIM=0`: no; read by the group processes too). */
+/** Whether peers trim idle connections (`BENCH_GOSSIP_TRIM=0`: no, for comparison; see ConnectionTrimmer). */
 const TRIM = process.env.BENCH_GOSSIP_TRIM !== '0'
 /** The steady window waits for formation to end; see `untilQuiet`. */
 const QUIET_CHURN_PER_PEER_MINUTE = 1
@@ -138,6 +138,7 @@ async function measure(peerCount: number, intervalMs: number) {
     String(nodesIn(g)),
     String(gatewaysIn(g)),
     String(intervalMs),
+    TRIM ? 'trim' : 'keep',
     seed,
   ]
   const groups: Group[] = [new Group(args(0, ''), (batch) => deliveries.add(batch))]
