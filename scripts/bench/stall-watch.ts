@@ -20,6 +20,8 @@ export interface Stalls {
 export interface Stall {
   lateMs: number
   majorGc: boolean
+  /** performance.now() of the watch's last tick before the stall: the stall is measured from there. */
+  since: number
 }
 
 interface GcPause {
@@ -40,7 +42,7 @@ export class StallWatch extends EventEmitter<{ stall: [Stall] }> {
   readonly #minMs: number
   #majorPauses: GcPause[] = []
   #stalls: Stall[] = []
-  #unjudged: { from: number; to: number; lateMs: number }[] = []
+  #unjudged: { since: number; until: number; lateMs: number }[] = []
   #lastTick = performance.now()
   #timer: NodeJS.Timeout | undefined
   readonly #observer = new PerformanceObserver((list) => {
@@ -86,14 +88,15 @@ export class StallWatch extends EventEmitter<{ stall: [Stall] }> {
     for (const stall of this.#unjudged) {
       const judged: Stall = {
         lateMs: stall.lateMs,
-        majorGc: this.#majorPauses.some((p) => p.end >= stall.from && p.start <= stall.to),
+        majorGc: this.#majorPauses.some((p) => p.end >= stall.since && p.start <= stall.until),
+        since: stall.since,
       }
       this.#stalls.push(judged)
       this.emit('stall', judged)
     }
     this.#unjudged = []
     const lateMs = now - this.#lastTick - TICK_MS
-    if (lateMs >= this.#minMs) this.#unjudged.push({ from: this.#lastTick, to: now, lateMs })
+    if (lateMs >= this.#minMs) this.#unjudged.push({ since: this.#lastTick, until: now, lateMs })
     this.#majorPauses = this.#majorPauses.filter((p) => p.end >= now - 10_000)
     this.#lastTick = now
   }
