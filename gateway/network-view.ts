@@ -10,7 +10,7 @@ import {
 } from '../protocol/announcement.ts'
 import { errorMessage } from '../protocol/errors.ts'
 import { DEFAULT_FRESHNESS, GossipRecords } from '../protocol/gossip-records.ts'
-import { ANNOUNCE_TOPIC } from '../protocol/names.ts'
+import { ANNOUNCE_DIRECT_PROTOCOL, ANNOUNCE_TOPIC } from '../protocol/names.ts'
 import type { NexusPeer } from '../protocol/peer.ts'
 import { serverCid } from '../protocol/server-cid.ts'
 import { isValidServerId } from '../protocol/session-handshake.ts'
@@ -98,6 +98,7 @@ export class NetworkView extends EventEmitter<NetworkViewEvents> {
       decodeAnnouncement,
       DEFAULT_FRESHNESS,
       logger,
+      { directProtocol: ANNOUNCE_DIRECT_PROTOCOL },
     )
     this.announcements.on('record', (announcement) => this.#receive(announcement))
   }

@@ -8,7 +8,7 @@ const NEWCOMER_ATTEMPTS = 2
  * A peer that subscribed, or that an announcement reached directly, within this many intervals (the time a
  * record stays fresh) is no newcomer when it subscribes again, on a new connection or after a reconnect.
  */
-const STILL_HOLDS_INTERVALS = 3
+export const STILL_HOLDS_INTERVALS = 3
 
 /**
  * Which subscribing peers a node announces to at once: peers that may not hold its record yet. The `Announcer`
@@ -67,19 +67,42 @@ export class Newcomers {
     for (const [peerId] of this.#reachedAt) if (!this.#stillHolds(peerId, now)) this.#reachedAt.delete(peerId)
     for (const [peerId, { last, intervalMs }] of this.#heard)
       if (now - last >= STILL_HOLDS_INTERVALS * intervalMs) this.#heard.delete(peerId)
-    for (const peerId of recipients) {
-      this.#reachedAt.set(peerId, now)
-      this.#waiting.delete(peerId)
-    }
-    for (const [peerId, attempts] of this.#waiting) {
-      if (attempts + 1 >= NEWCOMER_ATTEMPTS) this.#waiting.delete(peerId)
-      else this.#waiting.set(peerId, attempts + 1)
+    for (const peerId of recipients) this.#reached(peerId, now)
+    for (const peerId of [...this.#waiting.keys()]) this.#missed(peerId)
+  }
+
+  /**
+   * The record was handed to each of `tried` on its own; `reached` took it. Those that did not are tried once
+   * more, as after an announcement that missed them (the peer may be gone, or not speak the protocol yet).
+   */
+  handedOver(tried: string[], reached: ReadonlySet<string>, now = Date.now()): void {
+    for (const peerId of tried) {
+      if (!this.#waiting.has(peerId)) continue
+      if (reached.has(peerId)) this.#reached(peerId, now)
+      else this.#missed(peerId)
     }
   }
 
   /** Newcomers waiting for an announcement to reach them. */
   get size(): number {
     return this.#waiting.size
+  }
+
+  /** The newcomers waiting, oldest first. */
+  get waiting(): string[] {
+    return [...this.#waiting.keys()]
+  }
+
+  #reached(peerId: string, now: number): void {
+    this.#reachedAt.set(peerId, now)
+    this.#waiting.delete(peerId)
+  }
+
+  #missed(peerId: string): void {
+    const attempts = this.#waiting.get(peerId)
+    if (attempts === undefined) return
+    if (attempts + 1 >= NEWCOMER_ATTEMPTS) this.#waiting.delete(peerId)
+    else this.#waiting.set(peerId, attempts + 1)
   }
 
   #hearsUs(peerId: string, now: number): boolean {

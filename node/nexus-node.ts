@@ -11,7 +11,13 @@ import { FramedStream } from '../protocol/framed-stream.ts'
 import { DEFAULT_FRESHNESS, GossipRecords } from '../protocol/gossip-records.ts'
 import { InputGuard } from '../protocol/input-guard.ts'
 import { createLogger } from '../protocol/logger.ts'
-import { ANNOUNCE_TOPIC, DEMAND_TOPIC, MCP_STREAM_PROTOCOL, WIRE_VERSION } from '../protocol/names.ts'
+import {
+  ANNOUNCE_DIRECT_PROTOCOL,
+  ANNOUNCE_TOPIC,
+  DEMAND_TOPIC,
+  MCP_STREAM_PROTOCOL,
+  WIRE_VERSION,
+} from '../protocol/names.ts'
 import { startOpsServer } from '../protocol/ops-endpoints.ts'
 import { createPeer, type NexusPeer } from '../protocol/peer.ts'
 import { readPeerKey } from '../protocol/peer-identity.ts'
@@ -184,7 +190,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
 
   /** Announcements this node made since it started, by cause (all 0 before it starts). */
   get announcements(): Readonly<Record<AnnouncementCause, number>> {
-    return this.#announcer?.counts ?? { periodic: 0, change: 0, newcomers: 0 }
+    return this.#announcer?.counts ?? { periodic: 0, change: 0, newcomers: 0, direct: 0 }
   }
 
   get multiaddrs(): string[] {
@@ -260,6 +266,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
       decodeAnnouncement,
       DEFAULT_FRESHNESS,
       this.logger,
+      { directProtocol: ANNOUNCE_DIRECT_PROTOCOL },
     )
     this.#announcements.start()
     this.#demandReports = new GossipRecords(
@@ -579,11 +586,20 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
         ...this.#machineLoad.sample(),
       },
       draining: this.#draining,
-      links: this.#links.next(
-        [...new Set(this.#peer?.getConnections().map((c) => c.remotePeer.toString()))].slice(0, 256),
-        cause === 'newcomers',
-      ),
+      links: this.#linksFor(cause),
     }
+  }
+
+  /**
+   * The links to put in an announcement. A record handed to one newcomer carries them all (it has not seen them)
+   * and leaves the network's schedule of them as it is: nobody else sees that record.
+   */
+  #linksFor(cause: AnnouncementCause): string[] | undefined {
+    const current = [...new Set(this.#peer?.getConnections().map((c) => c.remotePeer.toString()))].slice(
+      0,
+      256,
+    )
+    return cause === 'direct' ? current : this.#links.next(current, cause === 'newcomers')
   }
 
   /**

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events'
 import { type Message, type PublishResult, TopicValidatorResult } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
+import { handleDirectRecords, sendDirectRecord } from './direct-records.ts'
 import type { NexusPeer } from './peer.ts'
 
 /** The fields every gossiped record carries, whatever its topic. */
@@ -48,7 +49,13 @@ export class RecordValidator<T extends SignedRecord> {
     this.#now = now
   }
 
-  validate(signer: string | undefined, data: Uint8Array): Verdict<T> {
+  /**
+   * `direct`: the record was handed over by its signer itself, on a connection that authenticated it. Only a
+   * third party can replay a record, so the sequence check is skipped, and the record does not count as the
+   * last one seen: the signer's previous gossiped record may still be on its way, and must not be ignored (a
+   * peer ignoring a record does not forward it).
+   */
+  validate(signer: string | undefined, data: Uint8Array, direct = false): Verdict<T> {
     if (signer === undefined) return { result: 'reject', reason: 'unsigned record' }
     const record = this.#decode(data)
     if (record === undefined) return { result: 'reject', reason: 'malformed record' }
@@ -59,6 +66,7 @@ export class RecordValidator<T extends SignedRecord> {
       return { result: 'reject', reason: `timestamp ${record.timestamp - now} ms in the future` }
     if (record.timestamp < now - this.#rules.maxAgeMs)
       return { result: 'ignore', reason: `stale record, ${now - record.timestamp} ms old` }
+    if (direct) return { result: 'accept', record }
     const last = this.#lastSeq.get(signer)
     if (last !== undefined && record.seq <= last.seq)
       return { result: 'ignore', reason: `sequence number ${record.seq} not above ${last.seq}` }
@@ -81,14 +89,27 @@ export interface GossipRecordEvents<T> {
   invalid: [{ from: string; result: 'ignore' | 'reject'; reason: string }]
 }
 
+export interface GossipRecordsOptions {
+  /**
+   * A protocol on which a peer hands this peer one record of its own, outside gossipsub (`sendDirect`). Such a
+   * record is validated as a gossiped one, signed by the connection's authenticated peer, and goes no further.
+   */
+  directProtocol?: string
+}
+
 /**
  * One gossipsub topic of signed records: validates every message before gossipsub delivers or forwards it,
- * and emits the records that pass. `counts` says how many were accepted, ignored and rejected.
+ * and emits the records that pass; with a `directProtocol`, also those a peer hands over directly. `counts`
+ * says how many were accepted, ignored and rejected, and `directCounts` of those handed over directly.
  */
 export class GossipRecords<T extends SignedRecord> extends EventEmitter<GossipRecordEvents<T>> {
   readonly topic: string
   readonly counts = { accepted: 0, ignored: 0, rejected: 0 }
+  /** Records peers handed this one directly: accepted, ignored and rejected (the same records are not in `counts`). */
+  readonly directCounts = { accepted: 0, ignored: 0, rejected: 0 }
   readonly #peer: NexusPeer
+  readonly #directProtocol: string | undefined
+  #handlingDirect = false
   readonly #validator: RecordValidator<T>
   readonly #logger: Logger
   /** Records decoded during validation, so that delivery does not parse them again. */
@@ -98,16 +119,7 @@ export class GossipRecords<T extends SignedRecord> extends EventEmitter<GossipRe
     const message = evt.detail
     if (message.topic !== this.topic) return
     const record = this.#validated.get(message.data)
-    if (record === undefined) return
-    // A listener that throws on one record must not throw into libp2p's event dispatch (an uncaught exception).
-    try {
-      this.emit('record', record)
-    } catch (err) {
-      this.#logger.error(
-        { topic: this.topic, err },
-        'handling a gossiped record failed; the record is dropped',
-      )
-    }
+    if (record !== undefined) this.#deliver(record)
   }
 
   constructor(
@@ -116,9 +128,11 @@ export class GossipRecords<T extends SignedRecord> extends EventEmitter<GossipRe
     decode: (bytes: Uint8Array) => T | undefined,
     rules: FreshnessRules,
     logger: Logger,
+    options: GossipRecordsOptions = {},
   ) {
     super()
     this.#peer = peer
+    this.#directProtocol = options.directProtocol
     this.topic = topic
     this.#validator = new RecordValidator(decode, rules)
     this.#logger = logger
@@ -133,6 +147,16 @@ export class GossipRecords<T extends SignedRecord> extends EventEmitter<GossipRe
       pubsub.subscribe(this.topic)
       this.#subscribed = true
     }
+    // Registration is synchronous; what libp2p awaits after it only records the protocol in the peer store.
+    if (subscribe && this.#directProtocol !== undefined) {
+      this.#handlingDirect = true
+      handleDirectRecords(
+        this.#peer,
+        this.#directProtocol,
+        (from, data) => this.#receiveDirect(from, data),
+        this.#logger,
+      ).catch((err) => this.#logger.error({ err, topic: this.topic }, 'direct records cannot be received'))
+    }
   }
 
   stop(): void {
@@ -141,6 +165,9 @@ export class GossipRecords<T extends SignedRecord> extends EventEmitter<GossipRe
     pubsub.topicValidators.delete(this.topic)
     if (this.#subscribed) pubsub.unsubscribe(this.topic)
     this.#subscribed = false
+    if (this.#handlingDirect && this.#directProtocol !== undefined)
+      this.#peer.unhandle(this.#directProtocol).catch(() => undefined)
+    this.#handlingDirect = false
   }
 
   /**
@@ -151,30 +178,67 @@ export class GossipRecords<T extends SignedRecord> extends EventEmitter<GossipRe
     return publishOn(this.#peer, this.topic, data, options)
   }
 
+  /**
+   * Hands a record of this peer's to one connected peer only, on the direct protocol; resolves whether it took
+   * it. Nobody else sees this record: the next one published must not depend on it.
+   */
+  async sendDirect(peerId: string, data: Uint8Array): Promise<boolean> {
+    if (this.#directProtocol === undefined) throw new Error(`${this.topic} has no direct protocol`)
+    return sendDirectRecord(this.#peer, peerId, this.#directProtocol, data, this.#logger)
+  }
+
   #validate(propagator: PeerId, message: Message): TopicValidatorResult {
     const signer = message.type === 'signed' ? message.from.toString() : undefined
+    const verdict = this.#judge(propagator.toString(), signer, message.data, false)
+    if (verdict.result === 'accept') {
+      this.#validated.set(message.data, verdict.record)
+      return TopicValidatorResult.Accept
+    }
+    return verdict.result === 'reject' ? TopicValidatorResult.Reject : TopicValidatorResult.Ignore
+  }
+
+  /** A record a peer handed over directly: its own, the connection having authenticated it as the signer. */
+  #receiveDirect(from: string, data: Uint8Array): boolean {
+    const verdict = this.#judge(from, from, data, true)
+    if (verdict.result === 'accept') this.#deliver(verdict.record)
+    return verdict.result !== 'reject'
+  }
+
+  /** Validates one record, counts the verdict, and logs and emits what was not accepted. */
+  #judge(from: string, signer: string | undefined, data: Uint8Array, direct: boolean): Verdict<T> {
+    const counts = direct ? this.directCounts : this.counts
     let verdict: Verdict<T>
     try {
-      verdict = this.#validator.validate(signer, message.data)
+      verdict = this.#validator.validate(signer, data, direct)
     } catch (err) {
       this.#logger.error({ topic: this.topic, err }, 'validating a gossiped record failed; it is rejected')
       verdict = { result: 'reject', reason: 'the record could not be validated' }
     }
     if (verdict.result === 'accept') {
-      this.counts.accepted++
-      this.#validated.set(message.data, verdict.record)
-      return TopicValidatorResult.Accept
+      counts.accepted++
+      return verdict
     }
-    const from = propagator.toString()
     if (verdict.result === 'reject') {
-      this.counts.rejected++
+      counts.rejected++
       this.#logger.warn({ topic: this.topic, from, signer, reason: verdict.reason }, 'rejected gossip record')
     } else {
-      this.counts.ignored++
+      counts.ignored++
       this.#logger.debug({ topic: this.topic, from, signer, reason: verdict.reason }, 'ignored gossip record')
     }
     this.emit('invalid', { from, result: verdict.result, reason: verdict.reason })
-    return verdict.result === 'reject' ? TopicValidatorResult.Reject : TopicValidatorResult.Ignore
+    return verdict
+  }
+
+  #deliver(record: T): void {
+    // A listener that throws on one record must not throw into libp2p's event dispatch (an uncaught exception).
+    try {
+      this.emit('record', record)
+    } catch (err) {
+      this.#logger.error(
+        { topic: this.topic, err },
+        'handling a gossiped record failed; the record is dropped',
+      )
+    }
   }
 }
 

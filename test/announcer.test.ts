@@ -11,9 +11,11 @@ import type { NexusPeer } from '../protocol/peer.ts'
 import { waitFor } from './support/wait.ts'
 
 // When a node announces for newcomers: a peer subscribing to the announcement topic for the first time gets
-// an announcement soon, not at the next interval; a peer that an announcement reached lately does not, however
-// often it subscribes again (each new connection between two peers sends the subscriptions anew). Gossipsub is
-// played by an EventTarget, the topic by a recorder that says whom each announcement reached.
+// the node's record soon, not at the next interval; a peer that an announcement reached lately does not, however
+// often it subscribes again (each new connection between two peers sends the subscriptions anew). A node whose
+// announcements reach the network hands the record to the newcomer alone; one whose announcements reach nobody
+// (it is joining) publishes it. Gossipsub is played by an EventTarget, the topic by a recorder that says whom
+// each announcement reached and which newcomers took a record handed to them.
 
 const newPeerId = async () => peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
 const [A, B, C] = [await newPeerId(), await newPeerId(), await newPeerId()]
@@ -26,7 +28,15 @@ function harness(intervalMs: number, random?: () => number) {
   let recipients: string[] = []
   // The topic also emits the records this node receives, as GossipRecords does.
   const floods: boolean[] = []
+  /** Records handed to one peer each, in order, and which peers take them (all unless told). */
+  const handed: { peerId: string; record: Announcement }[] = []
+  let refusing = new Set<string>()
   const topic = Object.assign(new EventEmitter(), {
+    sendDirect: async (peerId: string, data: Uint8Array) => {
+      handed.push({ peerId, record: JSON.parse(new TextDecoder().decode(data)) })
+      setImmediate(() => published.emit('handed'))
+      return !refusing.has(peerId)
+    },
     publish: async (_data: Uint8Array, options: { flood?: boolean } = {}) => {
       floods.push(options.flood === true)
       // Told once the announcer has taken the recipients in, as it does right after publishing.
@@ -37,7 +47,8 @@ function harness(intervalMs: number, random?: () => number) {
       return recipients
     },
   }) as unknown as GossipRecords<Announcement>
-  const body = () => ({
+  const causes: string[] = []
+  const body = (cause: string) => ({
     v: WIRE_VERSION,
     peerId: 'node',
     addrs: [],
@@ -45,6 +56,7 @@ function harness(intervalMs: number, random?: () => number) {
     resources: { cpu: 1, memoryMiB: 1 },
     load: { sessions: 0, capacity: 1, inFlight: 0 },
     draining: false,
+    links: causes.push(cause) && undefined,
   })
   const announcer = new Announcer(peer, topic, body as never, intervalMs, pino({ level: 'silent' }), random)
   const subscribe = (peerId: string) =>
@@ -61,10 +73,20 @@ function harness(intervalMs: number, random?: () => number) {
     const target = count + 1
     return waitFor(() => count >= target, published, 'published', 5_000, 'an announcement')
   }
+  /** Resolves once `count` records in all have been handed to peers. */
+  const handedOver = (count: number) =>
+    waitFor(() => handed.length >= count, published, 'handed', 5_000, `${count} records handed over`)
   return {
     announcer,
     subscribe,
     next,
+    handed,
+    handedOver,
+    /** The cause each record was built for, in order. */
+    causes,
+    refuse: (ids: string[]) => {
+      refusing = new Set(ids)
+    },
     reach: (ids: string[]) => {
       recipients = ids
     },
@@ -95,7 +117,7 @@ function threeIntervalsAfter(h: ReturnType<typeof harness>, since: number, inter
 }
 
 t.test(
-  'a first subscription brings an announcement; a repeated one from a peer it reached does not',
+  'a first subscription brings the record soon; a repeated one from a peer it reached does not',
   async (t) => {
     const h = await started(t, 60_000, [A, B])
     t.equal(h.announcer.newcomers, 0)
@@ -103,11 +125,16 @@ t.test(
     t.equal(h.announcer.newcomers, 0, 'A, reached a moment ago, subscribing again is no newcomer')
     h.subscribe(C)
     t.equal(h.announcer.newcomers, 1, 'C, never reached, is')
-    h.reach([A, B, C])
     const before = h.count()
-    await h.next()
-    t.equal(h.count(), before + 1, 'one announcement for it, well before the 60 s interval')
-    t.equal(h.announcer.newcomers, 0, 'and it reached C')
+    await h.handedOver(1)
+    t.same(
+      h.handed.map((r) => r.peerId),
+      [C],
+      'the record is handed to C alone, well before the 60 s interval',
+    )
+    t.equal(h.count(), before, 'and not published: the network has this node’s record')
+    t.equal(h.announcer.newcomers, 0, 'C took it')
+    t.equal(h.announcer.counts.direct, 1, 'counted as handed over')
     h.subscribe(C)
     t.equal(h.announcer.newcomers, 0, 'C subscribing again is no newcomer either')
   },
@@ -127,21 +154,23 @@ t.test('a peer no announcement reached for three intervals is a newcomer again',
 })
 
 t.test(
-  'a newcomer no announcement reaches directly is tried twice, and not again on its next subscription',
+  'a newcomer that does not take the record is tried twice, and not again on its next subscription',
   async (t) => {
     const h = await started(t, 60_000, [A])
+    h.refuse([C])
     h.subscribe(C)
     t.equal(h.announcer.newcomers, 1)
-    await h.next()
-    t.equal(h.announcer.newcomers, 1, 'not reached: it waits for one more')
-    await h.next()
-    t.equal(
-      h.announcer.newcomers,
-      0,
-      'given up after the second (it gets records through others, or the next interval)',
+    await h.handedOver(2)
+    t.same(
+      h.handed.map((r) => r.peerId),
+      [C, C],
+      'handed twice',
     )
+    t.equal(h.announcer.newcomers, 0, 'then given up (it gets records through others, or the next interval)')
+    t.equal(h.announcer.counts.direct, 0, 'nothing counted as handed over')
     h.subscribe(C)
     t.equal(h.announcer.newcomers, 0, 'its subscribing again on another connection brings no third')
+    t.equal(h.handed.length, 2)
   },
 )
 
@@ -253,3 +282,40 @@ t.test(
     }
   },
 )
+
+t.test(
+  'a node whose announcements reach nobody publishes for its first newcomers, then hands its record over',
+  async (t) => {
+    // A joining node: its first announcement, at start, finds no peer subscribed yet.
+    const h = await started(t, 60_000, [])
+    h.reach([A])
+    const published = h.count()
+    h.subscribe(A)
+    await h.next()
+    t.equal(h.count(), published + 1, 'A, its first peer, brings an announcement to the whole network')
+    t.equal(h.announcer.counts.newcomers, 1)
+    t.equal(h.floods.at(-1), true, 'flooded, as the network does not have this node’s record yet')
+    t.equal(h.handed.length, 0, 'nothing handed over')
+    h.subscribe(B)
+    await h.handedOver(1)
+    t.same(
+      h.handed.map((r) => r.peerId),
+      [B],
+      'B, the next, gets the record handed over: the last announcement reached a peer',
+    )
+    t.equal(h.count(), published + 1, 'and nothing more is published')
+    t.equal(h.causes.at(-1), 'direct', 'built as a record for one peer (a node puts all its links in it)')
+    const [record] = h.handed.map((r) => r.record)
+    t.ok(record!.seq > 0 && record!.intervalMs === 60_000, 'a whole record, with its own sequence number')
+  },
+)
+
+t.test('newcomers subscribing together share one record', async (t) => {
+  const h = await started(t, 60_000, [A])
+  h.subscribe(B)
+  h.subscribe(C)
+  await h.handedOver(2)
+  t.same(h.handed.map((r) => r.peerId).sort(), [B, C].sort(), 'one each')
+  t.equal(h.handed[0]!.record.seq, h.handed[1]!.record.seq, 'the same record')
+  t.equal(h.causes.filter((c) => c === 'direct').length, 1, 'built once')
+})

@@ -208,7 +208,7 @@ process.on('message', async (request: GroupRequest) => {
   } else if (request.type === 'load') {
     const cpu = process.cpuUsage(cpuSince)
     cpuSince = process.cpuUsage()
-    const announcements = { periodic: 0, change: 0, newcomers: 0 }
+    const announcements = { periodic: 0, change: 0, newcomers: 0, direct: 0 }
     for (const node of nodes)
       for (const [cause, count] of Object.entries(node.announcements))
         announcements[cause as AnnouncementCause] += count
