@@ -3,10 +3,15 @@ import type { Logger } from 'pino'
 import { type Announcement, encodeAnnouncement } from '../protocol/announcement.ts'
 import { type GossipRecords, nextSeq } from '../protocol/gossip-records.ts'
 import { ANNOUNCE_TOPIC } from '../protocol/names.ts'
-import type { NexusPeer } from '../protocol/peer.ts'
+import { gossipStreamOpenTo, type NexusPeer } from '../protocol/peer.ts'
 import { Newcomers, STILL_HOLDS_INTERVALS } from './newcomers.ts'
 
-/** The first announcement for newcomers waits this long, so that one covers a burst of subscriptions. */
+/**
+ * An announcement for newcomers waits this long, so that one covers a burst of subscriptions, unless gossipsub
+ * has its stream to a newcomer open already: then it goes out at once (the node is joining, and every peer
+ * waits for its record). A subscription can arrive before that stream is open, and a record published then
+ * does not reach the newcomer.
+ */
 const NEWCOMER_DELAY_MS = 100
 /**
  * At most one announcement per this gap for newcomers' sake. Every announcement is a record for the whole
@@ -77,6 +82,8 @@ export class Announcer {
   readonly #handingTo = new Set<string>()
   readonly #newcomers: Newcomers
   #newcomerTimer: NodeJS.Timeout | undefined
+  /** An announcement or hand-over for the waiting newcomers is scheduled. */
+  #forNewcomersDue = false
   /** Sees every announcement this node makes (gossipsub does not deliver a peer's own records to it). */
   onAnnounce: ((announcement: Announcement) => void) | undefined
   #lastForNewcomersAt = 0
@@ -193,20 +200,29 @@ export class Announcer {
   }
 
   #scheduleForNewcomers(): void {
-    if (this.#newcomerTimer !== undefined || this.#stopped || this.#newcomers.size === 0) return
-    if (this.#inNetwork()) {
-      this.#newcomerTimer = setTimeout(() => {
-        this.#newcomerTimer = undefined
-        void this.#handOver()
-      }, HAND_OVER_DELAY_MS)
-      return
+    if (this.#forNewcomersDue || this.#stopped || this.#newcomers.size === 0) return
+    this.#forNewcomersDue = true
+    let wait = HAND_OVER_DELAY_MS
+    let due = () => this.#handOver()
+    if (!this.#inNetwork()) {
+      const reachable = this.#newcomers.waiting.some((peerId) => gossipStreamOpenTo(this.#peer, peerId))
+      wait = Math.max(
+        reachable ? 0 : NEWCOMER_DELAY_MS,
+        this.#lastForNewcomersAt + NEWCOMER_GAP_MS - Date.now(),
+      )
+      due = () => {
+        this.#lastForNewcomersAt = Date.now()
+        return this.announce('newcomers')
+      }
     }
-    const wait = Math.max(NEWCOMER_DELAY_MS, this.#lastForNewcomersAt + NEWCOMER_GAP_MS - Date.now())
-    this.#newcomerTimer = setTimeout(() => {
+    const run = () => {
       this.#newcomerTimer = undefined
-      this.#lastForNewcomersAt = Date.now()
-      void this.announce('newcomers')
-    }, wait)
+      this.#forNewcomersDue = false
+      if (!this.#stopped) void due()
+    }
+    // At once means after the other subscriptions of the same message (an event each) have been taken in.
+    if (wait === 0) queueMicrotask(run)
+    else this.#newcomerTimer = setTimeout(run, wait)
   }
 
   #inNetwork(): boolean {

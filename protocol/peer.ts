@@ -262,3 +262,13 @@ export function gossipMeshPeers(peer: NexusPeer, topic: string): string[] {
   const pubsub = peer.services.pubsub as unknown as { getMeshPeers(topic: string): string[] }
   return pubsub.getMeshPeers(topic)
 }
+
+/**
+ * Whether gossipsub has its own stream to `peerId` open, so that a record published now reaches that peer. A peer's
+ * subscription comes over the peer's stream, which can open before this one.
+ */
+export function gossipStreamOpenTo(peer: NexusPeer, peerId: string): boolean {
+  // The service implements streamsOutbound; its published interface does not declare it.
+  const pubsub = peer.services.pubsub as unknown as { streamsOutbound?: Map<string, unknown> }
+  return pubsub.streamsOutbound?.has(peerId) === true
+}

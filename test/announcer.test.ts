@@ -21,7 +21,8 @@ const newPeerId = async () => peerIdFromPrivateKey(await generateKeyPair('Ed2551
 const [A, B, C] = [await newPeerId(), await newPeerId(), await newPeerId()]
 
 function harness(intervalMs: number, random?: () => number) {
-  const pubsub = new EventTarget()
+  // Gossipsub's own streams to peers, by peer id (`gossipStreamOpenTo`).
+  const pubsub = Object.assign(new EventTarget(), { streamsOutbound: new Map<string, unknown>() })
   const peer = { services: { pubsub } } as unknown as NexusPeer
   const published = new EventEmitter()
   let count = 0
@@ -84,6 +85,8 @@ function harness(intervalMs: number, random?: () => number) {
     handedOver,
     /** The cause each record was built for, in order. */
     causes,
+    /** Gossipsub opens its own stream to `peerId`. */
+    openStream: (peerId: string) => pubsub.streamsOutbound.set(peerId, {}),
     refuse: (ids: string[]) => {
       refusing = new Set(ids)
     },
@@ -319,3 +322,26 @@ t.test('newcomers subscribing together share one record', async (t) => {
   t.equal(h.handed[0]!.record.seq, h.handed[1]!.record.seq, 'the same record')
   t.equal(h.causes.filter((c) => c === 'direct').length, 1, 'built once')
 })
+
+t.test(
+  'a joining node announces for a newcomer at once when gossipsub can reach it, after 100 ms when not yet',
+  async (t) => {
+    const h = await started(t, 60_000, [])
+    const before = h.floods.length
+    h.subscribe(A)
+    // The check phase of this turn comes before the timers of the next: a 100 ms timer cannot have fired.
+    await new Promise(setImmediate)
+    t.equal(h.floods.length, before, 'no stream of its own to A yet: it waits')
+    h.reach([A])
+    await h.next()
+    t.equal(h.announcer.counts.newcomers, 1, 'then announces')
+
+    const j = await started(t, 60_000, [])
+    const published = j.floods.length
+    j.openStream(B)
+    j.subscribe(B)
+    await new Promise(setImmediate)
+    t.equal(j.floods.length, published + 1, 'a stream to B open: announced within the same turn')
+    t.equal(j.announcer.counts.newcomers, 1)
+  },
+)
