@@ -181,8 +181,14 @@ export class Announcer {
       seq: this.#seq,
       timestamp: Date.now(),
     })
-    const taken = await Promise.all(peers.map((peerId) => this.#topic.sendDirect(peerId, data)))
-    for (const peerId of peers) this.#handingTo.delete(peerId)
+    let taken: boolean[] = []
+    try {
+      taken = await Promise.all(peers.map((peerId) => this.#topic.sendDirect(peerId, data)))
+    } catch (err) {
+      this.#logger.error({ err }, 'records not handed to newcomers')
+    } finally {
+      for (const peerId of peers) this.#handingTo.delete(peerId)
+    }
     const reached = new Set(peers.filter((_, i) => taken[i]))
     this.counts.direct += reached.size
     this.#newcomers.handedOver(peers, reached)
