@@ -11,8 +11,8 @@ const NEWCOMER_ATTEMPTS = 2
 export const STILL_HOLDS_INTERVALS = 3
 
 /**
- * Which subscribing peers a node announces to at once: peers that may not hold its record yet. The `Announcer`
- * decides when; this decides who counts.
+ * Which subscribing peers a node gives its record to at once: peers that may not hold it yet. The
+ * `NewcomerGreeter` decides when and how; this decides who counts.
  */
 export class Newcomers {
   readonly #intervalMs: number
