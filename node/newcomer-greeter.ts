@@ -53,7 +53,8 @@ export class NewcomerGreeter {
    * does not make the node a stranger again; a node cut off for that long is one.
    */
   #reachedPeersAt = Number.NEGATIVE_INFINITY
-  #lastPublishedAt = 0
+  /** When this node last published for newcomers: at most one such record per `NEWCOMER_GAP_MS`. */
+  #lastPublishedAt = Number.NEGATIVE_INFINITY
   /** An announcement or hand-over for the waiting newcomers is scheduled. */
   #due = false
   #timer: NodeJS.Timeout | undefined
@@ -103,6 +104,9 @@ export class NewcomerGreeter {
   /** An announcement of this node's went out to the network and reached `recipients` directly. */
   published(recipients: string[]): void {
     if (recipients.length > 0) this.#reachedPeersAt = Date.now()
+    // A record that reached nobody cost the network nothing: the next one for newcomers need not wait the gap.
+    // (A joining node's first one can find gossipsub's stream not open yet; the gap made it wait a second.)
+    else this.#lastPublishedAt = Number.NEGATIVE_INFINITY
     this.#newcomers.announced(recipients)
     this.#schedule()
   }

@@ -339,9 +339,26 @@ t.test(
     const j = await started(t, 60_000, [])
     const published = j.floods.length
     j.openStream(B)
+    j.reach([B])
     j.subscribe(B)
     await new Promise(setImmediate)
     t.equal(j.floods.length, published + 1, 'a stream to B open: announced within the same turn')
     t.equal(j.announcer.counts.newcomers, 1)
+  },
+)
+
+t.test(
+  'a record for newcomers that reached nobody does not hold the next one back for the 1 s gap',
+  async (t) => {
+    // A joining node whose first record found no stream to anyone: the gap is there to spare the network records,
+    // and this one cost it nothing.
+    const h = await started(t, 60_000, [])
+    const before = h.floods.length
+    h.openStream(A)
+    h.subscribe(A)
+    await new Promise(setImmediate)
+    t.equal(h.floods.length, before + 2, 'published, reached nobody, and published again in the same turn')
+    t.equal(h.announcer.counts.newcomers, 2)
+    t.equal(h.announcer.newcomers, 0, 'then A is given up on, as after any two misses')
   },
 )
