@@ -6,7 +6,7 @@ import type { Logger } from 'pino'
 import type { Assignment } from '../allocator/types.ts'
 import { type Announcement, decodeAnnouncement } from '../protocol/announcement.ts'
 import { type DemandReport, decodeDemandReport } from '../protocol/demand.ts'
-import { errorMessage, isNexusError, NexusError } from '../protocol/errors.ts'
+import { asError, errorMessage, isNexusError, NexusError } from '../protocol/errors.ts'
 import { FramedStream } from '../protocol/framed-stream.ts'
 import { DEFAULT_FRESHNESS, GossipRecords } from '../protocol/gossip-records.ts'
 import { InputGuard } from '../protocol/input-guard.ts'
@@ -254,7 +254,7 @@ export class NexusNode extends EventEmitter<NexusNodeEvents> {
         this.guard.runAsync(
           'gateway-stream',
           () => this.#onStream(stream, connection),
-          (err) => stream.abort(err instanceof Error ? err : new Error(String(err))),
+          (err) => stream.abort(asError(err)),
         ),
       {
         maxInboundStreams: this.config.maxSessions + 64,

@@ -2,8 +2,9 @@ import { once } from 'node:events'
 import type { Connection, Stream, StreamCloseEvent } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Logger } from 'pino'
-import { errorMessage } from './errors.ts'
+import { asError, errorMessage } from './errors.ts'
 import { FramedStream } from './framed-stream.ts'
+import { encodeFrame } from './framing.ts'
 import type { NexusPeer } from './peer.ts'
 
 /**
@@ -44,13 +45,13 @@ export async function sendDirectRecord(
     })
     // The peer closes its end once it has taken the record, and resets the stream when it refuses it.
     const ended = once(stream, 'close', { signal })
-    new FramedStream(stream).send(data)
+    stream.send(encodeFrame(data))
     await stream.close({ signal })
     const [event] = (await ended) as [StreamCloseEvent]
     if (event.error !== undefined) throw event.error
     return true
   } catch (err) {
-    stream?.abort(err instanceof Error ? err : new Error(String(err)))
+    stream?.abort(asError(err))
     logger.debug({ peerId, protocol, err: errorMessage(err) }, 'record not handed over')
     return false
   }
@@ -87,7 +88,7 @@ async function readDirectRecord(
     data = await framed.nextFrame(DIRECT_RECORD_TIMEOUT_MS)
   } catch (err) {
     logger.debug({ from, err: errorMessage(err) }, 'no record read from a direct stream')
-    framed.abort(err instanceof Error ? err : new Error(String(err)))
+    framed.abort(asError(err))
     return
   }
   if (receive(from, data)) await framed.close(DIRECT_RECORD_TIMEOUT_MS)

@@ -57,3 +57,8 @@ export function isNexusError(err: unknown, code?: NexusErrorCode): err is NexusE
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
+
+/** `err` as an Error, for APIs that take one (a stream's abort): anything thrown that is not one is wrapped. */
+export function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err))
+}

@@ -109,7 +109,6 @@ export class GossipRecords<T extends SignedRecord> extends EventEmitter<GossipRe
   readonly directCounts = { accepted: 0, ignored: 0, rejected: 0 }
   readonly #peer: NexusPeer
   readonly #directProtocol: string | undefined
-  #handlingDirect = false
   readonly #validator: RecordValidator<T>
   readonly #logger: Logger
   /** Records decoded during validation, so that delivery does not parse them again. */
@@ -149,7 +148,6 @@ export class GossipRecords<T extends SignedRecord> extends EventEmitter<GossipRe
     }
     // Registration is synchronous; what libp2p awaits after it only records the protocol in the peer store.
     if (subscribe && this.#directProtocol !== undefined) {
-      this.#handlingDirect = true
       handleDirectRecords(
         this.#peer,
         this.#directProtocol,
@@ -163,11 +161,12 @@ export class GossipRecords<T extends SignedRecord> extends EventEmitter<GossipRe
     const pubsub = this.#peer.services.pubsub
     pubsub.removeEventListener('message', this.#onMessage)
     pubsub.topicValidators.delete(this.topic)
-    if (this.#subscribed) pubsub.unsubscribe(this.topic)
+    if (this.#subscribed) {
+      pubsub.unsubscribe(this.topic)
+      // Direct records are taken exactly while subscribed (see `start`).
+      if (this.#directProtocol !== undefined) this.#peer.unhandle(this.#directProtocol).catch(() => undefined)
+    }
     this.#subscribed = false
-    if (this.#handlingDirect && this.#directProtocol !== undefined)
-      this.#peer.unhandle(this.#directProtocol).catch(() => undefined)
-    this.#handlingDirect = false
   }
 
   /**
